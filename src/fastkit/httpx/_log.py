@@ -1,0 +1,122 @@
+"""The log lines of outgoing calls: one per logical call, one WARNING per retry.
+
+The per-call line is JSON: ``direction`` (``out``), ``method``, ``url`` (without
+its query), ``params`` (the query), ``headers``, ``body`` (the request body),
+``status``, ``latency_ms`` (all attempts and waits), ``attempts``, ``request_id``,
+and ``error`` when the call raised. Params, headers and bodies are capped in
+length and secrets redacted (:mod:`fastkit.logging.redact`). INFO normally,
+WARNING when the final status is >= 400 or the call raised (then the response
+body is included too, capped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import httpx
+
+from fastkit.logging import logger
+from fastkit.logging.redact import redact_headers, redact_query, redact_url
+
+__all__ = ["CallLog"]
+
+_ELLIPSIS = "…"
+
+
+def _cap(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[:limit] + _ELLIPSIS
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name}={raw!r} is not an integer") from None
+    if value < 0:
+        raise ValueError(f"{name}={raw!r} must be >= 0")
+    return value
+
+
+def _body(content: bytes, limit: int) -> str:
+    if not content:
+        return ""
+    text = content[:limit].decode("utf-8", "replace")
+    return text + _ELLIPSIS if len(content) > limit else text
+
+
+@dataclass(frozen=True)
+class CallLog:
+    """Writes the log lines of one client's outgoing calls."""
+
+    enabled: bool = True
+    max_body: int = 4096
+    max_params: int = 2048
+    max_headers: int = 2048
+
+    @classmethod
+    def from_env(cls, enabled: bool) -> CallLog:
+        """Caps from ``flyer_max_body_log_length`` (4096), ``flyer_max_params_log_length``
+        and ``flyer_max_headers_log_length`` (2048 each)."""
+        return cls(
+            enabled=enabled,
+            max_body=_env_int("flyer_max_body_log_length", 4096),
+            max_params=_env_int("flyer_max_params_log_length", 2048),
+            max_headers=_env_int("flyer_max_headers_log_length", 2048),
+        )
+
+    def retrying(self, request: httpx.Request, attempt: int, of: int, reason: str,
+                 wait: float) -> None:
+        if self.enabled:
+            logger.warning(
+                "retrying {} {} in {:.2f}s (attempt {} of {} failed: {})",
+                request.method, self._url(request.url), wait, attempt, of, reason,
+            )
+
+    def finished(self, request: httpx.Request, response: httpx.Response | None,
+                 error: BaseException | None, attempts: int, elapsed: float) -> None:
+        if not self.enabled:
+            return
+        url = request.url
+        headers = redact_headers(request.headers.multi_items())
+        shown_headers: dict[str, str] | str = headers
+        if sum(len(k) + len(v) + 6 for k, v in headers.items()) > self.max_headers:
+            shown_headers = _cap(json.dumps(headers, ensure_ascii=False), self.max_headers)
+        try:
+            body = _body(request.content, self.max_body)
+        except httpx.RequestNotRead:
+            body = "<stream>"
+        line: dict[str, object] = {
+            "direction": "out",
+            "method": request.method,
+            "url": self._url(url),
+            "params": _cap(redact_query(url.query.decode("ascii", "replace")), self.max_params),
+            "headers": shown_headers,
+            "body": body,
+            "status": response.status_code if response is not None else None,
+            "latency_ms": round(elapsed * 1000, 2),
+            "attempts": attempts,
+            "request_id": request.headers.get("x-request-id"),
+        }
+        failed = error is not None or (response is not None and response.status_code >= 400)
+        if error is not None:
+            line["error"] = f"{type(error).__name__}: {error}"
+        elif failed and response is not None:
+            try:
+                line["response_body"] = _body(response.content, self.max_body)
+            except httpx.ResponseNotRead:
+                line["response_body"] = "<stream>"
+        message = json.dumps(line, ensure_ascii=False, default=str)
+        if failed:
+            logger.warning(message)
+        else:
+            logger.info(message)
+
+    @staticmethod
+    def _url(url: httpx.URL) -> str:
+        """The URL without its query (logged apart, as ``params``), password masked."""
+        return redact_url(str(url).partition("?")[0])
