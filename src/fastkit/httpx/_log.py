@@ -11,8 +11,10 @@ body is included too, capped).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
+import re
 from dataclasses import dataclass
 
 import httpx
@@ -40,6 +42,24 @@ def _env_int(name: str, default: int) -> int:
     if value < 0:
         raise ValueError(f"{name}={raw!r} must be >= 0")
     return value
+
+
+_PLAIN = re.compile(r'[^\x00-\x1f"\\]*')
+
+
+def _dumps(value: object) -> str:
+    """JSON of a scalar; strings needing no escape skip the encoder."""
+    if isinstance(value, str) and _PLAIN.fullmatch(value):
+        return f'"{value}"'
+    return json.dumps(value, ensure_ascii=False)
+
+
+@functools.lru_cache(maxsize=512)
+def _headers_json(raw: tuple[tuple[bytes, bytes], ...], limit: int) -> str:
+    """The redacted, capped JSON of a header list (the same few lists repeat)."""
+    headers = redact_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw)
+    text = json.dumps(headers, ensure_ascii=False)
+    return text if len(text) <= limit else json.dumps(_cap(text, limit), ensure_ascii=False)
 
 
 def _body(content: bytes, limit: int) -> str:
@@ -82,35 +102,32 @@ class CallLog:
         if not self.enabled:
             return
         url = request.url
-        headers = redact_headers(request.headers.multi_items())
-        shown_headers: dict[str, str] | str = headers
-        if sum(len(k) + len(v) + 6 for k, v in headers.items()) > self.max_headers:
-            shown_headers = _cap(json.dumps(headers, ensure_ascii=False), self.max_headers)
         try:
             body = _body(request.content, self.max_body)
         except httpx.RequestNotRead:
             body = "<stream>"
-        line: dict[str, object] = {
-            "direction": "out",
-            "method": request.method,
-            "url": self._url(url),
-            "params": _cap(redact_query(url.query.decode("ascii", "replace")), self.max_params),
-            "headers": shown_headers,
-            "body": body,
-            "status": response.status_code if response is not None else None,
-            "latency_ms": round(elapsed * 1000, 2),
-            "attempts": attempts,
-            "request_id": request.headers.get("x-request-id"),
-        }
-        failed = error is not None or (response is not None and response.status_code >= 400)
+        status = response.status_code if response is not None else None
+        failed = error is not None or (status is not None and status >= 400)
+        # Assembled from JSON fragments: this line is written for every call.
+        message = (
+            f'{{"direction": "out", "method": {_dumps(request.method)}, '
+            f'"url": {_dumps(self._url(url))}, '
+            f'"params": {_dumps(_cap(redact_query(url.query.decode("ascii", "replace")), self.max_params))}, '  # noqa: E501
+            f'"headers": {_headers_json(tuple(request.headers.raw), self.max_headers)}, '
+            f'"body": {_dumps(body)}, "status": {_dumps(status)}, '
+            f'"latency_ms": {round(elapsed * 1000, 2)}, "attempts": {attempts}, '
+            f'"request_id": {_dumps(request.headers.get("x-request-id"))}'
+        )
         if error is not None:
-            line["error"] = f"{type(error).__name__}: {error}"
+            message += f', "error": {_dumps(f"{type(error).__name__}: {error}")}}}'
         elif failed and response is not None:
             try:
-                line["response_body"] = _body(response.content, self.max_body)
+                shown = _body(response.content, self.max_body)
             except httpx.ResponseNotRead:
-                line["response_body"] = "<stream>"
-        message = json.dumps(line, ensure_ascii=False, default=str)
+                shown = "<stream>"
+            message += f', "response_body": {_dumps(shown)}}}'
+        else:
+            message += "}"
         if failed:
             logger.warning(message)
         else:

@@ -101,9 +101,6 @@ RetryOption = bool | Mapping[str, Any] | RetryPolicy | None
 """Per call: ``None`` (the client's policy), ``False`` (no retry), ``True``,
 a mapping of retry keys overriding the client's, or a whole :class:`RetryPolicy`."""
 
-NO_RETRY = RetryPolicy(stop_max_attempt_number=1, enabled=False)
-
-
 def resolve(base: RetryPolicy, option: RetryOption) -> RetryPolicy:
     """The policy for one call, given the client's and the call's ``retry=`` argument."""
     if option is None or option is True:
@@ -210,3 +207,6 @@ def _exception_tuple(value: object) -> tuple[type[BaseException], ...]:
         if translated not in out:
             out.append(translated)
     return tuple(out)
+
+
+NO_RETRY = RetryPolicy(stop_max_attempt_number=1, enabled=False)

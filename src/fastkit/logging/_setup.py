@@ -101,7 +101,12 @@ class _State:
     lock = threading.RLock()
     handler_ids: list[int] = []  # noqa: RUF012 - process-wide state, guarded by ``lock``
     pending_files: LogSettings | None = None
+    placeholder_id: int | None = None
     log_dir: str | None = None
+
+
+def _discard(_message: object) -> None:
+    return None
 
 
 def _patch(record: Record) -> None:
@@ -135,6 +140,10 @@ def _open_files() -> None:
         if settings is None:
             return
         _State.pending_files = None
+        if _State.placeholder_id is not None:
+            logger.remove(_State.placeholder_id)
+            _State.handler_ids.remove(_State.placeholder_id)
+            _State.placeholder_id = None
         try:
             directory, problem = _writable_dir(settings.log_path)
         except OSError as exc:
@@ -157,13 +166,21 @@ def configure(settings: LogSettings) -> None:
         for handler_id in _State.handler_ids:
             logger.remove(handler_id)
         _State.handler_ids.clear()
+        _State.placeholder_id = None
         _State.log_dir = None
         logger.configure(patcher=_patch)
         _State.handler_ids.append(
             logger.add(sys.stderr, level=settings.console_level, format=settings.log_format,
                        serialize=settings.json, colorize=None if not settings.json else False)
         )
-        _State.pending_files = settings if settings.to_file else None
+        _State.pending_files = None
+        if settings.to_file:
+            # Until the files open, a no-op sink at the file level keeps loguru from
+            # dropping records the console would not show (the patcher must see one).
+            _State.pending_files = settings
+            _State.placeholder_id = logger.add(_discard, level=settings.file_level,
+                                               format="{message}")
+            _State.handler_ids.append(_State.placeholder_id)
 
 
 def log_directory() -> str | None:
