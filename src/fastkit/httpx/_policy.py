@@ -37,7 +37,7 @@ class UrllibExceptionWarning(UserWarning):
     """A urllib3/requests exception class was given to ``retry_by_except``.
 
     httpx never raises those, so FastKit retries on the httpx exception that
-    stands for the same failure instead, and says so once per class.
+    stands for the same failure instead, and says so once, when the client is made.
     """
 
 
@@ -169,43 +169,41 @@ _FOREIGN_MAP: tuple[tuple[str, type[httpx.HTTPError]], ...] = (
     ("Timeout", httpx.TimeoutException),
 )
 _FOREIGN_PACKAGES = ("urllib3", "requests")
-_warned: set[type[BaseException]] = set()
 
 
 def _translate(cls: type[BaseException]) -> type[BaseException]:
     """httpx's equivalent of a urllib3/requests exception class (others unchanged)."""
     if cls.__module__.split(".")[0] not in _FOREIGN_PACKAGES:
         return cls
-    target: type[BaseException] = httpx.TransportError
     for base in cls.__mro__:
-        if base.__module__.split(".")[0] not in _FOREIGN_PACKAGES:
-            continue
-        found = next((t for name, t in _FOREIGN_MAP if name == base.__name__), None)
-        if found is not None:
-            target = found
-            break
-    if cls not in _warned:
-        _warned.add(cls)
-        warnings.warn(
-            f"retry_by_except: {cls.__module__}.{cls.__name__} is never raised by httpx; "
-            f"retrying on httpx.{target.__name__} instead",
-            UrllibExceptionWarning,
-            stacklevel=5,
-        )
-    return target
+        if base.__module__.split(".")[0] in _FOREIGN_PACKAGES:
+            found = next((t for name, t in _FOREIGN_MAP if name == base.__name__), None)
+            if found is not None:
+                return found
+    return httpx.TransportError
 
 
 def _exception_tuple(value: object) -> tuple[type[BaseException], ...]:
     items = value if isinstance(value, (tuple, list, set, frozenset)) else (value,)
     out: list[type[BaseException]] = []
+    mapped: list[str] = []
     for item in items:
         if not (isinstance(item, type) and issubclass(item, BaseException)):
             raise TypeError(
                 f"retry_by_except must hold exception classes, got {item!r}"
             )
         translated = _translate(item)
+        if translated is not item:
+            mapped.append(f"{item.__module__}.{item.__name__} -> httpx.{translated.__name__}")
         if translated not in out:
             out.append(translated)
+    if mapped:
+        warnings.warn(
+            "retry_by_except: httpx never raises urllib3/requests exceptions; retrying on "
+            "their httpx equivalents instead: " + ", ".join(mapped),
+            UrllibExceptionWarning,
+            stacklevel=6,
+        )
     return tuple(out)
 
 

@@ -1,0 +1,414 @@
+"""Throughput of ``fastkit.httpx`` clients (logging on) against plain httpx clients.
+
+Reproduce (Linux, 2+ cores; public tools only: ``taskset`` from util-linux, uvicorn):
+
+    pip install -e '.[dev]'            # httpx, loguru, uvicorn[standard] (uvloop, httptools)
+    python bench/bench_httpx.py        # full run, a few minutes
+    python bench/bench_httpx.py --quick
+    python bench/bench_httpx.py --profile   # cProfile of 2,000 sync calls with fastkit's Client
+
+One invocation starts ``bench/raw_asgi.py`` under uvicorn on a free 127.0.0.1 port,
+pinned to core 1 (``taskset -c 1 python -m uvicorn raw_asgi:app --loop uvloop
+--http httptools --log-level error --no-access-log``), pins itself to core 0, and
+stops the server at the end. Real sockets, no mocks.
+
+* sync: N sequential GETs with ``fastkit.httpx.Client()`` vs a plain ``httpx.Client()``;
+* async: N GETs at C concurrency (C worker tasks sharing a counter) with
+  ``fastkit.httpx.AsyncClient(limits=...)`` vs ``httpx.AsyncClient(limits=...)``,
+  both ``max_connections=max_keepalive_connections=C``.
+
+Each client is created once and warmed up. Rounds are interleaved and the order
+alternates (plain first in even rounds, ours first in odd ones); the figure is the
+median requests/s over rounds, and the ratio is ours/plain of the medians.
+FastKit logs every call at INFO to ``<tmp>/bench.log`` (console at ERROR); the run
+checks the file holds one ``"direction": "out"`` line per call of ours, otherwise
+the measurement did not include logging and is reported invalid.
+Results go to stdout and ``bench/results/httpx.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import cProfile
+import gc
+import glob
+import io
+import json
+import os
+import platform
+import pstats
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+BENCH_DIR = Path(__file__).resolve().parent
+RESULTS = BENCH_DIR / "results" / "httpx.json"
+SERVER_CORE = 1
+CLIENT_CORE = 0
+LOG_NAME = "bench"
+MARKER = '"direction": "out"'
+
+
+# --------------------------------------------------------------------------- server
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def server_command(port: int) -> list[str]:
+    return [
+        "taskset", "-c", str(SERVER_CORE),
+        sys.executable, "-m", "uvicorn", "raw_asgi:app",
+        "--app-dir", str(BENCH_DIR),
+        "--host", "127.0.0.1", "--port", str(port),
+        "--loop", "uvloop", "--http", "httptools",
+        "--log-level", "error", "--no-access-log",
+    ]
+
+
+def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    with httpx.Client(timeout=1.0) as probe:
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"server exited with code {proc.returncode}")
+            try:
+                if probe.get(url).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.05)
+    raise RuntimeError(f"server did not answer {url} within {timeout:.0f}s")
+
+
+@contextlib.contextmanager
+def raw_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    if shutil.which("taskset") is None:
+        raise SystemExit("taskset (util-linux) is required")
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/ping"
+    proc = subprocess.Popen(server_command(port), stdin=subprocess.DEVNULL)
+    try:
+        wait_ready(proc, url)
+        yield url, proc
+    finally:
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def setup_logging(log_dir: str) -> Path:
+    """INFO call-log lines to ``<log_dir>/bench.log``, only errors to the console."""
+    from fastkit.logging import get_logger
+
+    get_logger(LOG_NAME, console_log_level="error", log_path=log_dir)
+    return Path(log_dir) / f"{LOG_NAME}.log"
+
+
+def count_log_lines(log_dir: str) -> int:
+    """``"direction": "out"`` lines in ``bench.log`` and any rotated ``bench.*.log``."""
+    total = 0
+    for path in glob.glob(os.path.join(log_dir, f"{LOG_NAME}*.log")):
+        if path.endswith(".error.log"):
+            continue
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            total += sum(1 for line in handle if MARKER in line)
+    return total
+
+
+def cpu_model() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def machine_info(server_pid: int) -> dict[str, Any]:
+    import loguru
+    import uvicorn
+
+    import fastkit
+
+    try:
+        server_affinity = sorted(os.sched_getaffinity(server_pid))
+    except OSError:
+        server_affinity = None
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu_model(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "httpx": httpx.__version__,
+        "uvicorn": uvicorn.__version__,
+        "loguru": loguru.__version__,
+        "fastkit": fastkit.__version__,
+        "client_affinity": sorted(os.sched_getaffinity(0)),
+        "server_affinity": server_affinity,
+    }
+
+
+@dataclass
+class Series:
+    """Requests/s of each round, per client."""
+
+    plain: list[float] = field(default_factory=list)
+    ours: list[float] = field(default_factory=list)
+    order: list[str] = field(default_factory=list)
+    errors: int = 0
+
+    def summary(self) -> dict[str, Any]:
+        plain, ours = statistics.median(self.plain), statistics.median(self.ours)
+        return {
+            "plain_rps": [round(x, 1) for x in self.plain],
+            "ours_rps": [round(x, 1) for x in self.ours],
+            "order": self.order,
+            "median_plain_rps": round(plain, 1),
+            "median_ours_rps": round(ours, 1),
+            "ratio_ours_over_plain": round(ours / plain, 4),
+            "spread_plain_pct": round(_spread(self.plain), 1),
+            "spread_ours_pct": round(_spread(self.ours), 1),
+            "non_200": self.errors,
+        }
+
+
+def _spread(values: list[float]) -> float:
+    """(max - min) / median, in percent."""
+    return (max(values) - min(values)) / statistics.median(values) * 100
+
+
+# --------------------------------------------------------------------------- sync
+
+
+def run_sync(client: httpx.Client, url: str, n: int) -> tuple[float, int]:
+    bad = 0
+    get = client.get
+    gc.collect()
+    start = time.perf_counter()
+    for _ in range(n):
+        if get(url).status_code != 200:
+            bad += 1
+    return n / (time.perf_counter() - start), bad
+
+
+def bench_sync(url: str, n: int, rounds: int, warmup: int) -> Series:
+    from fastkit.httpx import Client
+
+    series = Series()
+    with httpx.Client() as plain, Client() as ours:
+        clients: dict[str, httpx.Client] = {"plain": plain, "ours": ours}
+        for client in clients.values():
+            run_sync(client, url, warmup)
+        for i in range(rounds):
+            names = ["plain", "ours"] if i % 2 == 0 else ["ours", "plain"]
+            series.order.append("/".join(names))
+            for name in names:
+                rps, bad = run_sync(clients[name], url, n)
+                getattr(series, name).append(rps)
+                series.errors += bad
+            print(f"  sync  round {i + 1}/{rounds}: plain {series.plain[-1]:8.1f}  "
+                  f"ours {series.ours[-1]:8.1f} req/s", flush=True)
+    return series
+
+
+# --------------------------------------------------------------------------- async
+
+
+async def run_async(client: httpx.AsyncClient, url: str, n: int, concurrency: int
+                    ) -> tuple[float, int]:
+    remaining = n
+    bad = 0
+
+    async def worker() -> None:
+        nonlocal remaining, bad
+        get = client.get
+        while remaining > 0:
+            remaining -= 1
+            if (await get(url)).status_code != 200:
+                bad += 1
+
+    gc.collect()
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return n / (time.perf_counter() - start), bad
+
+
+async def bench_async(url: str, n: int, concurrency: int, rounds: int, warmup: int) -> Series:
+    from fastkit.httpx import AsyncClient
+
+    def limits() -> httpx.Limits:
+        return httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    series = Series()
+    async with httpx.AsyncClient(limits=limits()) as plain, AsyncClient(limits=limits()) as ours:
+        clients: dict[str, httpx.AsyncClient] = {"plain": plain, "ours": ours}
+        for client in clients.values():
+            await run_async(client, url, warmup, concurrency)
+        for i in range(rounds):
+            names = ["plain", "ours"] if i % 2 == 0 else ["ours", "plain"]
+            series.order.append("/".join(names))
+            for name in names:
+                rps, bad = await run_async(clients[name], url, n, concurrency)
+                getattr(series, name).append(rps)
+                series.errors += bad
+            print(f"  async round {i + 1}/{rounds}: plain {series.plain[-1]:8.1f}  "
+                  f"ours {series.ours[-1]:8.1f} req/s", flush=True)
+    return series
+
+
+# --------------------------------------------------------------------------- profile
+
+
+def profile_sync(url: str, n: int, warmup: int, top: int = 25) -> str:
+    from fastkit.httpx import Client
+
+    with Client() as ours:
+        run_sync(ours, url, warmup)
+        profiler = cProfile.Profile()
+        profiler.enable()
+        run_sync(ours, url, n)
+        profiler.disable()
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("tottime").print_stats(top)
+    return out.getvalue()
+
+
+# --------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--sync-requests", type=int, default=2000)
+    parser.add_argument("--async-requests", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=100)
+    parser.add_argument("--rounds", type=int, default=7,
+                        help="interleaved rounds for both parts (default 7)")
+    parser.add_argument("--warmup", type=int, default=200, help="warm-up requests per client")
+    parser.add_argument("--quick", action="store_true",
+                        help="smoke run: 200 sync, 1000 async, 20 concurrency, 3 rounds")
+    parser.add_argument("--profile", action="store_true",
+                        help="instead of the benchmark, cProfile --sync-requests sync calls "
+                             "of fastkit's Client (top 25 by tottime)")
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.sync_requests, args.async_requests = 200, 1000
+        args.concurrency, args.rounds, args.warmup = 20, 3, 50
+    for name in ("sync_requests", "async_requests", "concurrency", "rounds"):
+        if getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1")
+    return args
+
+
+def check_log(label: str, got: int, expected: int) -> dict[str, Any]:
+    ok = got == expected
+    verdict = "ok" if ok else "INVALID: logging did not run for every call"
+    print(f"log check {label}: {got} lines with {MARKER} (expected {expected}) -> {verdict}")
+    return {"lines": got, "expected": expected, "valid": ok}
+
+
+def print_table(sync: dict[str, Any], aio: dict[str, Any], args: argparse.Namespace) -> None:
+    rows = [
+        (f"sync  {args.sync_requests} seq", sync),
+        (f"async {args.async_requests} @{args.concurrency}", aio),
+    ]
+    print()
+    print(f"{'part':<20}{'plain req/s':>13}{'ours req/s':>13}{'ours/plain':>12}"
+          f"{'spread p/o %':>16}")
+    for label, s in rows:
+        spread = f"{s['spread_plain_pct']:.1f}/{s['spread_ours_pct']:.1f}"
+        print(f"{label:<20}{s['median_plain_rps']:>13.1f}{s['median_ours_rps']:>13.1f}"
+              f"{s['ratio_ours_over_plain']:>12.3f}{spread:>16}")
+    print(f"(medians of {args.rounds} interleaved rounds; spread = (max-min)/median)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    log_dir = tempfile.mkdtemp(prefix="fastkit-bench-")
+    # SIGTERM must unwind through the ``finally`` that stops the server.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    try:
+        with raw_server() as (url, proc):
+            os.sched_setaffinity(0, {CLIENT_CORE})
+            log_file = setup_logging(log_dir)
+            info = machine_info(proc.pid)
+            print(f"server {url} pid {proc.pid} on cores {info['server_affinity']}; "
+                  f"client on {info['client_affinity']}; log {log_file}")
+            print(f"python {info['python']}, httpx {info['httpx']}, nproc {info['nproc']}, "
+                  f"{info['cpu']}")
+
+            if args.profile:
+                print(profile_sync(url, args.sync_requests, args.warmup))
+                print(f"log lines: {count_log_lines(log_dir)}")
+                return 0
+
+            sync = bench_sync(url, args.sync_requests, args.rounds, args.warmup)
+            sync_lines = count_log_lines(log_dir)
+            async_warmup = max(args.warmup, 2 * args.concurrency)
+            aio = asyncio.run(bench_async(url, args.async_requests, args.concurrency,
+                                          args.rounds, async_warmup))
+            all_lines = count_log_lines(log_dir)
+
+        sync_s, aio_s = sync.summary(), aio.summary()
+        print_table(sync_s, aio_s, args)
+        sync_check = check_log("sync", sync_lines,
+                               args.warmup + args.rounds * args.sync_requests)
+        aio_check = check_log("async", all_lines - sync_lines,
+                              async_warmup + args.rounds * args.async_requests)
+        if sync.errors or aio.errors:
+            print(f"WARNING: non-200 responses: sync {sync.errors}, async {aio.errors}")
+
+        result = {
+            "benchmark": "fastkit.httpx vs httpx, raw ASGI uvicorn server",
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": " ".join([sys.executable, *sys.argv]),
+            "server_command": " ".join(server_command(0)).replace("--port 0", "--port <free>"),
+            "machine": info,
+            "config": {
+                "sync_requests": args.sync_requests,
+                "async_requests": args.async_requests,
+                "concurrency": args.concurrency,
+                "rounds": args.rounds,
+                "warmup_sync": args.warmup,
+                "warmup_async": async_warmup,
+                "quick": args.quick,
+                "logging": f"INFO to file {LOG_NAME}.log, console ERROR",
+            },
+            "sync": {**sync_s, "log_check": sync_check},
+            "async": {**aio_s, "log_check": aio_check},
+            "valid": sync_check["valid"] and aio_check["valid"],
+        }
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(json.dumps(result, indent=2) + "\n")
+        print(f"results written to {args.output}")
+        return 0 if result["valid"] else 1
+    finally:
+        shutil.rmtree(log_dir, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

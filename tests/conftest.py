@@ -1,0 +1,229 @@
+"""Shared fixtures: a real HTTP server on 127.0.0.1 and captured log records.
+
+The server is the stdlib's threading HTTP server with a scriptable handler, so
+tests can make it fail in the ways real servers fail (statuses, Retry-After,
+dropped connections, slow answers) and count what reached it.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from loguru import logger
+
+from fastkit.httpx import set_testing
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.hits: Counter[str] = Counter()
+        self.bodies: dict[str, list[bytes]] = {}
+        self.headers: dict[str, list[dict[str, str]]] = {}
+        self.lock = threading.Lock()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # dropped connections are deliberate here
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            data = b""
+            while True:
+                size = int(self.rfile.readline().strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return data
+                data += self.rfile.read(size)
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _send(self, status: int, payload: Any = None, headers: dict[str, str] | None = None,
+              raw: bytes | None = None) -> None:
+        body = raw if raw is not None else json.dumps(payload if payload is not None else {}).encode()
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if "Content-Type" not in (headers or {}):
+            self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _handle(self) -> None:
+        split = urlsplit(self.path)
+        query = {k: v[-1] for k, v in parse_qs(split.query).items()}
+        parts = [p for p in split.path.split("/") if p]
+        body = self._body()
+        key = query.get("key", "")
+        with self.server.lock:
+            if key:
+                self.server.hits[key] += 1
+                self.server.bodies.setdefault(key, []).append(body)
+                self.server.headers.setdefault(key, []).append(
+                    {k.lower(): v for k, v in self.headers.items()})
+            hit = self.server.hits[key] if key else 1
+        fail = int(query.get("fail", "0"))
+        failing = hit <= fail
+        kind = parts[0] if parts else ""
+
+        if kind in ("get", "post", "put", "patch", "delete", "anything", "echo"):
+            try:
+                as_json = json.loads(body) if body else None
+            except ValueError:
+                as_json = None
+            self._send(200, {
+                "method": self.command,
+                "url": f"http://{self.headers['Host']}{self.path}",
+                "args": query,
+                "headers": dict(self.headers.items()),
+                "data": body.decode("utf-8", "replace"),
+                "json": as_json,
+                "hit": hit,
+            })
+        elif kind == "status":
+            self._send(int(parts[1]), {"status": int(parts[1])})
+        elif kind == "flaky":  # ?fail=N&status=503[&retry_after=..]: N failures, then 200
+            headers = {}
+            if failing and "retry_after" in query:
+                headers["Retry-After"] = query["retry_after"]
+            if failing:
+                self._send(int(query.get("status", "503")), {"hit": hit, "error": "flaky"},
+                           headers)
+            else:
+                self._send(200, {"hit": hit})
+        elif kind == "drop":  # ?fail=N: close the connection without answering N times
+            if failing:
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            self._send(200, {"hit": hit})
+        elif kind == "slow":  # ?fail=N&delay=S: answer late N times
+            if failing:
+                time.sleep(float(query.get("delay", "1")))
+            self._send(200, {"hit": hit})
+        elif kind == "redirect":
+            self._send(302, {}, {"Location": "/get?redirected=1"})
+        elif kind == "hits":
+            self._send(200, {"hits": self.server.hits[parts[1]]})
+        elif kind == "stream":  # chunked body
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for i in range(int(query.get("chunks", "3"))):
+                chunk = f"chunk{i}\n".encode()
+                self.wfile.write(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self._send(404, {"error": "not found"})
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _handle
+
+
+class LocalServer:
+    """Handle on the running server for tests."""
+
+    def __init__(self, server: _Server) -> None:
+        self._server = server
+        host, port = server.server_address[:2]
+        self.url = f"http://{host}:{port}"
+
+    def hits(self, key: str) -> int:
+        with self._server.lock:
+            return self._server.hits[key]
+
+    def headers(self, key: str) -> list[dict[str, str]]:
+        """The request headers of each hit on ``key`` (names lower-cased)."""
+        with self._server.lock:
+            return list(self._server.headers.get(key, []))
+
+    def bodies(self, key: str) -> list[bytes]:
+        with self._server.lock:
+            return list(self._server.bodies.get(key, []))
+
+
+@pytest.fixture(scope="session")
+def server() -> Iterator[LocalServer]:
+    httpd = _Server()
+    thread = threading.Thread(target=httpd.serve_forever, name="test-http-server", daemon=True)
+    thread.start()
+    try:
+        yield LocalServer(httpd)
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture
+def key() -> str:
+    """A fresh key, so each test counts its own hits on the server."""
+    return uuid.uuid4().hex
+
+
+@pytest.fixture(autouse=True)
+def _instant_retries() -> Iterator[None]:
+    """Retry waits are instant in tests (computed, checked and logged all the same)."""
+    set_testing(True)
+    yield
+    set_testing(False)
+
+
+class Logs:
+    """Loguru records captured during a test."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+
+    def sink(self, message: Any) -> None:
+        record = message.record
+        self.records.append({
+            "level": record["level"].name,
+            "message": record["message"],
+            "extra": dict(record["extra"]),
+            "text": str(message),
+        })
+
+    def calls(self) -> list[dict[str, Any]]:
+        """The JSON payloads of outgoing-call lines."""
+        out = []
+        for r in self.records:
+            if r["message"].startswith('{"direction": "out"'):
+                payload = json.loads(r["message"])
+                payload["_level"] = r["level"]
+                out.append(payload)
+        return out
+
+    def retries(self) -> list[str]:
+        return [r["message"] for r in self.records if r["message"].startswith("retrying ")]
+
+    def text(self) -> str:
+        return "".join(r["text"] for r in self.records)
+
+
+@pytest.fixture
+def logs() -> Iterator[Logs]:
+    captured = Logs()
+    handler_id = logger.add(captured.sink, level="DEBUG", format="{extra[request_id]} {message}")
+    yield captured
+    logger.remove(handler_id)
