@@ -10,7 +10,7 @@ and ``report_log``. Every request method takes ``retry=`` for that one call.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import httpx
@@ -112,6 +112,12 @@ class Client(httpx.Client):
     def __init__(self, **kwargs: Any) -> None:
         self.retry_policy, self._call_log, kwargs = _split_kwargs(kwargs)
         super().__init__(**kwargs)
+
+    def __del__(self) -> None:
+        # A client dropped without close() releases its sockets instead of leaking them.
+        if "_transport" in self.__dict__ and not self.is_closed:
+            with suppress(Exception):
+                self.close()
 
     def send(self, request: httpx.Request, *, stream: bool = False,
              auth: AuthTypes | UseClientDefault | None = httpx.USE_CLIENT_DEFAULT,

@@ -24,7 +24,6 @@ from contextlib import contextmanager
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 
-import anyio
 import httpx
 from httpx._multipart import MultipartStream
 
@@ -71,6 +70,8 @@ def sleep(seconds: float) -> None:
 
 
 async def asleep(seconds: float) -> None:
+    import anyio  # on the retry path only: keeps it out of import time
+
     await anyio.sleep(0 if _Testing.instant else seconds)
 
 

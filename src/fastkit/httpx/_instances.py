@@ -11,6 +11,7 @@ successive ``asyncio.run(...)`` calls each get a working pool.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import functools
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -39,6 +40,7 @@ class LazyClient:
                 client = self._client
                 if client is None or client.is_closed:
                     client = self._client = self._factory()
+                    atexit.register(client.close)
         return client
 
     def __getattr__(self, name: str) -> Any:

@@ -1,0 +1,78 @@
+"""Importing the packages does no I/O and starts nothing."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+
+IMPORTS = "import fastkit, fastkit.httpx, fastkit.logging, fastkit.request_id, fastflyer"
+
+TRAPS = """
+import builtins, os, socket, ssl, sys, threading
+def trap(what):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"import did {what}: {args[:2]!r}")
+    return refuse
+socket.socket.__init__ = trap("a socket")
+socket.getaddrinfo = trap("a DNS lookup")
+socket.gethostbyname = trap("a DNS lookup")
+threading.Thread.start = trap("start a thread")
+ssl.SSLContext.load_verify_locations = trap("load certificates")
+os.open = trap("open a file")
+os.makedirs = os.mkdir = trap("create a directory")
+_open = builtins.open
+_installed = tuple({sys.prefix, sys.base_prefix, sys.exec_prefix})
+def guarded_open(file, mode="r", *args, **kwargs):
+    # Reading installed code is what importing is; anything else is I/O.
+    if any(c in mode for c in "wax+") or not str(file).startswith(_installed):
+        raise AssertionError(f"import opened {file!r} ({mode})")
+    return _open(file, mode, *args, **kwargs)
+builtins.open = guarded_open
+"""
+
+
+def run_python(code: str, prefix: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("flyer_")}
+    return subprocess.run([*(prefix or []), sys.executable, "-c", code], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_import_does_no_io_and_starts_no_thread():
+    result = run_python(TRAPS + IMPORTS + "\nimport threading\n"
+                        "assert threading.active_count() == 1, threading.enumerate()\n")
+    assert result.returncode == 0, result.stderr
+
+
+def test_a_script_that_imports_exits_at_once():
+    started = time.monotonic()
+    result = run_python(IMPORTS)
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 10
+    assert result.stderr == ""
+
+
+@pytest.mark.skipif(shutil.which("unshare") is None or os.geteuid() != 0,
+                    reason="needs unshare and root for a network namespace")
+def test_import_and_use_without_any_network():
+    code = IMPORTS + "\nfrom fastkit.httpx import requests\nprint('imported')\n"
+    result = run_python(code, prefix=["unshare", "--net"])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "imported"
+
+
+def test_fastkit_httpx_imports_without_fastapi_or_starlette():
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name.split('.')[0] in ('fastapi', 'starlette', 'pydantic'):\n"
+            "            raise ImportError('blocked ' + name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "from fastkit.httpx import requests, aiorequests, Client, AsyncClient, status\n"
+            "assert status.HTTP_200_OK == 200\n")
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
