@@ -18,8 +18,13 @@ stops the server at the end. Real sockets, no mocks.
   both ``max_connections=max_keepalive_connections=C``.
 
 Each client is created once and warmed up. Rounds are interleaved and the order
-alternates (plain first in even rounds, ours first in odd ones); the figure is the
-median requests/s over rounds, and the ratio is ours/plain of the medians.
+alternates (plain first in even rounds, ours first in odd ones; the default of 8
+rounds puts each client first equally often); the figure is the median requests/s
+over rounds, and the ratio is ours/plain of the medians (the median of the per-round
+ratios is reported too). Before every timed run a few untimed requests reopen the
+connections: uvicorn closes keep-alive connections idle for 5 s, which a client's
+pool is while the other client runs, and reconnecting 100 of them cost the first
+async run after a pause ~30% on the reference machine.
 FastKit logs every call at INFO to ``<tmp>/bench.log`` (console at ERROR); the run
 checks the file holds one ``"direction": "out"`` line per call of ours, otherwise
 the measurement did not include logging and is reported invalid.
@@ -60,6 +65,8 @@ SERVER_CORE = 1
 CLIENT_CORE = 0
 LOG_NAME = "bench"
 MARKER = '"direction": "out"'
+SYNC_PRIME = 20  # untimed requests before each timed run
+ASYNC_PRIME_PER_WORKER = 3
 
 
 # --------------------------------------------------------------------------- server
@@ -183,6 +190,7 @@ class Series:
 
     def summary(self) -> dict[str, Any]:
         plain, ours = statistics.median(self.plain), statistics.median(self.ours)
+        ratios = [o / p for p, o in zip(self.plain, self.ours, strict=True)]
         return {
             "plain_rps": [round(x, 1) for x in self.plain],
             "ours_rps": [round(x, 1) for x in self.ours],
@@ -190,6 +198,8 @@ class Series:
             "median_plain_rps": round(plain, 1),
             "median_ours_rps": round(ours, 1),
             "ratio_ours_over_plain": round(ours / plain, 4),
+            "round_ratios": [round(r, 4) for r in ratios],
+            "median_round_ratio": round(statistics.median(ratios), 4),
             "spread_plain_pct": round(_spread(self.plain), 1),
             "spread_ours_pct": round(_spread(self.ours), 1),
             "non_200": self.errors,
@@ -204,9 +214,12 @@ def _spread(values: list[float]) -> float:
 # --------------------------------------------------------------------------- sync
 
 
-def run_sync(client: httpx.Client, url: str, n: int) -> tuple[float, int]:
+def run_sync(client: httpx.Client, url: str, n: int, prime: int = 0) -> tuple[float, int]:
+    """``n`` timed sequential GETs, after ``prime`` untimed ones (reopen a dropped connection)."""
     bad = 0
     get = client.get
+    for _ in range(prime):
+        get(url)
     gc.collect()
     start = time.perf_counter()
     for _ in range(n):
@@ -215,7 +228,7 @@ def run_sync(client: httpx.Client, url: str, n: int) -> tuple[float, int]:
     return n / (time.perf_counter() - start), bad
 
 
-def bench_sync(url: str, n: int, rounds: int, warmup: int) -> Series:
+def bench_sync(url: str, n: int, rounds: int, warmup: int, prime: int) -> Series:
     from fastkit.httpx import Client
 
     series = Series()
@@ -227,7 +240,7 @@ def bench_sync(url: str, n: int, rounds: int, warmup: int) -> Series:
             names = ["plain", "ours"] if i % 2 == 0 else ["ours", "plain"]
             series.order.append("/".join(names))
             for name in names:
-                rps, bad = run_sync(clients[name], url, n)
+                rps, bad = run_sync(clients[name], url, n, prime)
                 getattr(series, name).append(rps)
                 series.errors += bad
             print(f"  sync  round {i + 1}/{rounds}: plain {series.plain[-1]:8.1f}  "
@@ -238,8 +251,11 @@ def bench_sync(url: str, n: int, rounds: int, warmup: int) -> Series:
 # --------------------------------------------------------------------------- async
 
 
-async def run_async(client: httpx.AsyncClient, url: str, n: int, concurrency: int
-                    ) -> tuple[float, int]:
+async def run_async(client: httpx.AsyncClient, url: str, n: int, concurrency: int,
+                    prime: int = 0) -> tuple[float, int]:
+    """``n`` timed GETs by ``concurrency`` workers, after ``prime`` untimed ones."""
+    if prime:
+        await run_async(client, url, prime, concurrency)
     remaining = n
     bad = 0
 
@@ -257,7 +273,8 @@ async def run_async(client: httpx.AsyncClient, url: str, n: int, concurrency: in
     return n / (time.perf_counter() - start), bad
 
 
-async def bench_async(url: str, n: int, concurrency: int, rounds: int, warmup: int) -> Series:
+async def bench_async(url: str, n: int, concurrency: int, rounds: int, warmup: int,
+                      prime: int) -> Series:
     from fastkit.httpx import AsyncClient
 
     def limits() -> httpx.Limits:
@@ -272,7 +289,7 @@ async def bench_async(url: str, n: int, concurrency: int, rounds: int, warmup: i
             names = ["plain", "ours"] if i % 2 == 0 else ["ours", "plain"]
             series.order.append("/".join(names))
             for name in names:
-                rps, bad = await run_async(clients[name], url, n, concurrency)
+                rps, bad = await run_async(clients[name], url, n, concurrency, prime)
                 getattr(series, name).append(rps)
                 series.errors += bad
             print(f"  async round {i + 1}/{rounds}: plain {series.plain[-1]:8.1f}  "
@@ -305,11 +322,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sync-requests", type=int, default=2000)
     parser.add_argument("--async-requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=100)
-    parser.add_argument("--rounds", type=int, default=7,
-                        help="interleaved rounds for both parts (default 7)")
+    parser.add_argument("--rounds", type=int, default=8,
+                        help="interleaved rounds for both parts (default 8: even, so each "
+                             "client runs first as often as the other)")
     parser.add_argument("--warmup", type=int, default=200, help="warm-up requests per client")
     parser.add_argument("--quick", action="store_true",
-                        help="smoke run: 200 sync, 1000 async, 20 concurrency, 3 rounds")
+                        help="smoke run: 200 sync, 1000 async, 20 concurrency, 2 rounds")
     parser.add_argument("--profile", action="store_true",
                         help="instead of the benchmark, cProfile --sync-requests sync calls "
                              "of fastkit's Client (top 25 by tottime)")
@@ -317,7 +335,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.sync_requests, args.async_requests = 200, 1000
-        args.concurrency, args.rounds, args.warmup = 20, 3, 50
+        args.concurrency, args.rounds, args.warmup = 20, 2, 50
     for name in ("sync_requests", "async_requests", "concurrency", "rounds"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1")
@@ -343,7 +361,9 @@ def print_table(sync: dict[str, Any], aio: dict[str, Any], args: argparse.Namesp
         spread = f"{s['spread_plain_pct']:.1f}/{s['spread_ours_pct']:.1f}"
         print(f"{label:<20}{s['median_plain_rps']:>13.1f}{s['median_ours_rps']:>13.1f}"
               f"{s['ratio_ours_over_plain']:>12.3f}{spread:>16}")
-    print(f"(medians of {args.rounds} interleaved rounds; spread = (max-min)/median)")
+    print(f"(medians of {args.rounds} interleaved rounds; spread = (max-min)/median; "
+          f"median per-round ratio sync {sync['median_round_ratio']:.3f}, "
+          f"async {aio['median_round_ratio']:.3f})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -366,19 +386,20 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"log lines: {count_log_lines(log_dir)}")
                 return 0
 
-            sync = bench_sync(url, args.sync_requests, args.rounds, args.warmup)
+            sync_prime, async_prime = SYNC_PRIME, ASYNC_PRIME_PER_WORKER * args.concurrency
+            sync = bench_sync(url, args.sync_requests, args.rounds, args.warmup, sync_prime)
             sync_lines = count_log_lines(log_dir)
             async_warmup = max(args.warmup, 2 * args.concurrency)
             aio = asyncio.run(bench_async(url, args.async_requests, args.concurrency,
-                                          args.rounds, async_warmup))
+                                          args.rounds, async_warmup, async_prime))
             all_lines = count_log_lines(log_dir)
 
         sync_s, aio_s = sync.summary(), aio.summary()
         print_table(sync_s, aio_s, args)
         sync_check = check_log("sync", sync_lines,
-                               args.warmup + args.rounds * args.sync_requests)
+                               args.warmup + args.rounds * (args.sync_requests + sync_prime))
         aio_check = check_log("async", all_lines - sync_lines,
-                              async_warmup + args.rounds * args.async_requests)
+                              async_warmup + args.rounds * (args.async_requests + async_prime))
         if sync.errors or aio.errors:
             print(f"WARNING: non-200 responses: sync {sync.errors}, async {aio.errors}")
 
@@ -395,6 +416,8 @@ def main(argv: list[str] | None = None) -> int:
                 "rounds": args.rounds,
                 "warmup_sync": args.warmup,
                 "warmup_async": async_warmup,
+                "untimed_prime_per_run_sync": sync_prime,
+                "untimed_prime_per_run_async": async_prime,
                 "quick": args.quick,
                 "logging": f"INFO to file {LOG_NAME}.log, console ERROR",
             },

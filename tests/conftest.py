@@ -60,7 +60,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, payload: Any = None, headers: dict[str, str] | None = None,
               raw: bytes | None = None) -> None:
-        body = raw if raw is not None else json.dumps(payload if payload is not None else {}).encode()
+        body = raw if raw is not None else json.dumps({} if payload is None else payload).encode()
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)

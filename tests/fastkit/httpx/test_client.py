@@ -66,7 +66,7 @@ def test_stream_reads_chunks(server):
 def test_default_user_agent(server, key):
     with Client() as client:
         client.get(f"{server.url}/get?key={key}")
-    assert DEFAULT_USER_AGENT == f"fastkit/{__version__} httpx/{httpx.__version__}"
+    assert f"fastkit/{__version__} httpx/{httpx.__version__}" == DEFAULT_USER_AGENT
     assert server.headers(key)[0]["user-agent"] == DEFAULT_USER_AGENT
 
 

@@ -146,9 +146,9 @@ def test_pool_timeout_never_reached_the_server_so_post_retries(kind, server, key
     url = f"{server.url}/post?key={key}"
     if kind == "sync":
         with Client(limits=limits, timeout=timeout) as client, \
-                client.stream("GET", f"{server.url}/stream?chunks=2"):
-            with pytest.raises(httpx.PoolTimeout) as info:
-                client.post(url, json={})
+                client.stream("GET", f"{server.url}/stream?chunks=2"), \
+                pytest.raises(httpx.PoolTimeout) as info:
+            client.post(url, json={})
     else:
         async def run() -> pytest.ExceptionInfo[httpx.PoolTimeout]:
             async with AsyncClient(limits=limits, timeout=timeout) as client, \
@@ -227,7 +227,7 @@ def test_jitter_adds_at_most_its_maximum(server, key, logs):
     call("sync", "GET", f"{server.url}/flaky?key={key}&fail=3", policy)
     waits = [float(m.split(" in ")[1].split("s ")[0]) for m in logs.retries()]
     assert len(waits) == 3
-    for base, wait in zip([1, 2, 4], waits):
+    for base, wait in zip([1, 2, 4], waits, strict=False):
         assert base <= wait <= base + 0.5
 
 

@@ -15,10 +15,11 @@ import io
 
 import httpx
 import pytest
-from seeds import python_blocks
 
 from fastkit.httpx import UrllibExceptionWarning
 from fastkit.logging import logger
+
+from seeds import python_blocks
 
 BLOCKS = python_blocks("000_")
 

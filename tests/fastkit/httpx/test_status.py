@@ -5,9 +5,10 @@ from __future__ import annotations
 import re
 
 import pytest
-from seeds import seeds_dir
 
 from fastkit.httpx import status
+
+from seeds import seeds_dir
 
 
 def seed_rows(prefix: str) -> list[tuple[int, str, str]]:

@@ -44,8 +44,10 @@ def test_files_open_at_first_line_not_at_import(tmp_path):
     assert result.returncode == 0, result.stderr
     main = (log_dir / "fastkit.log").read_text()
     errors = (log_dir / "fastkit.error.log").read_text()
-    assert "first line" in main and "bad thing" in main
-    assert "bad thing" in errors and "first line" not in errors
+    assert "first line" in main
+    assert "bad thing" in main
+    assert "bad thing" in errors
+    assert "first line" not in errors
     # Milliseconds printed once: "HH:MM:SS.mmm |"
     assert re.match(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \| INFO", main)
     assert "first line" in result.stderr  # the console too
@@ -98,8 +100,10 @@ def test_get_logger_signature_of_the_original(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     text = (tmp_path / "out" / "svc.log").read_text()
-    assert "to file only" in text and "both" in text
-    assert "to file only" not in result.stderr and "both" in result.stderr
+    assert "to file only" in text
+    assert "both" in text
+    assert "to file only" not in result.stderr
+    assert "both" in result.stderr
 
 
 @pytest.mark.parametrize(("variable", "value"), [
