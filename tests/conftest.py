@@ -123,6 +123,8 @@ class _Handler(BaseHTTPRequestHandler):
             if failing:
                 time.sleep(float(query.get("delay", "1")))
             self._send(200, {"hit": hit})
+        elif kind == "cookie":  # ?name=N&value=V: sets a cookie
+            self._send(200, {}, {"Set-Cookie": f"{query['name']}={query['value']}; Path=/"})
         elif kind == "redirect":
             self._send(302, {}, {"Location": "/get?redirected=1"})
         elif kind == "hits":

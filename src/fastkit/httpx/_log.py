@@ -49,6 +49,8 @@ _PLAIN = re.compile(r'[^\x00-\x1f"\\]*')
 
 def _dumps(value: object) -> str:
     """JSON of a scalar; strings needing no escape skip the encoder."""
+    if value == "":
+        return '""'
     if isinstance(value, str) and _PLAIN.fullmatch(value):
         return f'"{value}"'
     return json.dumps(value, ensure_ascii=False)
@@ -114,7 +116,8 @@ class CallLog:
             f'"url": {_dumps(self._url(url))}, '
             f'"params": {_dumps(_cap(redact_query(url.query.decode("ascii", "replace")), self.max_params))}, '  # noqa: E501
             f'"headers": {_headers_json(tuple(request.headers.raw), self.max_headers)}, '
-            f'"body": {_dumps(body)}, "status": {_dumps(status)}, '
+            f'"body": {_dumps(body)}, '
+            f'"status": {"null" if status is None else status}, '
             f'"latency_ms": {round(elapsed * 1000, 2)}, "attempts": {attempts}, '
             f'"request_id": {_dumps(request.headers.get("x-request-id"))}'
         )

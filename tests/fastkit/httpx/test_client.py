@@ -150,3 +150,22 @@ async def test_every_async_verb(verb, server, key):
         response = await getattr(client, verb)(f"{server.url}/anything?key={key}")
     assert response.status_code == 200
     assert server.hits(key) == 1
+
+
+def test_cookies_set_by_the_server_are_kept_and_sent(server, key):
+    with Client() as client:
+        client.get(f"{server.url}/cookie?name=sid&value=abc")
+        assert client.cookies["sid"] == "abc"
+        client.get(f"{server.url}/get?key={key}")
+        client.cookies = {"other": "1"}
+        client.get(f"{server.url}/get?key={key}")
+    first, second = server.headers(key)
+    assert first["cookie"] == "sid=abc"
+    assert second["cookie"] == "other=1"
+
+
+async def test_async_cookies_set_by_the_server_are_kept(server, key):
+    async with AsyncClient() as client:
+        await client.get(f"{server.url}/cookie?name=sid&value=xyz")
+        await client.get(f"{server.url}/get?key={key}")
+    assert server.headers(key)[0]["cookie"] == "sid=xyz"
