@@ -162,19 +162,17 @@ class Client(_FastCookies, httpx.Client):
                 wait = attempts.after_error(error)
                 if wait is None:
                     attempts.annotate(error, _describe(request))
-                    log.finished(request, None, error, attempts.number, attempts.elapsed())
+                    log.finished(request, None, error, attempts)
                     raise
-                log.retrying(request, attempts.number - 1, attempts.policy.stop_max_attempt_number,
-                             attempts.reason, wait)
+                log.retrying(request, attempts, wait)
                 sleep(wait)
                 continue
             wait = attempts.after_response(response)
             if wait is None:
-                log.finished(request, response, None, attempts.number, attempts.elapsed())
+                log.finished(request, response, None, attempts)
                 return response
             response.close()
-            log.retrying(request, attempts.number - 1, attempts.policy.stop_max_attempt_number,
-                         attempts.reason, wait)
+            log.retrying(request, attempts, wait)
             sleep(wait)
 
     def request(self, method: str, url: httpx.URL | str, *, retry: RetryOption = None,
@@ -244,19 +242,17 @@ class AsyncClient(_FastCookies, httpx.AsyncClient):
                 wait = attempts.after_error(error)
                 if wait is None:
                     attempts.annotate(error, _describe(request))
-                    log.finished(request, None, error, attempts.number, attempts.elapsed())
+                    log.finished(request, None, error, attempts)
                     raise
-                log.retrying(request, attempts.number - 1, attempts.policy.stop_max_attempt_number,
-                             attempts.reason, wait)
+                log.retrying(request, attempts, wait)
                 await asleep(wait)
                 continue
             wait = attempts.after_response(response)
             if wait is None:
-                log.finished(request, response, None, attempts.number, attempts.elapsed())
+                log.finished(request, response, None, attempts)
                 return response
             await response.aclose()
-            log.retrying(request, attempts.number - 1, attempts.policy.stop_max_attempt_number,
-                         attempts.reason, wait)
+            log.retrying(request, attempts, wait)
             await asleep(wait)
 
     async def request(self, method: str, url: httpx.URL | str, *, retry: RetryOption = None,

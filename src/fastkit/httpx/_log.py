@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from fastkit.httpx._engine import Attempts
 from fastkit.logging import logger
 from fastkit.logging.redact import redact_headers, redact_query, redact_url
 
@@ -91,18 +92,21 @@ class CallLog:
             max_headers=_env_int("flyer_max_headers_log_length", 2048),
         )
 
-    def retrying(self, request: httpx.Request, attempt: int, of: int, reason: str,
-                 wait: float) -> None:
+    def retrying(self, request: httpx.Request, attempts: Attempts, wait: float) -> None:
+        """The WARNING before a retry: which attempt failed, why, and the wait."""
         if self.enabled:
             logger.warning(
                 "retrying {} {} in {:.2f}s (attempt {} of {} failed: {})",
-                request.method, self._url(request.url), wait, attempt, of, reason,
+                request.method, self._url(request.url), wait, attempts.number - 1,
+                attempts.policy.stop_max_attempt_number, attempts.reason,
             )
 
     def finished(self, request: httpx.Request, response: httpx.Response | None,
-                 error: BaseException | None, attempts: int, elapsed: float) -> None:
+                 error: BaseException | None, attempts: Attempts) -> None:
+        """The one line of a finished logical call."""
         if not self.enabled:
             return
+        elapsed = attempts.elapsed()
         url = request.url
         try:
             body = _body(request.content, self.max_body)
@@ -118,7 +122,7 @@ class CallLog:
             f'"headers": {_headers_json(tuple(request.headers.raw), self.max_headers)}, '
             f'"body": {_dumps(body)}, '
             f'"status": {"null" if status is None else status}, '
-            f'"latency_ms": {round(elapsed * 1000, 2)}, "attempts": {attempts}, '
+            f'"latency_ms": {round(elapsed * 1000, 2)}, "attempts": {attempts.number}, '
             f'"request_id": {_dumps(request.headers.get("x-request-id"))}'
         )
         if error is not None:
