@@ -1,4 +1,85 @@
 """FastFlyer: a batteries-included API framework on FastAPI.
 
-The framework lands with its own issue; this package is its shell.
+    from fastflyer import FlyerAPI, APIRouter, status, logger, env
+    from fastflyer.schemas import DataResponse
+
+    app = FlyerAPI(app_path=__file__)     # mounts every app under ./app at /flyer
+
+Names are imported on first use, so ``import fastflyer`` itself is cheap and does no
+I/O; nothing starts until the server runs the app's lifespan.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from fastkit import __version__
+
+if TYPE_CHECKING:
+    from fastapi import APIRouter
+
+    from fastflyer.application import DuplicateRouteError, FlyerAPI, create_app
+    from fastflyer.auth import authorize
+    from fastflyer.discovery import AppLoadError
+    from fastflyer.errors import FlyerError
+    from fastflyer.settings import BaseConfig, SettingsError
+    from fastkit.httpx import AsyncClient, Client, aioclient, aiorequests, client, requests, status
+    from fastkit.logging import logger
+    from fastkit.utils import env
+
+__all__ = [
+    "APIRouter",
+    "AppLoadError",
+    "AsyncClient",
+    "BaseConfig",
+    "Client",
+    "DuplicateRouteError",
+    "FlyerAPI",
+    "FlyerError",
+    "SettingsError",
+    "__version__",
+    "aioclient",
+    "aiorequests",
+    "authorize",
+    "client",
+    "create_app",
+    "env",
+    "logger",
+    "requests",
+    "status",
+]
+
+_WHERE = {
+    "APIRouter": "fastapi",
+    "AppLoadError": "fastflyer.discovery",
+    "AsyncClient": "fastkit.httpx",
+    "BaseConfig": "fastflyer.settings",
+    "Client": "fastkit.httpx",
+    "DuplicateRouteError": "fastflyer.application",
+    "FlyerAPI": "fastflyer.application",
+    "FlyerError": "fastflyer.errors",
+    "SettingsError": "fastflyer.settings",
+    "aioclient": "fastkit.httpx",
+    "aiorequests": "fastkit.httpx",
+    "authorize": "fastflyer.auth",
+    "client": "fastkit.httpx",
+    "create_app": "fastflyer.application",
+    "env": "fastkit.utils",
+    "logger": "fastkit.logging",
+    "requests": "fastkit.httpx",
+    "status": "fastkit.httpx",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastflyer' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

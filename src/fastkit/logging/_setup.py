@@ -155,6 +155,7 @@ def _open_files() -> None:
             _State.handler_ids.append(logger.add(
                 path, level=level, format=settings.log_format, serialize=settings.json,
                 rotation=settings.rotation, retention=settings.retention, encoding="utf-8",
+                diagnose=False,  # tracebacks without local variables: they may hold secrets
             ))
     if problem:
         logger.warning("log files written to {} ({})", directory, problem)
@@ -171,7 +172,8 @@ def configure(settings: LogSettings) -> None:
         logger.configure(patcher=_patch)
         _State.handler_ids.append(
             logger.add(sys.stderr, level=settings.console_level, format=settings.log_format,
-                       serialize=settings.json, colorize=None if not settings.json else False)
+                       serialize=settings.json, colorize=None if not settings.json else False,
+                       diagnose=False)
         )
         _State.pending_files = None
         if settings.to_file:

@@ -1,0 +1,1 @@
+"""Apps of the FastFlyer bench project (see ``bench/web_flyer.py``)."""

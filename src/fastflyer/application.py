@@ -1,0 +1,224 @@
+"""``FlyerAPI``: the FastAPI app of a FastFlyer project.
+
+    # main.py
+    from fastflyer import FlyerAPI
+    app = FlyerAPI(app_path=__file__)      # or create_app(__file__)
+
+Building it reads and validates the ``flyer_*`` settings, takes the project's
+``settings.py`` overrides, loads every app under ``app/`` (sorted) and mounts each
+``router`` under ``flyer_base_url``, and installs the envelope error handlers, the
+middleware, the health checks, the offline docs and HTTP Basic auth when enabled.
+Nothing runs until the server starts the lifespan.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
+from typing import Any, cast
+
+from fastapi import Depends, FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp
+
+from fastflyer.auth import authorize
+from fastflyer.discovery import LoadedApp, find_app_dir, load_apps
+from fastflyer.docs import install_docs
+from fastflyer.errors import ErrorRenderer, FlyerError
+from fastflyer.health import Readiness, health_paths
+from fastflyer.lifespan import Lifecycle
+from fastflyer.middleware import AccessLog, BodyLimitMiddleware, RequestContextMiddleware
+from fastflyer.middleware.context import HEALTH_BODY
+from fastflyer.settings import BaseConfig, FlyerSettings, load_settings
+from fastkit.logging import logger
+
+__all__ = ["DuplicateRouteError", "FlyerAPI", "create_app"]
+
+
+class DuplicateRouteError(RuntimeError):
+    """Two apps declare the same method and path; start-up stops."""
+
+
+def _project_config(project: Path | None) -> type[BaseConfig]:
+    """The ``BaseConfig`` subclass of the project's ``settings.py``, else ``BaseConfig``."""
+    if project is None or not (project / "settings.py").is_file():
+        return BaseConfig
+    spec = importlib.util.spec_from_file_location("settings", project / "settings.py")
+    if spec is None or spec.loader is None:
+        return BaseConfig
+    module = sys.modules.get("settings")
+    if module is None or Path(getattr(module, "__file__", "")).resolve() != project / "settings.py":
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["settings"] = module
+        spec.loader.exec_module(module)
+    found = [value for value in vars(module).values()
+             if isinstance(value, type) and issubclass(value, BaseConfig)
+             and value is not BaseConfig and value.__module__ == module.__name__]
+    return found[-1] if found else BaseConfig
+
+
+class FlyerAPI(FastAPI):
+    """A FastAPI app with the framework around it. See the module docstring.
+
+    ``app_path``: the project directory (or its ``main.py``, or its ``app/``); ``None``
+    builds the framework alone. ``middlewares``: extra Starlette ``Middleware`` entries.
+    ``settings``: use these instead of reading the environment. ``config``: the
+    project's ``BaseConfig`` subclass (found in ``settings.py`` when not given). Other
+    keyword arguments go to ``FastAPI``.
+    """
+
+    def __init__(
+        self,
+        app_path: str | Path | None = None,
+        middlewares: Sequence[Middleware] | None = None,
+        *,
+        settings: FlyerSettings | None = None,
+        config: type[BaseConfig] | None = None,
+        lifespan: Callable[[Any], AbstractAsyncContextManager[Any]] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        settings = settings if settings is not None else load_settings()
+        app_dir = find_app_dir(app_path) if app_path is not None else None
+        config = config or _project_config(app_dir.parent if app_dir else None)
+        explicit = settings.model_fields_set
+        base_url = settings.base_url
+        if config.PREFIX and "base_url" not in explicit:
+            base_url = load_settings(base_url=config.PREFIX).base_url  # validated too
+        version = config.VERSION if config.VERSION and "version" not in explicit \
+            else settings.version
+
+        self.settings = settings
+        self.base_url = base_url
+        self.lifecycle = Lifecycle(settings.graceful_timeout)
+        self.readiness = Readiness()
+        self.renderer = ErrorRenderer(always_http_200=settings.always_http_200)
+        self.access_log = (AccessLog(settings.access_logfile, settings.access_log_exclude_uris)
+                           if settings.access_log else None)
+        self.apps: list[LoadedApp] = []
+
+        user_middleware = list(middlewares or ())
+        if settings.cors_origins:
+            user_middleware.append(Middleware(
+                CORSMiddleware, allow_origins=settings.cors_origins,
+                allow_methods=settings.cors_methods, allow_headers=settings.cors_headers,
+                allow_credentials=settings.cors_allow_credentials))
+        if settings.gzip_min_size:
+            user_middleware.append(Middleware(GZipMiddleware,
+                                              minimum_size=settings.gzip_min_size))
+        kwargs.setdefault("title", config.API_TITLE)
+        kwargs.setdefault("description", config.DESCRIPTION)
+        super().__init__(
+            version=version,
+            docs_url=None, redoc_url=None, openapi_url=None,  # ours: offline, auth-aware
+            middleware=user_middleware,
+            lifespan=self.lifecycle.lifespan(lifespan),
+            **kwargs,
+        )
+        self.state.settings = settings
+        self.lifecycle.add("access log", stop=self._close_access_log)
+        self._install_error_handlers()
+        guard = [Depends(authorize)] if settings.auth_enable else []
+        self._install_framework_routes(guard)
+        if app_dir is not None:
+            self.apps = load_apps(app_dir)
+            for loaded in self.apps:
+                if loaded.enabled and loaded.router is not None:
+                    self.include_app(loaded.name, loaded.router, guard)
+
+    # --- building -------------------------------------------------------------------
+    def _close_access_log(self) -> None:
+        if self.access_log is not None:
+            self.access_log.close()
+
+    def _install_error_handlers(self) -> None:
+        self.add_exception_handler(HTTPException, self.renderer.http_exception)
+        self.add_exception_handler(RequestValidationError, self.renderer.validation_error)
+        self.add_exception_handler(FlyerError, self.renderer.flyer_error)
+        self.add_exception_handler(Exception, self.renderer.unhandled)
+
+    def _install_framework_routes(self, guard: list[Any]) -> None:
+        base = self.base_url
+        if self.settings.docs_enabled:
+            install_docs(self, base, guard)
+            docs = f"{base}/docs"
+
+            async def root(request: Request) -> RedirectResponse:
+                return RedirectResponse(f"{request.scope.get('root_path', '')}{docs}")
+
+            self.add_api_route("/", root, include_in_schema=False)
+
+        async def liveness() -> Response:
+            # Reached only for methods the fast path leaves to routing (OPTIONS...).
+            return Response(HEALTH_BODY, media_type="application/json")
+
+        for path in health_paths(base):
+            self.add_api_route(path, liveness, methods=["GET"], include_in_schema=False)
+
+        async def readiness() -> JSONResponse:
+            report = await self.readiness.report()
+            code = 200 if report["ready"] else 503
+            return JSONResponse({"code": code, "message": "success" if code == 200 else
+                                 "Service Unavailable", "data": report}, status_code=code)
+
+        for path in ("/health_check/ready", f"{base}/health_check/ready"):
+            self.add_api_route(path, readiness, methods=["GET"], tags=["health"],
+                               summary="Readiness of the configured components",
+                               include_in_schema=path != "/health_check/ready")
+
+    def _routes_by_key(self) -> dict[tuple[str, str], str]:
+        owners: dict[tuple[str, str], str] = {}
+        for route in self.router.routes:
+            if isinstance(route, APIRoute):
+                owner = getattr(route, "_flyer_app", "fastflyer")
+                for method in route.methods or ():
+                    owners[(method, route.path)] = owner
+        return owners
+
+    def include_app(self, name: str, router: Any, dependencies: Sequence[Any] = ()) -> None:
+        """Mount app ``name``'s router under the base URL, refusing duplicate routes."""
+        owners = self._routes_by_key()
+        before = len(self.router.routes)
+        self.include_router(router, prefix=self.base_url, dependencies=list(dependencies))
+        added = self.router.routes[before:]
+        for route in added:
+            if not isinstance(route, APIRoute):
+                continue
+            for method in sorted(route.methods or ()):
+                other = owners.get((method, route.path))
+                if other is not None:
+                    del self.router.routes[before:]
+                    who = (f"twice by app {name!r}" if other == name
+                           else f"by both app {other!r} and app {name!r}")
+                    raise DuplicateRouteError(f"{method} {route.path} is declared {who}")
+                owners[(method, route.path)] = name
+            route._flyer_app = name  # type: ignore[attr-defined]
+        logger.debug("app {} mounted at {} ({} routes)", name, self.base_url, len(added))
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app = super().build_middleware_stack()
+        if self.settings.max_body_size:
+            app = BodyLimitMiddleware(app, self.settings.max_body_size, self.renderer)
+        app = RequestContextMiddleware(app, renderer=self.renderer,
+                                       health_paths=health_paths(self.base_url),
+                                       access_log=self.access_log)
+        if self.settings.trusted_proxies:
+            from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+            app = cast(ASGIApp, ProxyHeadersMiddleware(
+                cast(Any, app), trusted_hosts=self.settings.trusted_proxies))
+        return app
+
+
+def create_app(app_path: str | Path | None = None, **kwargs: Any) -> FlyerAPI:
+    """Build a :class:`FlyerAPI` (the factory form, for ``uvicorn --factory``)."""
+    return FlyerAPI(app_path, **kwargs)

@@ -1,0 +1,89 @@
+"""Swagger UI and ReDoc served from files shipped with the package: no CDN, no internet.
+
+The assets (Swagger UI's bundle and CSS, ReDoc's standalone bundle, a favicon) come
+from the ``fastapi-offline`` package, served under ``{base_url}/static/``. Pages:
+``{base_url}/docs``, ``{base_url}/redoc``, schema at ``{base_url}/openapi.json``.
+ReDoc's Google fonts and Swagger UI's online validator are turned off, so nothing
+leaves the machine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+    get_swagger_ui_oauth2_redirect_html,
+)
+from fastapi.params import Depends
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.staticfiles import StaticFiles
+
+__all__ = ["assets_directory", "install_docs"]
+
+
+def assets_directory() -> Path:
+    """The directory of the shipped Swagger UI and ReDoc files."""
+    spec = importlib.util.find_spec("fastapi_offline")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("the docs assets are missing: install fastflyer[web] "
+                           "(it brings fastapi-offline)")
+    directory = Path(next(iter(spec.submodule_search_locations))) / "static"
+    if not (directory / "swagger-ui-bundle.js").is_file():
+        raise RuntimeError(f"the docs assets are missing from {directory}")
+    return directory
+
+
+def install_docs(app: FastAPI, base_url: str, dependencies: Sequence[Depends] = ()) -> None:
+    """Add the schema, Swagger UI, ReDoc and their assets under ``base_url``."""
+    static = f"{base_url}/static"
+    openapi_url = f"{base_url}/openapi.json"
+    oauth2_redirect_url = f"{base_url}/docs/oauth2-redirect"
+    deps = list(dependencies)
+    app.mount(static, StaticFiles(directory=assets_directory()), name="fastflyer-docs-assets")
+
+    async def openapi(request: Request) -> JSONResponse:
+        return JSONResponse(app.openapi())
+
+    async def swagger(request: Request) -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url=_rooted(request, openapi_url),
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=_rooted(request, oauth2_redirect_url),
+            swagger_js_url=_rooted(request, f"{static}/swagger-ui-bundle.js"),
+            swagger_css_url=_rooted(request, f"{static}/swagger-ui.css"),
+            swagger_favicon_url=_rooted(request, f"{static}/favicon.png"),
+            swagger_ui_parameters=_swagger_parameters(app),
+        )
+
+    async def oauth2_redirect(request: Request) -> HTMLResponse:
+        return get_swagger_ui_oauth2_redirect_html()
+
+    async def redoc(request: Request) -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url=_rooted(request, openapi_url),
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=_rooted(request, f"{static}/redoc.standalone.js"),
+            redoc_favicon_url=_rooted(request, f"{static}/favicon.png"),
+            with_google_fonts=False,
+        )
+
+    app.add_api_route(openapi_url, openapi, include_in_schema=False, dependencies=deps)
+    app.add_api_route(f"{base_url}/docs", swagger, include_in_schema=False, dependencies=deps)
+    app.add_api_route(oauth2_redirect_url, oauth2_redirect, include_in_schema=False)
+    app.add_api_route(f"{base_url}/redoc", redoc, include_in_schema=False, dependencies=deps)
+
+
+def _rooted(request: Request, path: str) -> str:
+    return f"{request.scope.get('root_path', '').rstrip('/')}{path}"
+
+
+def _swagger_parameters(app: FastAPI) -> dict[str, Any]:
+    # validatorUrl None: no badge fetched from validator.swagger.io.
+    return {"validatorUrl": None, **(app.swagger_ui_parameters or {})}

@@ -1,0 +1,89 @@
+"""Liveness and readiness.
+
+Liveness: ``/health_check``, ``/health_check/async`` and ``{base_url}/health_check``
+answer ``{"code":200,"message":"success"}`` to GET and HEAD from the request-context
+middleware, before routing, so a busy app still answers its probes cheaply.
+
+Readiness: ``/health_check/ready`` (and ``{base_url}/health_check/ready``) runs every
+registered check concurrently, each within its timeout, and answers 200 when all are
+up, 503 when one is down::
+
+    app.readiness.register("redis", lambda: redis.ping(), timeout=1.0)
+
+    {"code": 200, "message": "success",
+     "data": {"ready": true, "components": {"redis": {"status": "up", "latency_ms": 0.41}}}}
+
+A down component says why in ``error`` (the exception's type and message, never a
+traceback).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+__all__ = ["Check", "Readiness", "health_paths"]
+
+Check = Callable[[], Any] | Callable[[], Awaitable[Any]]
+
+
+def health_paths(base_url: str) -> tuple[str, ...]:
+    """The liveness paths answered on the fast path."""
+    return ("/health_check", "/health_check/async", f"{base_url}/health_check")
+
+
+@dataclass(frozen=True)
+class _Component:
+    name: str
+    check: Check
+    timeout: float
+
+
+class Readiness:
+    """The components whose health decides whether the app is ready."""
+
+    def __init__(self) -> None:
+        self._components: dict[str, _Component] = {}
+
+    def register(self, name: str, check: Check, timeout: float = 2.0) -> None:
+        """Add (or replace) ``name``: ``check()`` returns or raises; it may be async."""
+        if timeout <= 0:
+            raise ValueError(f"timeout of readiness check {name!r} must be > 0, got {timeout}")
+        self._components[name] = _Component(name, check, timeout)
+
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` if present."""
+        self._components.pop(name, None)
+
+    @property
+    def names(self) -> list[str]:
+        """Registered component names, in registration order."""
+        return list(self._components)
+
+    async def _probe(self, component: _Component) -> dict[str, Any]:
+        started = time.perf_counter()
+        try:
+            if inspect.iscoroutinefunction(component.check):
+                await asyncio.wait_for(component.check(), component.timeout)
+            else:
+                await asyncio.wait_for(run_in_threadpool(component.check), component.timeout)
+        except Exception as exc:
+            error = (f"no answer within {component.timeout:g} s"
+                     if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}")
+            return {"status": "down", "error": error,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+        return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+    async def report(self) -> dict[str, Any]:
+        """``{"ready": bool, "components": {name: {"status", "latency_ms"[, "error"]}}}``."""
+        components = list(self._components.values())
+        results = await asyncio.gather(*(self._probe(c) for c in components))
+        by_name = {c.name: r for c, r in zip(components, results, strict=True)}
+        ready = all(r["status"] == "up" for r in results)
+        return {"ready": ready, "components": by_name}

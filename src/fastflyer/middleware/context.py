@@ -1,0 +1,110 @@
+"""Per-request context: request id, timing headers, the health fast path, the access log.
+
+For every HTTP request:
+
+- the request id is ``X-Request-ID`` when the client sent a sane one (1-128 of
+  ``A-Za-z0-9._:-``), else a new one; it is bound for logs and FastKit clients
+  (:mod:`fastkit.request_id`) while the request runs and echoed on the response;
+- every response, errors included, carries ``X-Request-ID``, ``X-Lasting-Time``
+  (milliseconds to the first byte of the response) and ``X-Content-Type-Options: nosniff``;
+- ``GET``/``HEAD`` on a health path is answered here, before routing;
+- an exception nothing else answered becomes a 500 envelope, and one that escapes after
+  the response started is dropped (the error handler logged it already);
+- one access-log line is written when the response ends.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fastflyer.errors import ErrorRenderer
+from fastflyer.middleware.access_log import AccessLog
+from fastkit.logging import logger
+from fastkit.request_id import new_request_id, reset_request_id, set_request_id
+
+__all__ = ["HEALTH_BODY", "RequestContextMiddleware"]
+
+HEALTH_BODY = b'{"code":200,"message":"success"}'
+_SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
+_NOSNIFF = (b"x-content-type-options", b"nosniff")
+_HEALTH_HEADERS = [
+    (b"content-type", b"application/json"),
+    (b"content-length", str(len(HEALTH_BODY)).encode()),
+    _NOSNIFF,
+]
+_HEALTH_METHODS = frozenset({"GET", "HEAD"})
+
+
+class RequestContextMiddleware:
+    """See the module docstring."""
+
+    def __init__(self, app: ASGIApp, *, renderer: ErrorRenderer,
+                 health_paths: Iterable[str] = (), access_log: AccessLog | None = None) -> None:
+        self.app = app
+        self.renderer = renderer
+        self.health_paths = frozenset(health_paths)
+        self.access_log = access_log
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        raw_id: bytes | None = None
+        user_agent: bytes | None = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                raw_id = value
+            elif name == b"user-agent":
+                user_agent = value
+        if raw_id is not None and _SANE_ID.fullmatch(raw_id):
+            request_id = raw_id.decode("ascii")
+            id_bytes = raw_id
+        else:
+            request_id = new_request_id()
+            id_bytes = request_id.encode("ascii")
+        path: str = scope["path"]
+        status = 0
+
+        if path in self.health_paths and scope["method"] in _HEALTH_METHODS:
+            lasting = f"{(time.perf_counter() - started) * 1000:.2f}".encode()
+            await send({"type": "http.response.start", "status": 200,
+                        "headers": [*_HEALTH_HEADERS, (b"x-request-id", id_bytes),
+                                    (b"x-lasting-time", lasting)]})
+            await send({"type": "http.response.body",
+                        "body": b"" if scope["method"] == "HEAD" else HEALTH_BODY})
+            status = 200
+        else:
+            async def send_with_headers(message: Message) -> None:
+                nonlocal status
+                if message["type"] == "http.response.start":
+                    status = message["status"]
+                    lasting = f"{(time.perf_counter() - started) * 1000:.2f}".encode()
+                    message = {**message, "headers": [
+                        *message.get("headers", ()), _NOSNIFF, (b"x-request-id", id_bytes),
+                        (b"x-lasting-time", lasting)]}
+                await send(message)
+
+            token = set_request_id(request_id)
+            try:
+                await self.app(scope, receive, send_with_headers)
+            except Exception as exc:
+                if status == 0:  # nothing answered yet: answer in the envelope
+                    logger.opt(exception=exc).error(
+                        "unhandled {} in {} {}", type(exc).__name__, scope["method"], path)
+                    await self.renderer.send(scope, receive, send_with_headers, 500)
+                # else: the app's error handler answered and logged it already
+            finally:
+                reset_request_id(token)
+
+        log = self.access_log
+        if log is not None and log.wanted(path):
+            client = scope.get("client")
+            log.write(scope["method"], path, scope.get("query_string", b""), status,
+                      (time.perf_counter() - started) * 1000,
+                      client[0] if client else None, request_id,
+                      user_agent.decode("latin-1") if user_agent is not None else None)

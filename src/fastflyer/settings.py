@@ -1,0 +1,179 @@
+"""Configuration: every ``flyer_*`` environment variable, read and validated in one place.
+
+    from fastflyer.settings import load_settings
+    settings = load_settings()            # reads os.environ now, never at import
+    settings.port, settings.base_url
+
+A bad value stops start-up before anything binds: :class:`SettingsError` is a
+``SystemExit`` whose message has one line per bad variable, naming it, its value
+and what is allowed::
+
+    flyer_workers='0' is not allowed: an integer ≥ 1
+
+A project overrides the framework's defaults (title, description, version, prefix)
+in its ``settings.py`` by subclassing :class:`BaseConfig`; an explicitly set
+environment variable still wins over the project's default.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Annotated, Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = ["BaseConfig", "FlyerSettings", "SettingsError", "load_settings"]
+
+_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING",
+           "error": "ERROR", "critical": "CRITICAL"}
+BASE_URL_PATTERN = r"^(/[A-Za-z0-9._-]+)+$"
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+def _allowed(default: Any, allowed: str, **constraints: Any) -> Any:
+    """A field whose description says what is allowed (quoted in error lines)."""
+    return Field(default, description=allowed, **constraints)
+
+
+class SettingsError(SystemExit):
+    """A ``flyer_*`` variable holds a value that is not allowed.
+
+    A ``SystemExit``: raised while the app is built, it stops the process with its
+    message (one line per bad variable) and no traceback, before any port is bound.
+    """
+
+    def __init__(self, lines: list[str]) -> None:
+        self.lines = lines
+        super().__init__("\n".join(lines))
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines)
+
+
+class FlyerSettings(BaseSettings):
+    """The framework's configuration, from ``flyer_<name>`` variables (any case)."""
+
+    model_config = SettingsConfigDict(env_prefix="flyer_", case_sensitive=False,
+                                      extra="ignore", validate_default=True,
+                                      env_ignore_empty=True)
+
+    # The seed's base table.
+    host: str = _allowed("0.0.0.0", "a host name or IP address", min_length=1)
+    port: int = _allowed(8080, "an integer from 1 to 65535", ge=1, le=65535)
+    base_url: str = _allowed("/flyer", "a path like /flyer or /api/v1 "
+                             "(letters, digits, '.', '_', '-'; no trailing '/')",
+                             pattern=BASE_URL_PATTERN)
+    version: str = _allowed("v1", "any text", min_length=1)
+    reload: bool = _allowed(False, "1 or 0")
+    workers: int | None = _allowed(None, "an integer ≥ 1 (unset: the CPUs this process may use)",
+                                   ge=1)
+    threads: int = _allowed(5, "an integer ≥ 5", ge=5)
+    worker_connections: int = _allowed(1000, "an integer ≥ 1", ge=1)
+    enable_max_requests: bool = _allowed(False, "1 or 0")
+    max_requests: int = _allowed(0, "an integer ≥ 0", ge=0)
+    max_requests_jitter: int = _allowed(0, "an integer ≥ 0", ge=0)
+    timeout: float = _allowed(60, "a number of seconds ≥ 0", ge=0)
+    graceful_timeout: float = _allowed(1, "a number of seconds ≥ 0", ge=0)
+    keepalive: float = _allowed(5, "a number of seconds ≥ 0", ge=0)
+    console_log_level: str = _allowed("info", "one of debug, info, warn, error, critical")
+    file_log_level: str = _allowed("info", "one of debug, info, warn, error, critical")
+    access_log: bool = _allowed(True, "1 or 0")
+    access_logfile: str = _allowed("-", "a file path, or - for the console", min_length=1)
+
+    # Read by the original too.
+    log_path: str | None = _allowed(None, "a directory path")
+    access_log_exclude_uris: CommaList = _allowed(
+        [], "comma-separated paths (a trailing * matches a prefix)")
+    auth_enable: bool = _allowed(False, "1 or 0")
+    auth_user: str = _allowed("", "a user name")
+    auth_pass: SecretStr = _allowed(SecretStr(""), "a password")
+
+    # New here.
+    docs_enabled: bool = _allowed(True, "1 or 0")
+    always_http_200: bool = _allowed(False, "1 or 0 (1: errors answer HTTP 200, as the "
+                                     "original did; the body code still tells the error)")
+    cors_origins: CommaList = _allowed([], "comma-separated origins, or * (unset: no CORS)")
+    cors_allow_credentials: bool = _allowed(False, "1 or 0")
+    cors_methods: CommaList = _allowed(["*"], "comma-separated HTTP methods, or *")
+    cors_headers: CommaList = _allowed(["*"], "comma-separated header names, or *")
+    gzip_min_size: int = _allowed(0, "a size in bytes ≥ 0 (0: no compression)", ge=0)
+    max_body_size: int = _allowed(10 * 1024 * 1024, "a size in bytes ≥ 0 (0: no limit)", ge=0)
+    trusted_proxies: CommaList = _allowed(
+        [], "comma-separated IP addresses or networks (unset: trust no X-Forwarded-For)")
+
+    @field_validator("console_log_level", "file_log_level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> str:
+        level = _LEVELS.get(str(value).strip().lower())
+        if level is None:
+            raise ValueError("not a log level")
+        return level
+
+    @field_validator("access_log_exclude_uris", "cors_origins", "cors_methods", "cors_headers",
+                     "trusted_proxies", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            ipaddress.ip_network(item, strict=False)  # ValueError names the bad item
+        return value
+
+    @model_validator(mode="after")
+    def _auth_complete(self) -> FlyerSettings:
+        if self.auth_enable and not (self.auth_user and self.auth_pass.get_secret_value()):
+            raise ValueError("auth_enable needs flyer_auth_user and flyer_auth_pass")
+        return self
+
+
+class BaseConfig:
+    """Framework defaults a project overrides in its ``settings.py``::
+
+        from fastflyer.settings import BaseConfig
+
+        class CustomConfig(BaseConfig):
+            API_TITLE = "Orders API"
+            PREFIX = "/orders"
+
+    ``None`` means: take it from the environment (``flyer_version``, ``flyer_base_url``).
+    An environment variable that is explicitly set wins over the project's value.
+    """
+
+    API_TITLE: str = "FastFlyer"
+    DESCRIPTION: str = "An API service built on FastFlyer."
+    VERSION: str | None = None
+    PREFIX: str | None = None
+
+
+def _describe_error(error: Mapping[str, Any]) -> str:
+    loc = error.get("loc") or ()
+    name = str(loc[0]) if loc else ""
+    if not name:  # a model-level rule
+        message = str(error.get("msg", "")).removeprefix("Value error, ")
+        return f"flyer_{message}" if message.startswith("auth_") else message
+    field = FlyerSettings.model_fields.get(name)
+    allowed = field.description if field is not None else error.get("msg", "")
+    shown = error.get("input")
+    if name == "auth_pass":
+        shown = "***"
+    return f"flyer_{name}={str(shown)!r} is not allowed: {allowed}"
+
+
+def load_settings(**overrides: Any) -> FlyerSettings:
+    """Read and validate the ``flyer_*`` variables from ``os.environ`` now.
+
+    ``overrides`` take the place of variables (``load_settings(port=9000)``); an empty
+    variable counts as unset. Raises :class:`SettingsError` naming every bad variable.
+    """
+    try:
+        return FlyerSettings(**overrides)
+    except ValidationError as exc:
+        raise SettingsError([_describe_error(e) for e in exc.errors()]) from None

@@ -1,0 +1,131 @@
+"""Fixtures for the framework: the demo project built in-process and served for real.
+
+``build(**env)`` builds the demo project's app with ``flyer_*`` variables set for the
+test; ``live`` is the same project served by uvicorn in a child process on a free
+127.0.0.1 port, with its access log in a file, shared by the session.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
+
+import httpx
+import pytest
+from starlette.testclient import TestClient
+
+from fastflyer import FlyerAPI
+
+DEMO = Path(__file__).parent / "demo_project"
+
+
+@pytest.fixture(autouse=True)
+def _clean_flyer_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No ``flyer_*`` variable leaks into a test from the caller's environment."""
+    for name in list(os.environ):
+        if name.lower().startswith("flyer_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("flyer_log_path", str(tmp_path / "logs"))
+    monkeypatch.setenv("flyer_access_log", "0")
+
+
+@pytest.fixture
+def build(monkeypatch: pytest.MonkeyPatch) -> Callable[..., FlyerAPI]:
+    """Build an app with ``flyer_<name>=value`` for each keyword."""
+
+    def _build(app_path: Path | str | None = DEMO, **env: object) -> FlyerAPI:
+        for name, value in env.items():
+            monkeypatch.setenv(f"flyer_{name}", str(value))
+        return FlyerAPI(app_path=app_path)
+
+    return _build
+
+
+@pytest.fixture
+def client(build: Callable[..., FlyerAPI]) -> Iterator[TestClient]:
+    with TestClient(build(), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LiveServer:
+    url: str
+    access_log: Path
+    console: Path
+    process: subprocess.Popen[str]
+    console_file: IO[str]
+
+    def access_lines(self) -> list[str]:
+        return self.access_log.read_text().splitlines() if self.access_log.exists() else []
+
+
+def serve(project: Path, env: dict[str, str], log_dir: Path) -> LiveServer:
+    port = free_port()
+    access_log = log_dir / "access.log"
+    console = log_dir / "console.log"
+    console_file = console.open("w")
+    child_env = {k: v for k, v in os.environ.items() if not k.lower().startswith("flyer_")}
+    child_env.update({"flyer_log_path": str(log_dir), "flyer_access_log": "1",
+                      "flyer_access_logfile": str(access_log),
+                      "flyer_console_log_level": "warn", **env})
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(project),
+         "--host", "127.0.0.1", "--port", str(port), "--no-proxy-headers",
+         "--no-access-log", "--log-level", "warning"],
+        # A file, not a pipe: a pipe nobody drains blocks the server once it is full.
+        env=child_env, stdout=console_file, stderr=subprocess.STDOUT, text=True)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            console_file.close()
+            raise RuntimeError(f"server exited: {console.read_text()}")
+        try:
+            if httpx.get(f"{url}/health_check", timeout=1).status_code == 200:
+                return LiveServer(url, access_log, console, process, console_file)
+        except httpx.TransportError:
+            time.sleep(0.1)
+    process.kill()
+    console_file.close()
+    raise RuntimeError("server did not answer within 30 s")
+
+
+def stop(server: LiveServer) -> str:
+    """Stop the server with SIGTERM; its console output."""
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(timeout=30)
+    server.console_file.close()
+    return server.console.read_text()
+
+
+@pytest.fixture(scope="session")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    server = serve(DEMO, {}, tmp_path_factory.mktemp("live-logs"))
+    yield server
+    stop(server)
+
+
+@pytest.fixture(params=["in-process", "real-server"])
+def http(request: pytest.FixtureRequest, build: Callable[..., FlyerAPI]) -> Iterator[httpx.Client]:
+    """The demo app through the test client and through a real server process."""
+    if request.param == "in-process":
+        with TestClient(build(), raise_server_exceptions=False) as test_client:
+            yield test_client
+    else:
+        live: LiveServer = request.getfixturevalue("live")
+        with httpx.Client(base_url=live.url, timeout=10) as real:
+            yield real

@@ -1,0 +1,2 @@
+# A package without `router`: imported only (jobs would register themselves here).
+IMPORTED = True

@@ -1,0 +1,3 @@
+from .routers import router
+
+__all__ = ["router"]

@@ -1,0 +1,3 @@
+from fastflyer import FlyerAPI
+
+app = FlyerAPI(app_path=__file__)
