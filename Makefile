@@ -26,6 +26,7 @@ test: lint
 
 bench: install
 	$(PY) bench/bench_httpx.py
+	$(PY) bench/bench_web.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

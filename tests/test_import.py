@@ -10,7 +10,9 @@ import time
 
 import pytest
 
-IMPORTS = "import fastkit, fastkit.httpx, fastkit.logging, fastkit.request_id, fastflyer"
+IMPORTS = ("import fastkit, fastkit.httpx, fastkit.logging, fastkit.request_id, fastkit.utils, "
+           "fastflyer, fastflyer.schemas, fastflyer.settings\n"
+           "from fastflyer import FlyerAPI, APIRouter, env, logger, status, requests")
 
 TRAPS = """
 import builtins, os, socket, ssl, sys, threading

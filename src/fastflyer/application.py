@@ -22,7 +22,6 @@ from typing import Any, cast
 
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -41,6 +40,12 @@ from fastflyer.middleware import AccessLog, BodyLimitMiddleware, RequestContextM
 from fastflyer.middleware.context import HEALTH_BODY
 from fastflyer.settings import BaseConfig, FlyerSettings, load_settings
 from fastkit.logging import logger
+
+try:  # FastAPI ≥ 0.16x keeps included routers whole; walk their routes
+    from fastapi.routing import iter_route_contexts as _iter_route_contexts
+except ImportError:  # older FastAPI copies included routes into the app's list
+    def _iter_route_contexts(routes: Sequence[Any]) -> Any:  # type: ignore[misc]
+        return iter(routes)
 
 __all__ = ["DuplicateRouteError", "FlyerAPI", "create_app"]
 
@@ -128,12 +133,14 @@ class FlyerAPI(FastAPI):
         self.lifecycle.add("access log", stop=self._close_access_log)
         self._install_error_handlers()
         guard = [Depends(authorize)] if settings.auth_enable else []
-        self._install_framework_routes(guard)
         if app_dir is not None:
             self.apps = load_apps(app_dir)
             for loaded in self.apps:
                 if loaded.enabled and loaded.router is not None:
                     self.include_app(loaded.name, loaded.router, guard)
+        # After the apps: routing tries routes in order, and the apps' are the busy ones.
+        self._install_framework_routes(guard)
+        self._refuse_duplicate_routes()
 
     # --- building -------------------------------------------------------------------
     def _close_access_log(self) -> None:
@@ -175,34 +182,36 @@ class FlyerAPI(FastAPI):
                                summary="Readiness of the configured components",
                                include_in_schema=path != "/health_check/ready")
 
-    def _routes_by_key(self) -> dict[tuple[str, str], str]:
-        owners: dict[tuple[str, str], str] = {}
-        for route in self.router.routes:
-            if isinstance(route, APIRoute):
-                owner = getattr(route, "_flyer_app", "fastflyer")
-                for method in route.methods or ():
-                    owners[(method, route.path)] = owner
-        return owners
-
     def include_app(self, name: str, router: Any, dependencies: Sequence[Any] = ()) -> None:
-        """Mount app ``name``'s router under the base URL, refusing duplicate routes."""
-        owners = self._routes_by_key()
+        """Mount app ``name``'s router under the base URL."""
         before = len(self.router.routes)
         self.include_router(router, prefix=self.base_url, dependencies=list(dependencies))
-        added = self.router.routes[before:]
-        for route in added:
-            if not isinstance(route, APIRoute):
+        for entry in self.router.routes[before:]:
+            entry._flyer_app = name  # type: ignore[attr-defined]
+        logger.debug("app {} mounted at {}", name, self.base_url)
+
+    def route_table(self) -> list[tuple[str, str, str]]:
+        """``(method, path, owner)`` of every HTTP route; the owner is an app or fastflyer."""
+        table: list[tuple[str, str, str]] = []
+        for entry in self.router.routes:
+            owner = getattr(entry, "_flyer_app", "fastflyer")
+            for route in _iter_route_contexts([entry]):
+                methods, path = getattr(route, "methods", None), getattr(route, "path", None)
+                if methods and path is not None:
+                    table.extend((method, path, owner) for method in sorted(methods))
+        return table
+
+    def _refuse_duplicate_routes(self) -> None:
+        """Two routes with the same method and path: the second could never answer."""
+        owners: dict[tuple[str, str], str] = {}
+        for method, path, owner in self.route_table():
+            other = owners.get((method, path))
+            if other is None:
+                owners[(method, path)] = owner
                 continue
-            for method in sorted(route.methods or ()):
-                other = owners.get((method, route.path))
-                if other is not None:
-                    del self.router.routes[before:]
-                    who = (f"twice by app {name!r}" if other == name
-                           else f"by both app {other!r} and app {name!r}")
-                    raise DuplicateRouteError(f"{method} {route.path} is declared {who}")
-                owners[(method, route.path)] = name
-            route._flyer_app = name  # type: ignore[attr-defined]
-        logger.debug("app {} mounted at {} ({} routes)", name, self.base_url, len(added))
+            who = (f"twice by app {owner!r}" if other == owner
+                   else f"by both app {other!r} and app {owner!r}")
+            raise DuplicateRouteError(f"{method} {path} is declared {who}")
 
     def build_middleware_stack(self) -> ASGIApp:
         app = super().build_middleware_stack()

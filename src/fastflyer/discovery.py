@@ -15,6 +15,7 @@ never skipped silently. ``router`` must be an ``APIRouter``.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,12 +66,30 @@ def _forget(package: str, app_dir: Path) -> None:
         del sys.modules[name]
 
 
+def _import_from(name: str, location: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(name, location)
+    if spec is None or spec.loader is None:
+        raise AppLoadError(f"cannot import {location}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except Exception as exc:
+        del sys.modules[name]
+        raise AppLoadError(f"{location} failed to import: {type(exc).__name__}: {exc}") from exc
+    return module
+
+
 def load_apps(app_dir: Path) -> list[LoadedApp]:
     """Import every app package under ``app_dir`` in sorted order."""
     root, package = str(app_dir.parent), app_dir.name
-    if root not in sys.path:
+    if sys.path[:1] != [root]:  # first, so `import app...` in user code finds this project
+        if root in sys.path:
+            sys.path.remove(root)
         sys.path.insert(0, root)
     _forget(package, app_dir)
+    if package not in sys.modules:
+        _import_from(package, app_dir / "__init__.py")
     names = sorted(
         child.name for child in app_dir.iterdir()
         if child.is_dir() and not child.name.startswith(("_", "."))

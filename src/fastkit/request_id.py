@@ -13,7 +13,7 @@ bound carries it, and FastKit clients forward it as ``X-Request-ID``.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -34,7 +34,7 @@ _request_id: ContextVar[str | None] = ContextVar("fastkit_request_id", default=N
 
 def new_request_id() -> str:
     """A fresh random request id (32 hex characters)."""
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 def get_request_id() -> str | None:

@@ -69,12 +69,21 @@ class LiveServer:
     process: subprocess.Popen[str]
     console_file: IO[str]
 
+    def stop(self) -> str:
+        """Stop the server with SIGTERM; its console output."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=30)
+        self.console_file.close()
+        return self.console.read_text()
+
     def access_lines(self) -> list[str]:
         return self.access_log.read_text().splitlines() if self.access_log.exists() else []
 
 
 def serve(project: Path, env: dict[str, str], log_dir: Path) -> LiveServer:
     port = free_port()
+    log_dir.mkdir(parents=True, exist_ok=True)
     access_log = log_dir / "access.log"
     console = log_dir / "console.log"
     console_file = console.open("w")
@@ -105,18 +114,30 @@ def serve(project: Path, env: dict[str, str], log_dir: Path) -> LiveServer:
 
 
 def stop(server: LiveServer) -> str:
-    """Stop the server with SIGTERM; its console output."""
-    server.process.send_signal(signal.SIGTERM)
-    server.process.wait(timeout=30)
-    server.console_file.close()
-    return server.console.read_text()
+    """Stop ``server``; its console output."""
+    return server.stop()
 
 
 @pytest.fixture(scope="session")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
     server = serve(DEMO, {}, tmp_path_factory.mktemp("live-logs"))
     yield server
-    stop(server)
+    server.stop()
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Callable[..., LiveServer]]:
+    """Start a server of the demo project with extra ``flyer_*`` variables."""
+    started: list[LiveServer] = []
+
+    def _launch(env: dict[str, str] | None = None, project: Path = DEMO) -> LiveServer:
+        server = serve(project, env or {}, tmp_path / f"server{len(started)}")
+        started.append(server)
+        return server
+
+    yield _launch
+    for server in started:
+        server.stop()
 
 
 @pytest.fixture(params=["in-process", "real-server"])
