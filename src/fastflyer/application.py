@@ -38,6 +38,7 @@ from fastflyer.health import Readiness, health_paths
 from fastflyer.lifespan import Lifecycle
 from fastflyer.middleware import AccessLog, BodyLimitMiddleware, RequestContextMiddleware
 from fastflyer.middleware.context import HEALTH_BODY
+from fastflyer.schemas import ErrorResponse
 from fastflyer.settings import BaseConfig, FlyerSettings, load_settings
 from fastkit.logging import logger
 
@@ -212,6 +213,21 @@ class FlyerAPI(FastAPI):
             who = (f"twice by app {owner!r}" if other == owner
                    else f"by both app {other!r} and app {owner!r}")
             raise DuplicateRouteError(f"{method} {path} is declared {who}")
+
+    def openapi(self) -> dict[str, Any]:
+        """FastAPI's schema, with the error envelope as every operation's ``default`` answer."""
+        if self.openapi_schema is None:
+            schema = super().openapi()
+            error = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+            schema.setdefault("components", {}).setdefault("schemas", {})["ErrorResponse"] = error
+            envelope = {"description": "Error, in the envelope (401, 404, 413, 500, 502, 504...)",
+                        "content": {"application/json": {
+                            "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
+            for operations in schema.get("paths", {}).values():
+                for operation in operations.values():
+                    if isinstance(operation, dict) and "responses" in operation:
+                        operation["responses"].setdefault("default", envelope)
+        return self.openapi_schema  # type: ignore[return-value]
 
     def build_middleware_stack(self) -> ASGIApp:
         app = super().build_middleware_stack()

@@ -12,7 +12,8 @@ Start hooks run in the order they were added, before the first request is served
 one fails, the stop hooks of those already started run and start-up fails with the
 error. Stop hooks run in reverse order, all of them within ``flyer_graceful_timeout``
 seconds in total: a hook that overruns is logged and left behind so the others still
-run. Hooks may be sync (run in a worker thread at shutdown) or async.
+run (each later hook gets at least 0.1 s). Hooks may be sync (run in a worker thread at
+shutdown) or async.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ __all__ = ["Hook", "Lifecycle"]
 
 Hook = Callable[[], Any] | Callable[[], Awaitable[Any]]
 H = TypeVar("H", bound=Hook)
+_FLOOR = 0.1
 
 
 @dataclass(frozen=True)
@@ -97,11 +99,12 @@ class Lifecycle:
         for component in reversed(self._components if components is None else components):
             if component.stop is None:
                 continue
-            remaining = max(deadline - time.monotonic(), 0.0)
+            # A hook after one that overran still gets a moment: it may be quick.
+            remaining = max(deadline - time.monotonic(), _FLOOR)
             stop = component.stop
             call = _call(stop) if inspect.iscoroutinefunction(stop) else asyncio.to_thread(stop)
             try:
-                await asyncio.wait_for(call, timeout=remaining or 0.001)
+                await asyncio.wait_for(call, timeout=remaining)
             except TimeoutError:
                 logger.warning("shutdown of {} did not finish within the graceful timeout "
                                "({:g} s); going on", component.name, self.graceful_timeout)

@@ -10,18 +10,30 @@
 
 from __future__ import annotations
 
+import importlib
+import threading
+from typing import TYPE_CHECKING, Any
+
 from fastkit.httpx import status
-from fastkit.httpx._client import DEFAULT_USER_AGENT, AsyncClient, Client
-from fastkit.httpx._engine import instant_waits, parse_retry_after, set_testing
-from fastkit.httpx._instances import LazyClient, LoopLocalAsyncClient
-from fastkit.httpx._policy import (
-    DEFAULT_RETRY_METHODS,
-    DEFAULT_RETRY_STATUSES,
-    RETRY_KEYS,
-    RetryOption,
-    RetryPolicy,
-    UrllibExceptionWarning,
-)
+
+if TYPE_CHECKING:
+    from fastkit.httpx._client import DEFAULT_USER_AGENT, AsyncClient, Client
+    from fastkit.httpx._engine import instant_waits, parse_retry_after, set_testing
+    from fastkit.httpx._instances import LazyClient, LoopLocalAsyncClient
+    from fastkit.httpx._policy import (
+        DEFAULT_RETRY_METHODS,
+        DEFAULT_RETRY_STATUSES,
+        RETRY_KEYS,
+        RetryOption,
+        RetryPolicy,
+        UrllibExceptionWarning,
+    )
+
+    # The shared instances are typed as the clients they stand for.
+    requests: Client
+    client: Client
+    aiorequests: AsyncClient
+    aioclient: AsyncClient
 
 __all__ = [
     "DEFAULT_RETRY_METHODS",
@@ -30,6 +42,8 @@ __all__ = [
     "RETRY_KEYS",
     "AsyncClient",
     "Client",
+    "LazyClient",
+    "LoopLocalAsyncClient",
     "RetryOption",
     "RetryPolicy",
     "UrllibExceptionWarning",
@@ -43,8 +57,37 @@ __all__ = [
     "status",
 ]
 
-# The shared instances are typed as the clients they stand for.
-requests: Client = LazyClient()  # type: ignore[assignment]
-client: Client = requests
-aiorequests: AsyncClient = LoopLocalAsyncClient()  # type: ignore[assignment]
-aioclient: AsyncClient = aiorequests
+# httpx is imported on first use of a client, so `status` alone stays cheap (httpx pulls in
+# its command line, click and rich when they are installed: ~100 ms).
+_WHERE = {
+    "DEFAULT_USER_AGENT": "_client", "AsyncClient": "_client", "Client": "_client",
+    "instant_waits": "_engine", "parse_retry_after": "_engine", "set_testing": "_engine",
+    "LazyClient": "_instances", "LoopLocalAsyncClient": "_instances",
+    "DEFAULT_RETRY_METHODS": "_policy", "DEFAULT_RETRY_STATUSES": "_policy",
+    "RETRY_KEYS": "_policy", "RetryOption": "_policy", "RetryPolicy": "_policy",
+    "UrllibExceptionWarning": "_policy",
+}
+_SHARED = {"requests", "client", "aiorequests", "aioclient"}
+_LOCK = threading.Lock()
+
+
+def __getattr__(name: str) -> Any:
+    if name in _SHARED:
+        with _LOCK:  # one pair of shared instances, whichever thread asks first
+            if name not in globals():
+                instances = importlib.import_module("fastkit.httpx._instances")
+                shared_sync = instances.LazyClient()
+                shared_async = instances.LoopLocalAsyncClient()
+                globals().update(requests=shared_sync, client=shared_sync,
+                                 aiorequests=shared_async, aioclient=shared_async)
+        return globals()[name]
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastkit.httpx' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"fastkit.httpx.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
