@@ -34,6 +34,7 @@ from fastflyer.auth import authorize
 from fastflyer.discovery import LoadedApp, find_app_dir, load_apps
 from fastflyer.docs import install_docs
 from fastflyer.errors import ErrorRenderer, FlyerError
+from fastflyer.fastpath import FastPathMiddleware, plan_routes
 from fastflyer.health import Readiness, health_paths
 from fastflyer.lifespan import Lifecycle
 from fastflyer.middleware import AccessLog, BodyLimitMiddleware, RequestContextMiddleware
@@ -231,6 +232,11 @@ class FlyerAPI(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         app = super().build_middleware_stack()
+        if self.settings.fast_path and not self.user_middleware:
+            table = plan_routes(_iter_route_contexts(self.router.routes))
+            if table:
+                app = FastPathMiddleware(app, table, self.exception_handlers,
+                                         lambda: bool(self.dependency_overrides))
         if self.settings.max_body_size:
             app = BodyLimitMiddleware(app, self.settings.max_body_size, self.renderer)
         app = RequestContextMiddleware(app, renderer=self.renderer,

@@ -14,6 +14,7 @@ bound carries it, and FastKit clients forward it as ``X-Request-ID``.
 from __future__ import annotations
 
 import os
+import random
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
@@ -32,9 +33,15 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _request_id: ContextVar[str | None] = ContextVar("fastkit_request_id", default=None)
 
 
+# Request ids must be unique, not secret: a PRNG seeded from the OS (and reseeded in
+# each forked worker) costs a fraction of a system call per id.
+_random = random.Random(os.urandom(32))
+os.register_at_fork(after_in_child=lambda: _random.seed(os.urandom(32)))
+
+
 def new_request_id() -> str:
     """A fresh random request id (32 hex characters)."""
-    return os.urandom(16).hex()
+    return f"{_random.getrandbits(128):032x}"
 
 
 def get_request_id() -> str | None:
