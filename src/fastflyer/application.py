@@ -28,7 +28,7 @@ from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.types import ASGIApp
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fastflyer.auth import authorize
 from fastflyer.discovery import LoadedApp, find_app_dir, load_apps
@@ -112,6 +112,7 @@ class FlyerAPI(FastAPI):
         self.access_log = (AccessLog(settings.access_logfile, settings.access_log_exclude_uris)
                            if settings.access_log else None)
         self.apps: list[LoadedApp] = []
+        self._health_direct: RequestContextMiddleware | None = None
 
         user_middleware = list(middlewares or ())
         if settings.cors_origins:
@@ -230,6 +231,16 @@ class FlyerAPI(FastAPI):
                         operation["responses"].setdefault("default", envelope)
         return self.openapi_schema  # type: ignore[return-value]
 
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Liveness probes are answered before anything else, FastAPI's per-request
+        # telemetry check included (what answers them is the context middleware).
+        direct = self._health_direct
+        if (direct is not None and scope["type"] == "http" and scope["path"] in direct.health_paths
+                and scope["method"] in ("GET", "HEAD") and not self.root_path):
+            await direct(scope, receive, send)
+            return
+        await super().__call__(scope, receive, send)
+
     def build_middleware_stack(self) -> ASGIApp:
         app = super().build_middleware_stack()
         if self.settings.fast_path and not self.user_middleware:
@@ -239,9 +250,12 @@ class FlyerAPI(FastAPI):
                                          lambda: bool(self.dependency_overrides))
         if self.settings.max_body_size:
             app = BodyLimitMiddleware(app, self.settings.max_body_size, self.renderer)
-        app = RequestContextMiddleware(app, renderer=self.renderer,
-                                       health_paths=health_paths(self.base_url),
-                                       access_log=self.access_log)
+        context = RequestContextMiddleware(app, renderer=self.renderer,
+                                           health_paths=health_paths(self.base_url),
+                                           access_log=self.access_log)
+        app = context
+        # Behind trusted proxies the client address needs the proxy layer first.
+        self._health_direct = None if self.settings.trusted_proxies else context
         if self.settings.trusted_proxies:
             from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
