@@ -27,6 +27,7 @@ test: lint
 bench: install
 	$(PY) bench/bench_httpx.py
 	$(PY) bench/bench_web.py
+	$(PY) bench/bench_asgi_cpu.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
