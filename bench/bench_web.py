@@ -17,10 +17,12 @@ One measurement by hand (the POST body is sent with a wrk Lua script, see ``LUA_
     taskset -c 0 wrk -t2 -c100 -d10s --latency -s post.lua http://127.0.0.1:8000/flyer/items
 
 Servers, all under uvicorn (uvloop, httptools, one in-process worker) pinned to core 1:
-``raw`` (``bench/raw_asgi.py``), ``starlette`` (``web_starlette.py``), ``fastapi``
-(``web_fastapi.py``), ``flyer`` and ``flyer_log`` (``web_flyer.py``: FlyerAPI on the
-bench project ``web_project``, access log off / on to ``<tmp>/access.log``). The flyer
-servers are skipped, with a note, while ``import fastflyer; fastflyer.FlyerAPI`` fails.
+``raw`` (``bench/raw_asgi.py``), ``raw_loaded`` (the same app in a process that has also
+built the FastFlyer app, ``raw_asgi_loaded.py``: the cost of the process size alone),
+``starlette`` (``web_starlette.py``), ``fastapi`` (``web_fastapi.py``), ``flyer`` and
+``flyer_log`` (``web_flyer.py``: FlyerAPI on the bench project ``web_project``, access
+log off / on to ``<tmp>/access.log``). The flyer servers are skipped, with a note, while
+``import fastflyer; fastflyer.FlyerAPI`` fails.
 Endpoints: ``health`` = GET /health_check/async on every server (raw answers any path),
 ``business`` = POST /flyer/items with a JSON ``Item`` on all but raw.
 
@@ -83,6 +85,7 @@ LUA_POST = (
 # server name -> uvicorn module (in bench/); the order is the round's forward order.
 SERVERS: dict[str, str] = {
     "raw": "raw_asgi",
+    "raw_loaded": "raw_asgi_loaded",
     "starlette": "web_starlette",
     "fastapi": "web_fastapi",
     "flyer": "web_flyer",
@@ -103,6 +106,8 @@ RATIOS: list[tuple[str, tuple[str, str], tuple[str, str], float | None]] = [
     ("fastapi business / starlette business", ("fastapi", "business"),
      ("starlette", "business"), None),
     ("starlette health / raw health", ("starlette", "health"), ("raw", "health"), None),
+    ("raw_loaded health / raw health", ("raw_loaded", "health"), ("raw", "health"), None),
+    ("flyer health / raw_loaded health", ("flyer", "health"), ("raw_loaded", "health"), None),
 ]
 IMPORTS: dict[str, str] = {
     "pass": "pass",
@@ -215,7 +220,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def endpoints_of(name: str) -> list[str]:
-    return ["health"] if name == "raw" else ["health", "business"]
+    return ["health"] if name in ("raw", "raw_loaded") else ["health", "business"]
 
 
 def count_access_lines(log_dir: str) -> int:
