@@ -94,6 +94,9 @@ def plan_route(route: Any) -> FastRoute | None:
             or route.response_model_exclude_unset or route.response_model_exclude_defaults
             or route.response_model_exclude_none or not route.response_model_by_alias):
         return None
+    status_code = route.status_code or 200
+    if status_code < 200 or status_code in (204, 205, 304):  # no body allowed: FastAPI's job
+        return None
     body_name, body_model = None, None
     if dependant.body_params:
         if len(dependant.body_params) != 1 or getattr(route, "_embed_body_fields", False):
@@ -111,7 +114,7 @@ def plan_route(route: Any) -> FastRoute | None:
         body_name=body_name,
         body_model=body_model,
         response=TypeAdapter(route.response_model),
-        status_code=route.status_code or 200,
+        status_code=status_code,
     )
 
 

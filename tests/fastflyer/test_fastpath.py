@@ -6,10 +6,13 @@ import re
 import textwrap
 
 import pytest
+from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel
 from starlette.testclient import TestClient
 
 from fastflyer import FlyerAPI
-from fastflyer.fastpath import FastPathMiddleware
+from fastflyer.fastpath import FastPathMiddleware, plan_route
+from fastflyer.schemas import DataResponse
 
 REQUESTS = [
     ("GET", "/flyer/demo?id=7", {}, None),
@@ -171,3 +174,39 @@ def test_the_body_limit_holds_on_the_fast_path(build, chunked):
                                headers={"content-type": "application/json"})
     assert response.status_code == 413
     assert response.json()["code"] == 413
+
+
+class Item(BaseModel):  # module level: the annotations below are strings
+    name: str
+
+
+def test_plans_only_what_it_can_answer_alike():
+    router = APIRouter()
+
+    @router.post("/ok", response_model=DataResponse)
+    async def ok(item: Item, q: int = 0): ...
+
+    @router.get("/raw")
+    async def no_model(): ...
+
+    @router.get("/req", response_model=DataResponse)
+    async def with_request(request: Request): ...
+
+    @router.get("/dep", response_model=DataResponse, dependencies=[Depends(lambda: None)])
+    async def with_dependency(): ...
+
+    @router.get("/item/{item_id}", response_model=DataResponse)
+    async def with_path(item_id: int): ...
+
+    @router.post("/two", response_model=DataResponse)
+    async def two_bodies(a: Item, b: Item): ...
+
+    @router.get("/excl", response_model=DataResponse, response_model_exclude_none=True)
+    async def excluding(): ...
+
+    planned = {route.path: plan_route(route) for route in router.routes}
+    assert planned["/ok"] is not None
+    assert planned["/ok"].body_name == "item"
+    assert [f.name for f in planned["/ok"].query_fields] == ["q"]
+    assert [path for path, plan in planned.items() if plan is None] == [
+        "/raw", "/req", "/dep", "/item/{item_id}", "/two", "/excl"]
