@@ -102,13 +102,18 @@ def test_auth_without_credentials_stops_start_up_and_hides_the_password(monkeypa
     assert "hunter2" not in repr(load_settings(auth_user="admin"))
 
 
-def test_a_bad_value_stops_the_server_before_binding(tmp_path):
-    env = {"flyer_workers": "0", "PATH": "/usr/bin:/bin"}
+@pytest.mark.parametrize(("name", "value", "line"), [
+    ("workers", "0", "flyer_workers='0' is not allowed: an integer ≥ 1"),
+    ("console_log_level", "loud", "flyer_console_log_level='loud' is not allowed: one of debug"),
+])
+def test_a_bad_value_stops_the_server_before_binding_with_one_line(tmp_path, name, value, line):
+    env = {f"flyer_{name}": value, "PATH": "/usr/bin:/bin", "flyer_log_path": str(tmp_path)}
     result = subprocess.run(
         [sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(DEMO), "--port", "1"],
-        env={**env, "flyer_log_path": str(tmp_path)}, capture_output=True, text=True,
-        timeout=60)
+        env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
-    assert "flyer_workers='0' is not allowed: an integer ≥ 1" in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(line)
     assert "Traceback" not in result.stderr
     assert "Uvicorn running" not in result.stderr

@@ -13,8 +13,9 @@ import os
 import sys
 import tempfile
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 from loguru._logger import Logger as _LoguruLogger
@@ -83,17 +84,32 @@ def parse_flag(value: str, variable: str) -> bool:
     raise ValueError(f"{variable}={value!r} is not a switch; use 1 or 0")
 
 
-def log_settings_from_env(environ: dict[str, str] | None = None) -> LogSettings:
+def log_settings_from_env(
+    environ: Mapping[str, str] | None = None, *, problems: list[str] | None = None,
+) -> LogSettings:
     """Read ``flyer_console_log_level``, ``flyer_file_log_level``, ``flyer_log_path``,
-    ``flyer_log_to_file`` and ``flyer_log_json``."""
+    ``flyer_log_to_file`` and ``flyer_log_json``.
+
+    A bad value raises ``ValueError`` naming the variable; with a ``problems`` list, the
+    default is used instead and the message appended to it.
+    """
     env = os.environ if environ is None else environ
+
+    def read(parse: Callable[[str, str], Any], variable: str, default: str) -> Any:
+        try:
+            return parse(env.get(variable, default), variable)
+        except ValueError as exc:
+            if problems is None:
+                raise
+            problems.append(f"{exc}; using {default}")
+            return parse(default, variable)
+
     return LogSettings(
-        console_level=parse_level(env.get("flyer_console_log_level", "info"),
-                                  "flyer_console_log_level"),
-        file_level=parse_level(env.get("flyer_file_log_level", "info"), "flyer_file_log_level"),
+        console_level=read(parse_level, "flyer_console_log_level", "info"),
+        file_level=read(parse_level, "flyer_file_log_level", "info"),
         log_path=env.get("flyer_log_path") or None,
-        to_file=parse_flag(env.get("flyer_log_to_file", "1"), "flyer_log_to_file"),
-        json=parse_flag(env.get("flyer_log_json", "0"), "flyer_log_json"),
+        to_file=read(parse_flag, "flyer_log_to_file", "1"),
+        json=read(parse_flag, "flyer_log_json", "0"),
     )
 
 
@@ -103,6 +119,7 @@ class _State:
     pending_files: LogSettings | None = None
     placeholder_id: int | None = None
     log_dir: str | None = None
+    problems: list[str] = []  # noqa: RUF012 - bad variables met at import, told at first line
 
 
 def _discard(_message: object) -> None:
@@ -115,6 +132,11 @@ def _patch(record: Record) -> None:
         extra["request_id"] = get_request_id() or "-"
     if _State.pending_files is not None:
         _open_files()
+    if _State.problems:
+        with _State.lock:
+            problems, _State.problems = _State.problems, []
+        for problem in problems:
+            logger.warning(problem)
 
 
 def _writable_dir(preferred: str | None) -> tuple[str, str | None]:
@@ -229,6 +251,14 @@ def get_logger(
 
 
 def _configure_default() -> None:
+    """Console now, files at the first line, from the environment.
+
+    Importing never fails: a bad ``flyer_*`` value falls back to its default and is
+    reported by the first line logged (and by the framework's settings check, which
+    stops start-up).
+    """
     with contextlib.suppress(ValueError):
         logger.remove(0)  # loguru's own stderr sink: ours replaces it
-    configure(log_settings_from_env())
+    problems: list[str] = []
+    configure(log_settings_from_env(problems=problems))
+    _State.problems = problems

@@ -119,3 +119,15 @@ def test_bad_values_name_the_variable(variable, value):
 def test_levels_accept_the_seed_names():
     assert [parse_level(v, "x") for v in ("debug", "INFO", "warn", "error")] == \
         ["DEBUG", "INFO", "WARNING", "ERROR"]
+
+
+def test_a_bad_variable_never_breaks_the_import_and_is_told_at_the_first_line(tmp_path):
+    result = run("from fastkit.logging import logger\nlogger.info('first line')\n", tmp_path,
+                 flyer_console_log_level="loud", flyer_log_path=str(tmp_path / "logs"))
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 2
+    assert "WARNING" in lines[0]
+    assert "flyer_console_log_level='loud' is not a log level" in lines[0]
+    assert "using info" in lines[0]
+    assert "first line" in lines[1]
