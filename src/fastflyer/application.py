@@ -14,6 +14,7 @@ Nothing runs until the server starts the lifespan.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import sys
 from collections.abc import Callable, Sequence
 from contextlib import AbstractAsyncContextManager
@@ -48,6 +49,9 @@ try:  # FastAPI ≥ 0.16x keeps included routers whole; walk their routes
 except ImportError:  # older FastAPI copies included routes into the app's list
     def _iter_route_contexts(routes: Sequence[Any]) -> Any:  # type: ignore[misc]
         return iter(routes)
+
+# FastAPI ≥ 0.16x instruments every request with OpenTelemetry unless told otherwise.
+_FASTAPI_HAS_TELEMETRY = "telemetry" in inspect.signature(FastAPI.__init__).parameters
 
 __all__ = ["DuplicateRouteError", "FlyerAPI", "create_app"]
 
@@ -123,6 +127,9 @@ class FlyerAPI(FastAPI):
         if settings.gzip_min_size:
             user_middleware.append(Middleware(GZipMiddleware,
                                               minimum_size=settings.gzip_min_size))
+        if not settings.opentelemetry_enabled and _FASTAPI_HAS_TELEMETRY:
+            # Off unless asked for, as in the original: no per-request provider check.
+            kwargs.setdefault("telemetry", {"tracing": False, "metrics": False, "logs": False})
         kwargs.setdefault("title", config.API_TITLE)
         kwargs.setdefault("description", config.DESCRIPTION)
         super().__init__(

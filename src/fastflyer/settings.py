@@ -101,6 +101,8 @@ class FlyerSettings(BaseSettings):
     cors_headers: CommaList = _allowed(["*"], "comma-separated header names, or *")
     gzip_min_size: int = _allowed(0, "a size in bytes ≥ 0 (0: no compression)", ge=0)
     max_body_size: int = _allowed(10 * 1024 * 1024, "a size in bytes ≥ 0 (0: no limit)", ge=0)
+    opentelemetry_enabled: bool = _allowed(
+        False, "1 or 0 (1: FastAPI's OpenTelemetry spans and metrics, where FastAPI has them)")
     fast_path: bool = _allowed(True, "1 or 0 (0: every route through FastAPI's full handling)")
     trusted_proxies: CommaList = _allowed(
         [], "comma-separated IP addresses or networks (unset: trust no X-Forwarded-For)")

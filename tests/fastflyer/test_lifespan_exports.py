@@ -125,3 +125,15 @@ def test_create_app_is_the_factory(tmp_path):
     from fastflyer import FlyerAPI, create_app
 
     assert isinstance(create_app(), FlyerAPI)
+
+
+def test_fastapi_telemetry_is_opt_in(build):
+    import inspect
+
+    from fastapi import FastAPI
+
+    if "telemetry" not in inspect.signature(FastAPI.__init__).parameters:
+        pytest.fail("this FastAPI has no telemetry switch; the check below needs one")
+    off, on = build(), build(opentelemetry_enabled=1)
+    assert (off._telemetry["tracing"], off._telemetry["metrics"]) == (False, False)
+    assert (on._telemetry["tracing"], on._telemetry["metrics"]) == (True, True)
