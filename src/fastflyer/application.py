@@ -31,7 +31,6 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fastflyer.auth import authorize
 from fastflyer.discovery import LoadedApp, find_app_dir, load_apps
 from fastflyer.docs import install_docs
 from fastflyer.errors import ErrorRenderer, FlyerError
@@ -142,7 +141,11 @@ class FlyerAPI(FastAPI):
         self.state.settings = settings
         self.lifecycle.add("access log", stop=self._close_access_log)
         self._install_error_handlers()
-        guard = [Depends(authorize)] if settings.auth_enable else []
+        guard: list[Any] = []
+        if settings.auth_enable:
+            from fastflyer.auth import authorize  # fastapi.security: only when auth is on
+
+            guard = [Depends(authorize)]
         if app_dir is not None:
             self.apps = load_apps(app_dir)
             for loaded in self.apps:
