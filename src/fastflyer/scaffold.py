@@ -1,0 +1,69 @@
+"""Project scaffolding: the template project shipped in the package, rendered into a directory.
+
+    from fastflyer.scaffold import create_project
+    create_project(Path("."), name="shop", prefix="/shop")
+
+The templates are real files under ``fastflyer/templates/project``; they are read, never
+written, so the installed package stays as it was. ``{{project_name}}``, ``{{prefix}}`` and
+``{{fastflyer_version}}`` are replaced in every file; ``gitignore``/``dockerignore`` become
+dotfiles; shell scripts are made executable. A directory that already holds any of the files
+is left alone unless ``force`` is given.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from fastflyer.settings import BASE_URL_PATTERN
+from fastkit import __version__
+
+__all__ = ["TEMPLATE_ROOT", "ScaffoldError", "create_project", "template_files"]
+
+TEMPLATE_ROOT = Path(__file__).resolve().parent / "templates" / "project"
+_RENAMES = {"gitignore": ".gitignore", "dockerignore": ".dockerignore"}
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
+
+
+class ScaffoldError(Exception):
+    """The project cannot be written as asked; the message says why in one line."""
+
+
+def template_files() -> list[Path]:
+    """The template's files, relative to its root, in a stable order."""
+    return sorted(
+        path.relative_to(TEMPLATE_ROOT) for path in TEMPLATE_ROOT.rglob("*")
+        if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc"
+    )
+
+
+def _target_name(relative: Path) -> Path:
+    return relative.with_name(_RENAMES.get(relative.name, relative.name))
+
+
+def create_project(target: Path, name: str, prefix: str = "/flyer",
+                   force: bool = False) -> list[Path]:
+    """Write the template project into ``target``; the written paths."""
+    if not _NAME.fullmatch(name):
+        raise ScaffoldError(f"project name {name!r} is not allowed: start with a letter, then "
+                            "letters, digits, '_' or '-' (64 at most)")
+    if not re.fullmatch(BASE_URL_PATTERN, prefix):
+        raise ScaffoldError(f"prefix {prefix!r} is not allowed: a path like /flyer or /api/v1 "
+                            "(letters, digits, '.', '_', '-'; no trailing '/')")
+    files = template_files()
+    existing = [target / _target_name(f) for f in files if (target / _target_name(f)).exists()]
+    if existing and not force:
+        raise ScaffoldError(f"{target.resolve()} already holds a project "
+                            f"({existing[0].relative_to(target)} exists); use -f to overwrite")
+    written = []
+    for relative in files:
+        text = (TEMPLATE_ROOT / relative).read_text(encoding="utf-8")
+        text = (text.replace("{{project_name}}", name).replace("{{prefix}}", prefix)
+                .replace("{{fastflyer_version}}", __version__))
+        destination = target / _target_name(relative)
+        destination.parent.mkdir(parents=True, exist_ok=True)
+        destination.write_text(text, encoding="utf-8")
+        if destination.suffix == ".sh":
+            destination.chmod(0o755)
+        written.append(destination)
+    return written
