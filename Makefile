@@ -31,6 +31,7 @@ bench: install
 	$(PY) bench/bench_httpx.py
 	$(PY) bench/bench_web.py
 	$(PY) bench/bench_asgi_cpu.py
+	$(PY) bench/bench_launch.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import os
@@ -248,3 +249,81 @@ def test_the_demo_command_serves_the_demo_project(tmp_path):
     assert process.returncode == 0, output
     assert f"Swagger UI  {base}/flyer/docs" in output
     assert (tmp_path / "demo" / "main.py").is_file()
+
+
+SLOW_APP = """
+import asyncio
+import os
+from pathlib import Path
+
+from fastflyer import APIRouter
+from fastflyer.schemas import DataResponse
+
+router = APIRouter()
+MARKS = Path(os.environ["SHUTDOWN_MARKS"])
+
+
+@router.get("/slow", response_model=DataResponse)
+async def slow(seconds: float = 1.0):
+    await asyncio.sleep(seconds)
+    return {"data": "done"}
+"""
+HOOK = """
+import os
+from pathlib import Path
+
+from fastflyer import FlyerAPI
+
+app = FlyerAPI(app_path=__file__)
+
+
+@app.lifecycle.on_shutdown
+def mark_shutdown():
+    with Path(os.environ["SHUTDOWN_MARKS"]).open("a") as marks:
+        marks.write(f"{os.getpid()}\\n")
+"""
+
+
+def test_sigterm_lets_100_requests_in_flight_finish(tmp_path):
+    assert fastflyer("create", "openapi", "--name", "shop", "--prefix", "/shop",
+                     cwd=tmp_path).returncode == 0
+    (tmp_path / "app" / "slow").mkdir()
+    (tmp_path / "app" / "slow" / "__init__.py").write_text(SLOW_APP)
+    (tmp_path / "main.py").write_text(HOOK)
+    marks = tmp_path / "shutdown.marks"
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "server.log"
+
+    async def in_flight(process: subprocess.Popen) -> tuple[list[int], str]:
+        limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+        async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
+            calls = [asyncio.create_task(client.get("/shop/slow", params={"seconds": 3}))
+                     for _ in range(100)]
+            await asyncio.sleep(1.0)  # all sent and waiting on the sleep
+            process.send_signal(signal.SIGTERM)
+            await asyncio.sleep(0.5)
+            # While those are still running, a new connection is not accepted.
+            async with httpx.AsyncClient(timeout=2) as newcomer:
+                try:
+                    await newcomer.get(f"{base}/health_check")
+                    late = "accepted"
+                except httpx.TransportError as exc:
+                    late = type(exc).__name__
+            pending = sum(not call.done() for call in calls)
+            responses = await asyncio.gather(*calls, return_exceptions=True)
+        assert pending == 100, "the slow requests ended before the check"
+        return [r.status_code if isinstance(r, httpx.Response) else -1 for r in responses], late
+
+    with running(["./start.sh"], tmp_path, log, flyer_port=str(port), flyer_host="127.0.0.1",
+                 flyer_workers="2", flyer_graceful_timeout="10", SHUTDOWN_MARKS=str(marks),
+                 flyer_log_path=str(tmp_path / "logs")) as process:
+        wait_until(lambda: log.read_text().count("Application startup complete") == 2,
+                   process, log)
+        statuses, late = asyncio.run(in_flight(process))
+        process.wait(timeout=30)
+    output = log.read_text()
+    assert statuses == [200] * 100, output
+    assert late in ("ConnectError", "ReadError", "RemoteProtocolError"), late
+    assert process.returncode == 0, output
+    assert len(marks.read_text().split()) == 2, output  # each worker ran its shutdown hooks
