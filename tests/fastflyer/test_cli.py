@@ -327,3 +327,24 @@ def test_sigterm_lets_100_requests_in_flight_finish(tmp_path):
     assert late in ("ConnectError", "ReadError", "RemoteProtocolError"), late
     assert process.returncode == 0, output
     assert len(marks.read_text().split()) == 2, output  # each worker ran its shutdown hooks
+
+
+def test_start_reload_sh_picks_up_code_changes(tmp_path):
+    assert fastflyer("create_app", "--name", "dev", cwd=tmp_path).returncode == 0
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    log = tmp_path / "reload.log"
+    with running(["./start-reload.sh"], tmp_path, log, flyer_port=str(port),
+                 flyer_host="127.0.0.1", flyer_log_path=str(tmp_path / "logs")) as process:
+        wait_until(lambda: httpx.get(f"{base}/health_check", timeout=1).status_code == 200,
+                   process, log)
+        assert httpx.get(f"{base}/flyer/hello").status_code == 404
+        router = tmp_path / "app" / "items" / "router.py"
+        router.write_text(router.read_text() + (
+            '\n\n@router.get("/hello", response_model=DataResponse)\n'
+            'async def hello():\n    return {"data": "reloaded"}\n'))
+        wait_until(lambda: httpx.get(f"{base}/flyer/hello", timeout=1).status_code == 200,
+                   process, log)
+        assert httpx.get(f"{base}/flyer/hello").json()["data"] == "reloaded"
+    assert process.returncode == 0, log.read_text()
+    assert "Will watch for changes" in log.read_text()
