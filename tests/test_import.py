@@ -11,7 +11,7 @@ import time
 import pytest
 
 IMPORTS = ("import fastkit, fastkit.httpx, fastkit.logging, fastkit.request_id, fastkit.utils, "
-           "fastflyer, fastflyer.schemas, fastflyer.settings\n"
+           "fastkit.cache, fastflyer, fastflyer.schemas, fastflyer.settings, fastflyer.cache\n"
            "from fastflyer import FlyerAPI, APIRouter, env, logger, status, requests")
 
 TRAPS = """
