@@ -11,7 +11,8 @@ import time
 import pytest
 
 IMPORTS = ("import fastkit, fastkit.httpx, fastkit.logging, fastkit.request_id, fastkit.utils, "
-           "fastkit.cache, fastflyer, fastflyer.schemas, fastflyer.settings, fastflyer.cache\n"
+           "fastkit.cache, fastkit.database, fastflyer, fastflyer.schemas, fastflyer.settings, "
+           "fastflyer.cache, fastflyer.database, fastflyer.components\n"
            "from fastflyer import FlyerAPI, APIRouter, env, logger, status, requests")
 
 TRAPS = """
@@ -47,6 +48,20 @@ def run_python(code: str, prefix: list[str] | None = None) -> subprocess.Complet
 def test_import_does_no_io_and_starts_no_thread():
     result = run_python(TRAPS + IMPORTS + "\nimport threading\n"
                         "assert threading.active_count() == 1, threading.enumerate()\n")
+    assert result.returncode == 0, result.stderr
+
+
+def test_creating_pools_in_a_settings_module_connects_nothing():
+    # The seed creates its pools in the project's settings.py, at import.
+    code = (TRAPS + "from fastflyer.cache import get_redis_pool\n"
+            "from fastflyer.database import get_mysql_pool, get_dataset_pool\n"
+            "from fastkit.database import get_async_mysql_pool\n"
+            "get_redis_pool('127.0.0.1', 6379, '', 0)\n"
+            "get_mysql_pool('root', '', '127.0.0.1', 3306, 'flyer', 900, 32, 64)\n"
+            "get_async_mysql_pool('root', '', '127.0.0.1', 3306, 'flyer')\n"
+            "get_dataset_pool('127.0.0.1', 3306, 'flyer', 'root', '', 900, 32)\n"
+            "get_dataset_pool('root', '', '127.0.0.1', 3306, 'flyer')\n")
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
 
 

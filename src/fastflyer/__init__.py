@@ -11,10 +11,10 @@ I/O; nothing starts until the server runs the app's lifespan.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fastkit import __version__
+from fastkit._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from fastapi import APIRouter
@@ -71,14 +71,7 @@ _WHERE = {
     "status": "fastkit.httpx",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fastflyer' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, globals(), _WHERE)
 
 
 def __dir__() -> list[str]:

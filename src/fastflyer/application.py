@@ -31,6 +31,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fastflyer.components import register_components
+from fastflyer.database import use_project
 from fastflyer.discovery import LoadedApp, find_app_dir, load_apps
 from fastflyer.docs import install_docs
 from fastflyer.errors import ErrorRenderer, FlyerError
@@ -99,6 +101,8 @@ class FlyerAPI(FastAPI):
     ) -> None:
         settings = settings if settings is not None else load_settings()
         app_dir = find_app_dir(app_path) if app_path is not None else None
+        if app_dir is not None:
+            use_project(app_dir.parent)  # the default database's data directory
         config = config or _project_config(app_dir.parent if app_dir else None)
         explicit = settings.model_fields_set
         base_url = settings.base_url
@@ -140,6 +144,7 @@ class FlyerAPI(FastAPI):
         )
         self.state.settings = settings
         self.lifecycle.add("access log", stop=self._close_access_log)
+        register_components(settings, self.readiness, self.lifecycle)
         self._install_error_handlers()
         guard: list[Any] = []
         if settings.auth_enable:

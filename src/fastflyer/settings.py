@@ -18,6 +18,7 @@ environment variable still wins over the project's default.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from typing import Annotated, Any
 
@@ -107,6 +108,17 @@ class FlyerSettings(BaseSettings):
     trusted_proxies: CommaList = _allowed(
         [], "comma-separated IP addresses or networks (unset: trust no X-Forwarded-For)")
 
+    # Data components (the seed's Redis section; any SQLAlchemy URL for the database).
+    redis_host: str | None = _allowed(None, "a host name or IP address, or a redis:// URL "
+                                      "(unset: no default Redis)")
+    redis_port: int = _allowed(6379, "an integer from 1 to 65535", ge=1, le=65535)
+    redis_pass: SecretStr = _allowed(SecretStr(""), "a password")
+    redis_db: int = _allowed(0, "an integer ≥ 0", ge=0)
+    db_url: SecretStr = _allowed(SecretStr(""), "a SQLAlchemy URL such as "
+                                 "mysql+pymysql://user:password@host:3306/name "
+                                 "(unset: SQLite in the data directory)")
+    data_dir: str | None = _allowed(None, "a directory path (unset: data/ in the project)")
+
     @field_validator("console_log_level", "file_log_level", mode="before")
     @classmethod
     def _level(cls, value: Any) -> str:
@@ -128,6 +140,14 @@ class FlyerSettings(BaseSettings):
     def _networks(cls, value: list[str]) -> list[str]:
         for item in value:
             ipaddress.ip_network(item, strict=False)  # ValueError names the bad item
+        return value
+
+    @field_validator("db_url")
+    @classmethod
+    def _sqlalchemy_url(cls, value: SecretStr) -> SecretStr:
+        url = value.get_secret_value()
+        if url and not re.match(r"^[A-Za-z][A-Za-z0-9+_.-]*://", url):
+            raise ValueError("not a URL")
         return value
 
     @model_validator(mode="after")
@@ -156,6 +176,9 @@ class BaseConfig:
     PREFIX: str | None = None
 
 
+_SECRETS = ("auth_pass", "redis_pass", "db_url")
+
+
 def _describe_error(error: Mapping[str, Any]) -> str:
     loc = error.get("loc") or ()
     name = str(loc[0]) if loc else ""
@@ -165,7 +188,7 @@ def _describe_error(error: Mapping[str, Any]) -> str:
     field = FlyerSettings.model_fields.get(name)
     allowed = field.description if field is not None else error.get("msg", "")
     shown = error.get("input")
-    if name == "auth_pass":
+    if name in _SECRETS:
         shown = "***"
     return f"flyer_{name}={str(shown)!r} is not allowed: {allowed}"
 

@@ -16,9 +16,9 @@ command, so creating one in a project's ``settings.py`` is safe at import.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from fastkit._lazy import lazy_exports
 from fastkit.cache._local import CACHE_TYPES, CachePoolError, get_cacheout_pool
 
 if TYPE_CHECKING:
@@ -32,11 +32,7 @@ __all__ = [
     "get_redis_pool",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    # redis is an optional dependency (the `redis` extra): imported on first use.
-    if name in ("get_redis_pool", "get_async_redis_pool"):
-        value = getattr(importlib.import_module("fastkit.cache._redis"), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'fastkit.cache' has no attribute {name!r}")
+# redis is an optional dependency (the `redis` extra): imported on first use.
+__getattr__ = lazy_exports(__name__, globals(), {
+    "get_redis_pool": "._redis", "get_async_redis_pool": "._redis",
+})

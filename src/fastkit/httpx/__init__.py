@@ -14,6 +14,7 @@ import importlib
 import threading
 from typing import TYPE_CHECKING, Any
 
+from fastkit._lazy import lazy_exports
 from fastkit.httpx import status
 
 if TYPE_CHECKING:
@@ -71,6 +72,10 @@ _SHARED = {"requests", "client", "aiorequests", "aioclient"}
 _LOCK = threading.Lock()
 
 
+_exported = lazy_exports(__name__, globals(), {
+    name: f".{module}" for name, module in _WHERE.items()})
+
+
 def __getattr__(name: str) -> Any:
     if name in _SHARED:
         with _LOCK:  # one pair of shared instances, whichever thread asks first
@@ -81,12 +86,7 @@ def __getattr__(name: str) -> Any:
                 globals().update(requests=shared_sync, client=shared_sync,
                                  aiorequests=shared_async, aioclient=shared_async)
         return globals()[name]
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'fastkit.httpx' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"fastkit.httpx.{module}"), name)
-    globals()[name] = value
-    return value
+    return _exported(name)
 
 
 def __dir__() -> list[str]:

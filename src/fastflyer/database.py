@@ -1,0 +1,103 @@
+"""Databases for FastFlyer projects: :mod:`fastkit.database`, plus the project's default.
+
+    from fastflyer.database import get_mysql_pool, get_dataset_pool
+
+    mysql_pool = get_mysql_pool(db_user, db_pass, db_host, db_port, db_name,
+                                db_recycle_rate, db_pool_size, db_max_overflow)  # the seed's
+    data_set = get_dataset_pool()      # no arguments: the project's default database
+
+The default database is ``flyer_db_url`` (any SQLAlchemy URL) when it is set, and
+otherwise a SQLite file, ``fastflyer.sqlite3`` in the project's data directory
+(``flyer_data_dir``, else ``data/`` beside the project's ``main.py``), so a new project
+runs with no database server. Called with no arguments, ``get_mysql_pool``,
+``get_async_mysql_pool`` and ``get_dataset_pool`` open that default.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import fastkit.database
+
+if TYPE_CHECKING:
+    from fastkit.database import (
+        AsyncMySQL,
+        DatabaseConfigError,
+        Dataset,
+        MySQL,
+        async_url,
+        masked,
+        mysql_url,
+    )
+
+__all__ = [
+    "AsyncMySQL",
+    "DatabaseConfigError",
+    "Dataset",
+    "MySQL",
+    "async_url",
+    "data_dir",
+    "default_url",
+    "get_async_mysql_pool",
+    "get_dataset_pool",
+    "get_mysql_pool",
+    "masked",
+    "mysql_url",
+    "use_project",
+]
+
+SQLITE_FILE = "fastflyer.sqlite3"
+_project: Path | None = None
+
+
+def use_project(project_dir: str | Path) -> None:
+    """Make ``project_dir`` the project whose data directory holds the default database
+    (the app does this when it is built; before that, the current directory is used)."""
+    global _project
+    _project = Path(project_dir).resolve()
+
+
+def data_dir() -> Path:
+    """The project's data directory (created when the default database first needs it)."""
+    from fastflyer.settings import load_settings
+
+    configured = load_settings().data_dir
+    base = _project or Path.cwd()
+    return base / configured if configured else base / "data"
+
+
+def default_url() -> str:
+    """``flyer_db_url``, else the URL of the SQLite file in the data directory."""
+    from fastflyer.settings import load_settings
+
+    url = load_settings().db_url.get_secret_value()
+    if url:
+        return url
+    directory = data_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{directory / SQLITE_FILE}"
+
+
+def get_mysql_pool(*args: Any, **kwargs: Any) -> MySQL:
+    """:func:`fastkit.database.get_mysql_pool`; with no arguments, the default database."""
+    pool = fastkit.database.get_mysql_pool
+    return pool(*args, **kwargs) if args or kwargs else pool(default_url())
+
+
+def get_async_mysql_pool(*args: Any, **kwargs: Any) -> AsyncMySQL:
+    """:func:`fastkit.database.get_async_mysql_pool`; with no arguments, the default."""
+    pool = fastkit.database.get_async_mysql_pool
+    return pool(*args, **kwargs) if args or kwargs else pool(default_url())
+
+
+def get_dataset_pool(*args: Any, **kwargs: Any) -> Dataset:
+    """:func:`fastkit.database.get_dataset_pool`; with no arguments, the default database."""
+    pool = fastkit.database.get_dataset_pool
+    return pool(*args, **kwargs) if args or kwargs else pool(default_url())
+
+
+def __getattr__(name: str) -> Any:
+    if name in fastkit.database.__all__:
+        return getattr(fastkit.database, name)
+    raise AttributeError(f"module 'fastflyer.database' has no attribute {name!r}")

@@ -1,0 +1,45 @@
+"""Databases: SQLAlchemy 2 pools (sync and asyncio) and dataset pools, as the seed uses them.
+
+    from fastkit.database import get_mysql_pool, get_async_mysql_pool, get_dataset_pool
+
+    mysql_pool = get_mysql_pool("root", "", "127.0.0.1", 3306, "flyer", 900, 32, 64)
+    with mysql_pool.get_session() as session:      # commit on success, rollback on error
+        ...
+    data_set = get_dataset_pool("127.0.0.1", 3306, "flyer", "root", "")   # dataset.Database
+    data_set["t_items"].upsert({"key_item": 0, "item1": 1}, keys=["key_item"])
+
+Every pool takes a SQLAlchemy URL instead of the parts. Nothing connects at creation;
+passwords appear in no repr, log line or error message of this package. SQLAlchemy and
+dataset load on first use of these names.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastkit._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from fastkit.database._dataset import Dataset, get_dataset_pool
+    from fastkit.database._sqlalchemy import AsyncMySQL, MySQL, get_async_mysql_pool, get_mysql_pool
+    from fastkit.database._url import DatabaseConfigError, async_url, masked, mysql_url
+
+__all__ = [
+    "AsyncMySQL",
+    "DatabaseConfigError",
+    "Dataset",
+    "MySQL",
+    "async_url",
+    "get_async_mysql_pool",
+    "get_dataset_pool",
+    "get_mysql_pool",
+    "masked",
+    "mysql_url",
+]
+
+__getattr__ = lazy_exports(__name__, globals(), {
+    "AsyncMySQL": "._sqlalchemy", "MySQL": "._sqlalchemy", "get_mysql_pool": "._sqlalchemy",
+    "get_async_mysql_pool": "._sqlalchemy",
+    "Dataset": "._dataset", "get_dataset_pool": "._dataset",
+    "DatabaseConfigError": "._url", "async_url": "._url", "masked": "._url", "mysql_url": "._url",
+})
