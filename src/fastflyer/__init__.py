@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from fastflyer.auth import authorize
     from fastflyer.discovery import AppLoadError
     from fastflyer.errors import FlyerError
+    from fastflyer.executor import asyncio_scheduler, background_scheduler, threadpool
     from fastflyer.settings import BaseConfig, SettingsError
     from fastkit.httpx import AsyncClient, Client, aioclient, aiorequests, client, requests, status
     from fastkit.logging import logger
@@ -41,13 +42,16 @@ __all__ = [
     "__version__",
     "aioclient",
     "aiorequests",
+    "asyncio_scheduler",
     "authorize",
+    "background_scheduler",
     "client",
     "create_app",
     "env",
     "logger",
     "requests",
     "status",
+    "threadpool",
 ]
 
 _WHERE = {
@@ -62,13 +66,16 @@ _WHERE = {
     "SettingsError": "fastflyer.settings",
     "aioclient": "fastkit.httpx",
     "aiorequests": "fastkit.httpx",
+    "asyncio_scheduler": "fastflyer.executor",
     "authorize": "fastflyer.auth",
+    "background_scheduler": "fastflyer.executor",
     "client": "fastkit.httpx",
     "create_app": "fastflyer.application",
     "env": "fastkit.utils",
     "logger": "fastkit.logging",
     "requests": "fastkit.httpx",
     "status": "fastkit.httpx",
+    "threadpool": "fastflyer.executor",
 }
 
 __getattr__ = lazy_exports(__name__, globals(), _WHERE)

@@ -36,6 +36,7 @@ from fastflyer.database import use_project
 from fastflyer.discovery import LoadedApp, find_app_dir, load_apps
 from fastflyer.docs import install_docs
 from fastflyer.errors import ErrorRenderer, FlyerError
+from fastflyer.executor import register_executors
 from fastflyer.fastpath import FastPathMiddleware, plan_routes
 from fastflyer.health import Readiness, health_paths
 from fastflyer.lifespan import Lifecycle
@@ -145,6 +146,7 @@ class FlyerAPI(FastAPI):
         self.state.settings = settings
         self.lifecycle.add("access log", stop=self._close_access_log)
         register_components(settings, self.readiness, self.lifecycle)
+        register_executors(settings, self.lifecycle)
         self._install_error_handlers()
         guard: list[Any] = []
         if settings.auth_enable:
@@ -194,6 +196,10 @@ class FlyerAPI(FastAPI):
             code = 200 if report["ready"] else 503
             return JSONResponse({"code": code, "message": "success" if code == 200 else
                                  "Service Unavailable", "data": report}, status_code=code)
+
+        from fastflyer.task_api import build_task_router
+
+        self.include_router(build_task_router(), prefix=base, dependencies=guard)
 
         for path in ("/health_check/ready", f"{base}/health_check/ready"):
             self.add_api_route(path, readiness, methods=["GET"], tags=["health"],

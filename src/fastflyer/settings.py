@@ -119,6 +119,10 @@ class FlyerSettings(BaseSettings):
                                  "(unset: SQLite in the data directory)")
     data_dir: str | None = _allowed(None, "a directory path (unset: data/ in the project)")
 
+    # Schedulers and the thread pool.
+    lock_ttl: float = _allowed(30, "a number of seconds > 0 (how long a lock outlives a "
+                               "holder that died)", gt=0)
+
     @field_validator("console_log_level", "file_log_level", mode="before")
     @classmethod
     def _level(cls, value: Any) -> str:
