@@ -12,8 +12,10 @@ import pytest
 
 IMPORTS = ("import fastkit, fastkit.httpx, fastkit.logging, fastkit.request_id, fastkit.utils, "
            "fastkit.cache, fastkit.database, fastflyer, fastflyer.schemas, fastflyer.settings, "
-           "fastflyer.cache, fastflyer.database, fastflyer.components\n"
-           "from fastflyer import FlyerAPI, APIRouter, env, logger, status, requests")
+           "fastflyer.cache, fastflyer.database, fastflyer.components, fastkit.executor, "
+           "fastflyer.executor, fastflyer.task_api\n"
+           "from fastflyer import FlyerAPI, APIRouter, env, logger, status, requests, "
+           "background_scheduler, asyncio_scheduler, threadpool")
 
 TRAPS = """
 import builtins, os, socket, ssl, sys, threading
@@ -48,6 +50,24 @@ def run_python(code: str, prefix: list[str] | None = None) -> subprocess.Complet
 def test_import_does_no_io_and_starts_no_thread():
     result = run_python(TRAPS + IMPORTS + "\nimport threading\n"
                         "assert threading.active_count() == 1, threading.enumerate()\n")
+    assert result.returncode == 0, result.stderr
+
+
+NETWORK_AND_THREAD_TRAPS = TRAPS.split("os.open = ")[0]
+
+
+def test_registering_jobs_at_import_starts_and_connects_nothing():
+    # The seed adds its jobs in a project's module, at import (with Redis configured).
+    # APScheduler reads the local time zone (a file) for the first job: cron times are
+    # local times; no socket, no thread.
+    code = (NETWORK_AND_THREAD_TRAPS + "import os\nos.environ['flyer_redis_host'] = '127.0.0.1'\n"
+            "from fastflyer import background_scheduler, threadpool\n"
+            "@background_scheduler.lock()\ndef customfunc():\n    print('hello world!')\n"
+            "background_scheduler.add_job(customfunc, 'interval', seconds=5, id='customjob')\n"
+            "threadpool.submit(single_job=True)(customfunc)\n"
+            "threadpool.submit_task(customfunc)\n"
+            "import threading\nassert threading.active_count() == 1\n")
+    result = run_python(code)
     assert result.returncode == 0, result.stderr
 
 

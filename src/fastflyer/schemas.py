@@ -32,24 +32,24 @@ class BaseResponse(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True)
 
-    code: int = Field(200, description="Result code: an HTTP code, or 600-606 for a "
+    code: int = Field(default=200, description="Result code: an HTTP code, or 600-606 for a "
                       "third-party failure.")
-    message: str = Field("success", description="What happened, for people.")
-    detail: Any = Field(None, description="More about an error.", exclude_if=_is_none)
+    message: str = Field(default="success", description="What happened, for people.")
+    detail: Any = Field(default=None, description="More about an error.", exclude_if=_is_none)
 
 
 class DataResponse(BaseResponse, Generic[T]):
     """The envelope with a ``data`` payload."""
 
-    data: T | None = Field(None, description="The payload.")
+    data: T | None = Field(default=None, description="The payload.")
 
 
 class PageInfo(BaseModel):
     """Where a page sits in the whole result."""
 
-    total: int = Field(0, ge=0, description="Number of items in the whole result.")
-    offset: int = Field(0, ge=0, description="Index of this page's first item.")
-    size: int = Field(0, ge=0, description="Number of items asked for per page.")
+    total: int = Field(default=0, ge=0, description="Number of items in the whole result.")
+    offset: int = Field(default=0, ge=0, description="Index of this page's first item.")
+    size: int = Field(default=0, ge=0, description="Number of items asked for per page.")
 
 
 class PageDataResponse(DataResponse[T], Generic[T]):
@@ -64,5 +64,5 @@ class ErrorResponse(BaseResponse):
     The HTTP status tells the same error as ``code`` (60x answer 502, or 504 for 604).
     """
 
-    code: int = Field(500, description="The error's code.")
-    message: str = Field("Internal Server Error", description="What went wrong.")
+    code: int = Field(default=500, description="The error's code.")
+    message: str = Field(default="Internal Server Error", description="What went wrong.")

@@ -56,7 +56,14 @@ from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.util import iscoroutinefunction_partial
 
 from fastkit.executor._backends import redis_backend
-from fastkit.executor._locks import GUARD_ATTRIBUTE, Fire, Locks, fire_context, reset_fire
+from fastkit.executor._locks import (
+    GUARD_ATTRIBUTE,
+    Fire,
+    Locks,
+    fire_context,
+    lock_name,
+    reset_fire,
+)
 from fastkit.executor._stopping import Stopping
 from fastkit.logging import logger
 
@@ -268,8 +275,13 @@ class Scheduler:
     # -- jobs ------------------------------------------------------------------------------
 
     def lock(self, name: str | None = None, ttl: float | None = None) -> Callable[[Any], Any]:
-        """Decorator: the function runs under its lock (see :class:`Locks.guard`)."""
-        return self.locks.guard(name=name, ttl=ttl)  # type: ignore[no-any-return]
+        """Decorator: the function runs under its lock (see :class:`Locks.guard`), named
+        ``<scheduler>:<module>.<qualname>`` unless ``name`` is given."""
+        return partial(self._guard, name=name, ttl=ttl)
+
+    def _guard(self, func: Callable[..., Any], name: str | None = None,
+               ttl: float | None = None) -> Any:
+        return self.locks.guard(func, name=name or f"{self.name}:{lock_name(func)}", ttl=ttl)
 
     def add_job(self, func: Callable[..., Any] | str, trigger: Any = None,
                 args: Iterable[Any] | None = None, kwargs: Mapping[str, Any] | None = None,
@@ -290,7 +302,7 @@ class Scheduler:
                             "event loop")
         locked = single_job or getattr(target, GUARD_ATTRIBUTE, None) is not None
         if single_job:
-            target = self.locks.guard(target, ttl=lock_ttl)
+            target = self._guard(target, ttl=lock_ttl)
         if locked and options.get("jitter"):
             raise ValueError("a locked job cannot use jitter: each process would fire it at "
                              "a different time, so the lock could not tell the fires apart")
@@ -348,7 +360,10 @@ class Scheduler:
 
     def remove_job(self, job_id: str) -> None:
         self.get_job(job_id)
-        self.apscheduler.remove_job(job_id)
+        if not self.running and self._store.lookup_job(job_id) is not None:
+            self._store.remove_job(job_id)  # kept from an earlier run
+        else:
+            self.apscheduler.remove_job(job_id)
 
     def run_job(self, job_id: str) -> Job:
         """Run the job now, once, without moving its schedule (the scheduler must run)."""

@@ -1,0 +1,119 @@
+"""One "instance" for the multi-process lock tests: run it several times side by side.
+
+    python locked_worker.py scheduler|asyncio|threadpool REDIS_URL PREFIX [options]
+
+Every run of the locked job records itself in Redis under ``PREFIX``:
+``PREFIX:fires`` (a hash: fire time in ms -> runs), ``PREFIX:runs`` (a list of
+"pid fire_ms fence start end"), so the test can count runs per fire across processes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import sys
+import time
+
+import redis
+
+from fastkit.executor import Locks, RedisLockBackend, Scheduler, ThreadPoolExecutor, current_lease
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("kind", choices=["scheduler", "asyncio", "threadpool"])
+    parser.add_argument("redis_url")
+    parser.add_argument("prefix")
+    parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--job-seconds", type=float, default=0.2)
+    parser.add_argument("--run-for", type=float, default=12.0)
+    parser.add_argument("--ttl", type=float, default=3.0)
+    parser.add_argument("--lock-url", help="where the locks live (default: redis_url)")
+    args = parser.parse_args()
+
+    store = redis.Redis.from_url(args.redis_url, decode_responses=True, socket_timeout=1,
+                                 socket_connect_timeout=1)
+    lock_store = redis.Redis.from_url(args.lock_url or args.redis_url, decode_responses=True,
+                                      socket_timeout=1, socket_connect_timeout=1)
+    locks = Locks(RedisLockBackend(lock_store, prefix=f"{args.prefix}:lock:"), ttl=args.ttl)
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+
+    def fire_of() -> str:
+        lease = current_lease()
+        assert lease is not None and lease.fire is not None
+        return lease.fire.key.rsplit(":", 1)[1]
+
+    def record(start: float) -> None:
+        lease = current_lease()
+        assert lease is not None and lease.fire is not None
+        fire_ms = lease.fire.key.rsplit(":", 1)[1]
+        store.hincrby(f"{args.prefix}:fires", fire_ms, 1)
+        store.rpush(f"{args.prefix}:runs",
+                    f"{os.getpid()} {fire_ms} {lease.fence} {start:.3f} {time.time():.3f}")
+
+    if args.kind == "threadpool":
+        pool = ThreadPoolExecutor(4, locks=locks)
+
+        @pool.submit(single_job=True)
+        def holder() -> None:
+            lease = current_lease()
+            while not pool.is_stopped():
+                store.rpush(f"{args.prefix}:beats", f"{os.getpid()} {time.time():.3f}")
+                pool.sleep(0.1)
+            del lease
+
+        pool.start()
+        print("ready", flush=True)
+        deadline = time.monotonic() + args.run_for
+        while not stop["now"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pool.shutdown(timeout=5)
+        return
+
+    if args.kind == "scheduler":
+        scheduler = Scheduler("bg", "background", locks=locks)
+
+        @scheduler.lock()
+        def job() -> None:
+            start = time.time()
+            store.rpush(f"{args.prefix}:started", f"{os.getpid()} {fire_of()}")
+            time.sleep(args.job_seconds)
+            record(start)
+
+        scheduler.add_job(job, "interval", seconds=args.interval, id="locked-job")
+        scheduler.start()
+        print("ready", flush=True)
+        deadline = time.monotonic() + args.run_for
+        while not stop["now"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        scheduler.shutdown(timeout=5)
+        return
+
+    async def run_async() -> None:
+        scheduler = Scheduler("aio", "asyncio", locks=locks)
+        loop = asyncio.get_running_loop()
+
+        @scheduler.lock()
+        async def job() -> None:
+            assert asyncio.get_running_loop() is loop  # on the app's loop
+            start = time.time()
+            await asyncio.sleep(args.job_seconds)
+            await asyncio.to_thread(record, start)
+
+        scheduler.add_job(job, "interval", seconds=args.interval, id="locked-job")
+        scheduler.start()
+        print("ready", flush=True)
+        deadline = time.monotonic() + args.run_for
+        while not stop["now"] and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        await scheduler.aclose(5)
+
+    asyncio.run(run_async())
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

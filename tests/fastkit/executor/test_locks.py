@@ -1,0 +1,195 @@
+"""Locks on the real Redis of 127.0.0.1:6379 and in process: take, renew, release, fail closed."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import datetime, timezone
+
+import pytest
+import redis
+
+from fastkit.executor import (
+    Fire,
+    LocalLockBackend,
+    Locks,
+    LockUnavailable,
+    RedisLockBackend,
+    current_lease,
+)
+from fastkit.executor._locks import fire_context, reset_fire
+from redis_server import free_port
+
+
+@pytest.fixture(params=["redis", "local"])
+def backend(request, prefix):
+    if request.param == "redis":
+        return RedisLockBackend(redis.Redis(db=15, decode_responses=True),
+                                prefix=f"{prefix}:lock:")
+    return LocalLockBackend()
+
+
+FIRE = Fire("s", "job", datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+
+def test_a_run_is_held_once_and_every_take_gets_a_higher_fence(backend):
+    locks = Locks(backend, ttl=5)
+    first = locks.acquire("name")
+    assert first is not None and first.fence >= 1
+    assert locks.acquire("name") is None  # held
+    locks.release(first)
+    second = locks.acquire("name")
+    assert second is not None and second.fence == first.fence + 1
+    locks.release(second)
+
+
+def test_a_fire_runs_once_even_after_its_run_ended(backend):
+    locks = Locks(backend, ttl=5)
+    lease = locks.acquire("name", FIRE)
+    assert lease is not None
+    locks.release(lease)
+    assert locks.acquire("name", FIRE) is None  # the fire key is left to expire
+    other = Fire("s", "job", datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc))
+    assert locks.acquire("name", other) is not None
+
+
+def test_a_fire_refused_while_the_previous_run_is_going_is_consumed(backend):
+    locks = Locks(backend, ttl=5)
+    running = locks.acquire("name")
+    assert locks.acquire("name", FIRE) is None  # HELD: the fire is skipped everywhere
+    locks.release(running)
+    assert locks.acquire("name", FIRE) is None
+
+
+def test_the_watchdog_keeps_a_long_holder_s_lock(backend):
+    locks = Locks(backend, ttl=0.3)
+    lease = locks.acquire("name")
+    time.sleep(1.0)  # more than three ttls
+    assert locks.acquire("name") is None
+    assert not lease.lost
+    locks.release(lease)
+    assert locks.acquire("name") is not None
+
+
+def test_a_dead_holder_s_lock_expires(backend):
+    locks = Locks(backend, ttl=0.3)
+    lease = locks.acquire("name")
+    locks._watchdog.forget(lease)  # what a killed process does: stop renewing
+    time.sleep(0.5)
+    assert locks.acquire("name") is not None
+
+
+def test_a_lease_taken_over_is_reported_lost(backend, logs):
+    locks = Locks(backend, ttl=0.3)
+    lease = locks.acquire("name")
+    locks._watchdog.forget(lease)
+    time.sleep(0.5)
+    thief = locks.acquire("name")
+    _renew_now(lease)
+    assert lease.lost and thief is not None
+    assert "was lost while its holder runs" in logs.text()
+
+
+def _renew_now(lease):
+    from fastkit.executor._locks import _renew
+
+    _renew(lease)
+
+
+def test_guard_skips_a_direct_call_while_another_holds_the_lock(backend, logs):
+    locks = Locks(backend, ttl=5)
+    inside, release = threading.Event(), threading.Event()
+    calls = []
+
+    @locks.guard
+    def work(n):
+        calls.append(n)
+        inside.set()
+        release.wait(5)
+        return n * 2
+
+    first = threading.Thread(target=work, args=(1,))
+    first.start()
+    inside.wait(5)
+    assert work(2) is None  # skipped, not queued
+    release.set()
+    first.join()
+    assert calls == [1]
+    assert work(3) == 6
+    assert "skipped: lock" in logs.text()
+    assert work.__name__ == "work"
+
+
+def test_guarded_functions_see_their_lease_and_fire(backend):
+    locks = Locks(backend, ttl=5)
+    seen = []
+
+    @locks.guard(name="named")
+    def work():
+        seen.append(current_lease())
+
+    token = fire_context(FIRE)
+    try:
+        work()
+    finally:
+        reset_fire(token)
+    assert seen[0].name == "named" and seen[0].fire == FIRE and seen[0].fence >= 1
+    assert current_lease() is None
+
+
+def test_async_guard_runs_on_the_loop(backend):
+    locks = Locks(backend, ttl=5)
+
+    @locks.guard
+    async def work():
+        await asyncio.sleep(0)
+        return current_lease().fence
+
+    async def main():
+        return await asyncio.gather(work(), work())
+
+    results = asyncio.run(main())
+    assert sorted(r is None for r in results) == [False, True]  # one ran, one skipped
+
+
+def test_unreachable_redis_fails_closed(logs):
+    client = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
+    locks = Locks(RedisLockBackend(client), ttl=5)
+    with pytest.raises(LockUnavailable, match=r"Redis at localhost:\d+"):
+        locks.acquire("name")
+    ran = []
+
+    @locks.guard
+    def work():
+        ran.append(1)
+
+    assert work() is None and ran == []
+    assert "skipped: lock store unavailable" in logs.text()
+
+
+def test_in_process_locks_warn_once_that_processes_each_run_the_job(logs):
+    locks = Locks(None, ttl=5)
+    for _ in range(3):
+        locks.release(locks.acquire("name"))
+    assert logs.text().count("locks hold within this process only") == 1
+
+
+def test_backend_factory_is_called_at_the_first_lock_only():
+    made = []
+
+    def factory():
+        made.append(1)
+        return LocalLockBackend()
+
+    locks = Locks(factory)
+    assert made == []
+    locks.release(locks.acquire("a"))
+    locks.release(locks.acquire("b"))
+    assert made == [1]
+
+
+@pytest.mark.parametrize("ttl", [0, -1, "5", True])
+def test_bad_ttl_is_refused(ttl):
+    with pytest.raises(ValueError, match="lock ttl"):
+        Locks(None, ttl=ttl)
