@@ -33,6 +33,7 @@ bench: install
 	$(PY) bench/bench_asgi_cpu.py
 	$(PY) bench/bench_launch.py
 	$(PY) bench/bench_data.py
+	$(PY) bench/bench_lock.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -24,7 +24,8 @@ def _no_jobs_left():
     for scheduler in (background_scheduler, asyncio_scheduler):
         for job in scheduler.get_jobs():
             scheduler.remove_job(job.id)
-    threadpool._registered.clear()
+    for task in list(threadpool._registered):
+        threadpool.unregister(task.func)
 
 
 def wait_until(predicate, timeout=5.0):

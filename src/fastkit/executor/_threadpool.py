@@ -96,6 +96,14 @@ class ThreadPoolExecutor:
 
         return register
 
+    def unregister(self, func: Callable[..., Any]) -> bool:
+        """Forget a task registered with :meth:`submit` (a running copy is not stopped)."""
+        with self._guard:
+            kept = [task for task in self._registered if task.func is not func]
+            found = len(kept) != len(self._registered)
+            self._registered = kept
+        return found
+
     def submit_task(self, func: Callable[..., Any], *args: Any, single_job: bool = False,
                     **kwargs: Any) -> Future[Any]:
         """Run ``func(*args, **kwargs)`` once; a Future of its result. Before :meth:`start`
