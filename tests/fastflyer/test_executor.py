@@ -55,6 +55,10 @@ def test_the_seed_blocks_run_as_written(build, capfd):
 
     asyncio_scheduler.add_job(customfunc, "interval", seconds=5, id="customjob")
 
+    store = redis.Redis(db=15, decode_responses=True)
+    name = "test_executor.test_the_seed_blocks_run_as_written.<locals>.customfunc"
+    fences = [f"fastkit:lock:{{{kind}:{name}}}:fence" for kind in ("background", "asyncio")]
+    before = [int(store.get(key) or 0) for key in fences]
     app = build(redis_host="127.0.0.1", redis_db=15)
     with TestClient(app) as client:
         assert background_scheduler.running and asyncio_scheduler.running
@@ -63,11 +67,14 @@ def test_the_seed_blocks_run_as_written(build, capfd):
             assert answer.status_code == 200, answer.text
         printed: list[str] = []
 
-        def seen_twice() -> bool:
+        def hellos() -> int:
             printed.append(capfd.readouterr().out)
-            return "".join(printed).count("hello world!") == 2
+            return "".join(printed).count("hello world!")
 
-        wait_until(seen_twice)
+        # Each locked job took its own lock in Redis, and printed.
+        wait_until(lambda: all(int(store.get(key) or 0) > was
+                               for key, was in zip(fences, before, strict=True)))
+        wait_until(lambda: hellos() >= 2)
     assert not background_scheduler.running and not asyncio_scheduler.running
 
 

@@ -23,7 +23,7 @@ from fastkit.executor import Locks, RedisLockBackend, Scheduler, ThreadPoolExecu
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["scheduler", "asyncio", "threadpool"])
+    parser.add_argument("kind", choices=["scheduler", "asyncio", "threadpool", "direct"])
     parser.add_argument("redis_url")
     parser.add_argument("prefix")
     parser.add_argument("--interval", type=float, default=1.0)
@@ -53,6 +53,24 @@ def main() -> None:
         store.hincrby(f"{args.prefix}:fires", fire_ms, 1)
         store.rpush(f"{args.prefix}:runs",
                     f"{os.getpid()} {fire_ms} {lease.fence} {start:.3f} {time.time():.3f}")
+
+    if args.kind == "direct":  # a locked function called directly, in a loop
+        @locks.guard(name="direct")
+        def critical() -> bool:
+            start = time.time()
+            time.sleep(args.job_seconds)
+            store.rpush(f"{args.prefix}:direct", f"{os.getpid()} {start:.6f} {time.time():.6f}")
+            return True
+
+        print("ready", flush=True)
+        skipped = 0
+        deadline = time.monotonic() + args.run_for
+        while not stop["now"] and time.monotonic() < deadline:
+            if critical() is None:
+                skipped += 1
+            time.sleep(0.01)
+        store.incrby(f"{args.prefix}:skipped", skipped)
+        return
 
     if args.kind == "threadpool":
         pool = ThreadPoolExecutor(4, locks=locks)

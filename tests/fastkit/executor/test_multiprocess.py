@@ -6,6 +6,7 @@ records every run in the real Redis of 127.0.0.1:6379, so runs are counted per f
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -93,3 +94,17 @@ def test_redis_down_skips_locked_runs_and_they_resume_when_it_returns(prefix, st
     assert len([t for t in counted if t / 1000 > restarted + 1]) >= 3  # resumed
     assert all(p.returncode == 0 for p in processes)  # nobody crashed
     assert any("lock store unavailable" in err for err in errors)
+
+
+def test_a_locked_function_called_directly_is_exclusive_across_processes(prefix, store):
+    processes = [spawn("direct", prefix, "--run-for", "3", "--job-seconds", "0.05")
+                 for _ in range(3)]
+    errors = finish(processes)
+    runs = sorted((float(start), float(end), pid) for pid, start, end in
+                  (line.split() for line in store.lrange(f"{prefix}:direct", 0, -1)))
+    assert len(runs) >= 10
+    assert len({pid for _, _, pid in runs}) >= 2
+    for (_, previous_end, _), (start, _, _) in itertools.pairwise(runs):
+        assert start >= previous_end - 0.001  # never two at once (the end is logged last)
+    assert int(store.get(f"{prefix}:skipped") or 0) > 0
+    assert any("skipped: lock 'direct' is held" in err for err in errors)
