@@ -16,12 +16,15 @@ from fastkit._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from fastkit.message._codec import REQUEST_ID_HEADER
+    from fastkit.message._consumer import AsyncConsumer, ConsumeError, Message
     from fastkit.message._producer import AsyncProducer, MessageError, ProduceError, Producer
 
-__all__ = ["REQUEST_ID_HEADER", "AsyncProducer", "MessageError", "ProduceError", "Producer"]
+__all__ = ["REQUEST_ID_HEADER", "AsyncConsumer", "AsyncProducer", "ConsumeError", "Message",
+           "MessageError", "ProduceError", "Producer"]
 
 __getattr__ = lazy_exports(__name__, globals(), {
     "REQUEST_ID_HEADER": "._codec",
+    "AsyncConsumer": "._consumer", "ConsumeError": "._consumer", "Message": "._consumer",
     "AsyncProducer": "._producer", "MessageError": "._producer", "ProduceError": "._producer",
     "Producer": "._producer",
 })

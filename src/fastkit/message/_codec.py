@@ -27,7 +27,8 @@ def encode_value(message: Any) -> bytes | None:
         return message.encode()
     if isinstance(message, dict | list):
         return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
-    raise TypeError(f"cannot send a {type(message).__name__}: send dict, list, str or bytes")
+    raise TypeError(f"cannot send a value of type {type(message).__name__}: send dict, list, "
+                    "str or bytes")
 
 
 def encode_key(key: str | bytes | None) -> bytes | None:
