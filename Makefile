@@ -34,6 +34,7 @@ bench: install
 	$(PY) bench/bench_launch.py
 	$(PY) bench/bench_data.py
 	$(PY) bench/bench_lock.py
+	$(PY) bench/bench_kafka.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

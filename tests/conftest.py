@@ -229,3 +229,22 @@ def logs() -> Iterator[Logs]:
     handler_id = logger.add(captured.sink, level="DEBUG", format="{extra[request_id]} {message}")
     yield captured
     logger.remove(handler_id)
+
+
+@pytest.fixture(scope="session")
+def broker() -> Iterator[Any]:
+    """One real Kafka-protocol broker (tansu) on a free loopback port, for the session."""
+    from kafka_broker import KafkaBroker
+
+    started = KafkaBroker()
+    started.start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def topic(broker: Any) -> str:
+    """A fresh topic with four partitions."""
+    from kafka_broker import create_topic
+
+    return create_topic(broker.servers, f"t-{uuid.uuid4().hex[:10]}", partitions=4)

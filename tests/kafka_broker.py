@@ -3,6 +3,7 @@ loopback port with memory storage, started and stopped by the tests."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import subprocess
 import time
@@ -36,3 +37,19 @@ class KafkaBroker(ChildServer):
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"tansu did not start on {self.servers}") from None
                 time.sleep(0.05)
+
+
+def create_topic(servers: str, name: str, partitions: int = 4) -> str:
+    """Create topic ``name`` with ``partitions`` partitions; its name."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=servers)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(name, partitions, 1)])
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
+    return name

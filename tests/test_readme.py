@@ -17,6 +17,8 @@ def test_readme_has_examples():
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_example(index, server):
-    exec(compile(BLOCKS[index], f"<README block {index}>", "exec"),
-         {"__name__": "readme", "base_url": server.url})
+def test_readme_example(index, server, request):
+    names = {"__name__": "readme", "base_url": server.url}
+    if "kafka_servers" in BLOCKS[index]:  # a real broker (tansu) for the messaging examples
+        names["kafka_servers"] = request.getfixturevalue("broker").servers
+    exec(compile(BLOCKS[index], f"<README block {index}>", "exec"), names)

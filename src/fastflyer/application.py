@@ -40,6 +40,7 @@ from fastflyer.executor import register_executors
 from fastflyer.fastpath import FastPathMiddleware, plan_routes
 from fastflyer.health import Readiness, health_paths
 from fastflyer.lifespan import Lifecycle
+from fastflyer.message import KafkaRouter, register_kafka
 from fastflyer.middleware import AccessLog, BodyLimitMiddleware, RequestContextMiddleware
 from fastflyer.middleware.context import HEALTH_BODY
 from fastflyer.schemas import ErrorResponse
@@ -147,6 +148,7 @@ class FlyerAPI(FastAPI):
         self.lifecycle.add("access log", stop=self._close_access_log)
         register_components(settings, self.readiness, self.lifecycle)
         register_executors(settings, self.lifecycle)
+        self._include_kafka = register_kafka(settings, self.readiness, self.lifecycle)
         self._install_error_handlers()
         guard: list[Any] = []
         if settings.auth_enable:
@@ -158,6 +160,8 @@ class FlyerAPI(FastAPI):
             for loaded in self.apps:
                 if loaded.enabled and loaded.router is not None:
                     self.include_app(loaded.name, loaded.router, guard)
+                if loaded.enabled and loaded.kafka is not None:
+                    self.include_kafka(loaded.kafka, loaded.name)
         # After the apps: routing tries routes in order, and the apps' are the busy ones.
         self._install_framework_routes(guard)
         self._refuse_duplicate_routes()
@@ -213,6 +217,12 @@ class FlyerAPI(FastAPI):
         for entry in self.router.routes[before:]:
             entry._flyer_app = name  # type: ignore[attr-defined]
         logger.debug("app {} mounted at {}", name, self.base_url)
+
+    def include_kafka(self, router: KafkaRouter, app: str = "main") -> None:
+        """Run ``router``'s Kafka consumers with the app (apps' ``kafka`` are included
+        when found). Raises :class:`~fastflyer.settings.SettingsError` when
+        ``flyer_kafka_servers`` is not set."""
+        self._include_kafka(app, router)
 
     def route_table(self) -> list[tuple[str, str, str]]:
         """``(method, path, owner)`` of every HTTP route; the owner is an app or fastflyer."""

@@ -3,13 +3,15 @@
     project/
       app/
         items/__init__.py     ->  from .router import router       (mounted)
+        orders/__init__.py    ->  kafka = KafkaRouter()             (its consumers run)
         users/__init__.py     ->  from .routers import router      (mounted)
         tasks/__init__.py     ->  no router: imported only (jobs register themselves)
         legacy/__init__.py    ->  __ENABLED__ = False               (skipped)
 
 A package whose name starts with ``_`` or ``.`` is not an app. A package that fails to
 import stops start-up (:class:`AppLoadError`, the original traceback chained): it is
-never skipped silently. ``router`` must be an ``APIRouter``.
+never skipped silently. ``router`` must be an ``APIRouter``, ``kafka`` a
+:class:`~fastflyer.message.KafkaRouter`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from types import ModuleType
 
 from fastapi import APIRouter
 
+from fastflyer.message import KafkaRouter
 from fastkit.logging import logger
 
 __all__ = ["AppLoadError", "LoadedApp", "find_app_dir", "load_apps"]
@@ -40,6 +43,7 @@ class LoadedApp:
     module: ModuleType
     router: APIRouter | None
     enabled: bool
+    kafka: KafkaRouter | None = None
 
 
 def find_app_dir(app_path: str | Path) -> Path:
@@ -108,7 +112,11 @@ def load_apps(app_dir: Path) -> list[LoadedApp]:
         if router is not None and not isinstance(router, APIRouter):
             raise AppLoadError(f"app {name!r}: `router` is a {type(router).__name__}, "
                                "not an APIRouter")
+        kafka = getattr(module, "kafka", None)
+        if kafka is not None and not isinstance(kafka, KafkaRouter):
+            raise AppLoadError(f"app {name!r}: `kafka` is a {type(kafka).__name__}, "
+                               "not a fastflyer.message.KafkaRouter")
         if not enabled:
             logger.info("app {} is disabled (__ENABLED__ = False)", name)
-        apps.append(LoadedApp(name, module, router, enabled))
+        apps.append(LoadedApp(name, module, router, enabled, kafka))
     return apps

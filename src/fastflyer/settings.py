@@ -119,6 +119,19 @@ class FlyerSettings(BaseSettings):
                                  "(unset: SQLite in the data directory)")
     data_dir: str | None = _allowed(None, "a directory path (unset: data/ in the project)")
 
+    # Kafka (fastflyer.message).
+    kafka_servers: str | None = _allowed(
+        None, "host:port[,host:port...] (unset: no Kafka)",
+        pattern=r"^\s*[^\s,:]+:\d{1,5}\s*(,\s*[^\s,:]+:\d{1,5}\s*)*$")
+    kafka_security_protocol: str = _allowed(
+        "PLAINTEXT", "one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
+        pattern=r"^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
+    kafka_sasl_mechanism: str = _allowed(
+        "PLAIN", "one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512",
+        pattern=r"^(PLAIN|SCRAM-SHA-256|SCRAM-SHA-512)$")
+    kafka_sasl_username: str = _allowed("", "a user name")
+    kafka_sasl_password: SecretStr = _allowed(SecretStr(""), "a password")
+
     # Schedulers and the thread pool.
     lock_ttl: float = _allowed(30, "a number of seconds > 0 (how long a lock outlives a "
                                "holder that died)", gt=0)
@@ -154,6 +167,24 @@ class FlyerSettings(BaseSettings):
             raise ValueError("not a URL")
         return value
 
+    @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.strip().upper() if isinstance(value, str) else value
+
+    @field_validator("kafka_servers")
+    @classmethod
+    def _kafka_servers(cls, value: str | None) -> str | None:
+        return ",".join(part.strip() for part in value.split(",")) if value else value
+
+    @model_validator(mode="after")
+    def _kafka_sasl_complete(self) -> FlyerSettings:
+        if self.kafka_security_protocol.startswith("SASL") and not (
+                self.kafka_sasl_username and self.kafka_sasl_password.get_secret_value()):
+            raise ValueError(f"kafka_security_protocol={self.kafka_security_protocol} needs "
+                             "flyer_kafka_sasl_username and flyer_kafka_sasl_password")
+        return self
+
     @model_validator(mode="after")
     def _auth_complete(self) -> FlyerSettings:
         if self.auth_enable and not (self.auth_user and self.auth_pass.get_secret_value()):
@@ -180,7 +211,7 @@ class BaseConfig:
     PREFIX: str | None = None
 
 
-_SECRETS = ("auth_pass", "redis_pass", "db_url")
+_SECRETS = ("auth_pass", "redis_pass", "db_url", "kafka_sasl_password")
 
 
 def _describe_error(error: Mapping[str, Any]) -> str:
@@ -188,7 +219,7 @@ def _describe_error(error: Mapping[str, Any]) -> str:
     name = str(loc[0]) if loc else ""
     if not name:  # a model-level rule
         message = str(error.get("msg", "")).removeprefix("Value error, ")
-        return f"flyer_{message}" if message.startswith("auth_") else message
+        return f"flyer_{message}" if message.startswith(("auth_", "kafka_")) else message
     field = FlyerSettings.model_fields.get(name)
     allowed = field.description if field is not None else error.get("msg", "")
     shown = error.get("input")

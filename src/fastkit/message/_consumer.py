@@ -2,42 +2,54 @@
 
     consumer = AsyncConsumer("127.0.0.1:9092", ["orders"], group_id="billing")
 
-    async for message in consumer:        # the offset is committed when you ask for the next
-        handle(message.json())
+    await consumer.run(handler)           # the handler is called for each message
 
-    await consumer.run(handler)           # or: the handler is called for each message
+    async for message in consumer:        # or iterate: a message counts as handled
+        handle(message.json())            # when the next one is asked for
 
-Offsets are committed only after a message was handled (the loop body returned, or the
-handler did), so a crash replays what was not finished, never skips it. A handler that
-raises is retried ``retries`` times with ``backoff`` seconds between tries; then the
-message goes to the dead-letter topic (``<topic>.dlq`` unless named) with the error in
-its headers, and consumption goes on: a message is never lost and never blocks its
-partition forever. Before partitions move to another consumer of the group, and when the
-consumer stops, what was handled is committed. The request id of the message's
-``x-request-id`` header is bound while it is handled.
+Offsets are committed only after a message was handled (the handler returned, or the
+loop asked for the next message), so a crash replays what was not finished, never skips
+it. A handler that raises is retried ``retries`` times, waiting ``backoff`` seconds and
+doubling; then the message goes to the dead-letter topic (``<topic>.dlq`` unless named)
+with the error in its headers, and consumption goes on: a message is never lost and
+never blocks its partition forever.
+
+Before partitions move to another member of the group, the message being handled by
+:meth:`~AsyncConsumer.run` is let finish and what was handled is committed; the rest of
+that batch is left to the new owner. :meth:`~AsyncConsumer.stop` does the same, then
+leaves the group. A handler may be ``async def`` (run on the loop) or ``def`` (run in a
+worker thread, as FastAPI runs sync endpoints, so heartbeats go on). The request id in a
+message's ``x-request-id`` header is bound while it is handled.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import inspect
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
 from fastkit.logging import logger
 from fastkit.message._codec import REQUEST_ID_HEADER
-from fastkit.message._producer import AsyncProducer, MessageError, bootstrap
+from fastkit.message._loop import LoopThread
+from fastkit.message._producer import CONNECTION_OPTIONS, AsyncProducer, MessageError, bootstrap
 from fastkit.request_id import bind_request_id
 
-__all__ = ["AsyncConsumer", "ConsumeError", "Message"]
+__all__ = ["AsyncConsumer", "ConsumeError", "Consumer", "Handler", "Message"]
 
 Handler = Callable[["Message"], Any] | Callable[["Message"], Awaitable[Any]]
 
+COMMIT_INTERVAL = 1.0  # seconds: a long batch commits its progress at least this often
+
 
 class ConsumeError(MessageError):
-    """The consumer could not reach the broker or commit its offsets."""
+    """The consumer could not reach the broker, or a failed message could not be
+    published to the dead-letter topic (it was not committed: it comes again)."""
 
 
 @dataclass(frozen=True)
@@ -53,37 +65,49 @@ class Message:
     timestamp: int | None = None
 
     def text(self) -> str:
+        """The value as UTF-8 text (``""`` for a tombstone)."""
         return (self.value or b"").decode()
 
     def json(self) -> Any:
+        """The value parsed as JSON (``None`` for a tombstone)."""
         return json.loads(self.value or b"null")
 
     def header(self, name: str) -> bytes | None:
+        """The first header called ``name`` (any case), or ``None``."""
         for key, value in self.headers:
             if key.lower() == name.lower():
                 return value
         return None
 
 
-@dataclass
-class _Progress:
-    """Offsets handled and not yet committed, per partition."""
+def _message(record: Any) -> Message:
+    return Message(record.topic, record.partition, record.offset, record.key, record.value,
+                   tuple(record.headers or ()), record.timestamp)
 
-    pending: dict[Any, int] = field(default_factory=dict)
 
-    def handled(self, tp: Any, offset: int) -> None:
-        self.pending[tp] = offset + 1
+def _asynchronous(handler: Handler) -> Callable[[Message], Awaitable[Any]]:
+    """``handler`` as a coroutine function: a sync one runs in a worker thread."""
+    if inspect.iscoroutinefunction(handler) or inspect.iscoroutinefunction(
+            type(handler).__call__):  # an object with an ``async def __call__``
+        return cast(Callable[[Message], Awaitable[Any]], handler)
 
-    def take(self, partitions: Any = None) -> dict[Any, int]:
-        chosen = {tp: o for tp, o in self.pending.items()
-                  if partitions is None or tp in partitions}
-        for tp in chosen:
-            del self.pending[tp]
-        return chosen
+    async def in_thread(message: Message) -> Any:
+        result = await asyncio.to_thread(handler, message)  # copies the request id
+        if inspect.isawaitable(result):
+            result = await result
+        return result
+
+    return functools.wraps(handler)(in_thread)
 
 
 class AsyncConsumer:
-    """A group consumer; iterate it or :meth:`run` it with a handler (see the module)."""
+    """A group consumer; :meth:`run` it with a handler or iterate it (see the module).
+
+    ``retries``: tries after the first before a message goes to the dead-letter topic;
+    ``backoff``: seconds before the first retry (doubling after). ``dead_letter_topic``:
+    where failed messages go (``<topic>.dlq`` by default). Other keyword arguments go to
+    ``aiokafka.AIOKafkaConsumer`` (``session_timeout_ms``, ``max_poll_records``...).
+    """
 
     def __init__(self, servers: str | Sequence[str], topics: str | Sequence[str],
                  group_id: str, *, retries: int = 3, backoff: float = 0.5,
@@ -91,25 +115,40 @@ class AsyncConsumer:
                  **kwargs: Any) -> None:
         if not group_id:
             raise ValueError("a consumer needs a group_id (offsets are committed per group)")
-        if not isinstance(retries, int) or retries < 0:
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries {retries!r} is not an integer ≥ 0")
+        if not isinstance(backoff, int | float) or backoff < 0:
+            raise ValueError(f"backoff {backoff!r} is not a number of seconds ≥ 0")
+        if kwargs.get("enable_auto_commit"):
+            raise ValueError("enable_auto_commit would commit messages before they are "
+                             "handled; offsets are committed after handling")
         self.servers = bootstrap(servers)
         self.topics = [topics] if isinstance(topics, str) else list(topics)
-        if not self.topics:
-            raise ValueError("a consumer needs at least one topic")
+        if not self.topics or not all(isinstance(t, str) and t for t in self.topics):
+            raise ValueError(f"a consumer needs at least one topic name, got {topics!r}")
         self.group_id = group_id
         self.retries = retries
-        self.backoff = backoff
+        self.backoff = float(backoff)
         self.dead_letter_topic = dead_letter_topic
+        kwargs.pop("enable_auto_commit", None)
         self._options = {"bootstrap_servers": self.servers, "group_id": group_id,
                          "enable_auto_commit": False, "auto_offset_reset": auto_offset_reset,
                          **kwargs}
+        # How long a rebalance waits for the message being handled: half the time the
+        # group gives its members to rejoin.
+        rebalance_ms = kwargs.get("rebalance_timeout_ms") or kwargs.get("session_timeout_ms",
+                                                                          10000)
+        self._revoke_wait = rebalance_ms / 2000
         self._consumer: Any = None
-        self._progress = _Progress()
+        self._pending: dict[Any, int] = {}  # partition -> next offset, handled not committed
+        self._generation = 0  # bumped when partitions are revoked: older batches are stale
         self._dead_letters: AsyncProducer | None = None
         self._stopping = asyncio.Event()
-        self._finished = asyncio.Event()
-        self._finished.set()
+        self._idle = asyncio.Event()  # clear while run() handles a message
+        self._idle.set()
+        self._io = asyncio.Lock()  # held while the reader fetches or commits
+        self._reader: asyncio.Task[Any] | None = None  # the task reading, to cut it off
+        self._running = False
 
     def __repr__(self) -> str:
         return f"AsyncConsumer({self.servers!r}, {self.topics!r}, group_id={self.group_id!r})"
@@ -117,6 +156,7 @@ class AsyncConsumer:
     # -- life ------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        """Connect and join the group (done by :meth:`run` or iteration when not called)."""
         if self._consumer is not None:
             return
         from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -126,13 +166,16 @@ class AsyncConsumer:
 
         class _CommitBeforeMoving(ConsumerRebalanceListener):  # type: ignore[misc]
             async def on_partitions_revoked(self, revoked: Any) -> None:
-                await owner._commit(revoked)
+                await owner._revoked(revoked)
 
             async def on_partitions_assigned(self, assigned: Any) -> None:
-                logger.debug("consumer {} of group {!r}: partitions {}", owner.topics,
-                             owner.group_id, sorted(f"{tp.topic}[{tp.partition}]"
-                                                    for tp in assigned))
+                logger.debug("consumer {!r} of {}: partitions {}", owner.group_id,
+                             owner.topics, sorted(f"{tp.topic}[{tp.partition}]"
+                                                  for tp in assigned))
 
+        # New ones for each start: asyncio's belong to the loop that first waits on them.
+        self._stopping, self._idle, self._io = asyncio.Event(), asyncio.Event(), asyncio.Lock()
+        self._idle.set()
         consumer = AIOKafkaConsumer(**self._options)
         consumer.subscribe(self.topics, listener=_CommitBeforeMoving())
         try:
@@ -141,30 +184,51 @@ class AsyncConsumer:
             await consumer.stop()
             raise ConsumeError(f"cannot reach Kafka at {self.servers}: "
                                f"{type(exc).__name__}: {exc}") from exc
-        self._stopping.clear()
         self._consumer = consumer
+        if self._stopping.is_set():  # stop() came while connecting
+            await self.stop()
 
     async def stop(self, timeout: float = 10) -> None:
         """Let the message being handled finish (up to ``timeout`` s), commit what was
-        handled, leave the group, close."""
+        handled, leave the group, disconnect."""
+        deadline = time.monotonic() + timeout
         self._stopping.set()
-        if not self._finished.is_set():
+        if not self._idle.is_set():
             try:
-                await asyncio.wait_for(self._finished.wait(), timeout)
-            except TimeoutError:
-                logger.warning("consumer of group {!r}: the message being handled did not "
-                               "finish within {:g} s; it will be delivered again",
-                               self.group_id, timeout)
+                await asyncio.wait_for(self._idle.wait(), timeout)
+            except asyncio.TimeoutError:
+                logger.warning("consumer {!r}: the message being handled did not finish "
+                               "within {:g} s; it will be delivered again", self.group_id,
+                               timeout)
         consumer, self._consumer = self._consumer, None
         if consumer is None:
             return
+        io = self._io
+        try:  # the reader lets go of the connection once it sees the stop
+            await asyncio.wait_for(io.acquire(), max(deadline - time.monotonic(), 0.5))
+        except asyncio.TimeoutError:
+            reader = self._reader
+            if reader is not None and reader is not asyncio.current_task():
+                reader.cancel()  # stuck in a fetch or commit the broker does not answer
+            logger.warning("consumer {!r}: stopped without its last commit (the broker did "
+                           "not answer); those messages will be delivered again",
+                           self.group_id)
+        else:
+            try:
+                await self._commit(consumer)
+            finally:
+                io.release()
         try:
-            await self._commit(None, consumer)
-        finally:
             await consumer.stop()
+        finally:
             if self._dead_letters is not None:
                 await self._dead_letters.close()
                 self._dead_letters = None
+
+    @property
+    def running(self) -> bool:
+        """Whether :meth:`run` is handling messages."""
+        return self._running
 
     async def __aenter__(self) -> AsyncConsumer:
         await self.start()
@@ -175,106 +239,232 @@ class AsyncConsumer:
 
     # -- offsets ---------------------------------------------------------------------------
 
-    async def _commit(self, partitions: Any, consumer: Any = None) -> None:
-        consumer = consumer or self._consumer
-        offsets = self._progress.take(partitions)
-        if not offsets or consumer is None:
+    async def _revoked(self, revoked: Any) -> None:
+        """Partitions move: let the message in hand finish, commit, drop the rest."""
+        self._generation += 1  # run() starts nothing more from the batches it holds
+        if not self._idle.is_set():
+            try:
+                await asyncio.wait_for(self._idle.wait(), self._revoke_wait)
+            except asyncio.TimeoutError:
+                logger.warning("consumer {!r}: partitions move while a message is still "
+                               "being handled; the new owner will get it again",
+                               self.group_id)
+        await self._commit(self._consumer, revoked)
+
+    async def _commit(self, consumer: Any, partitions: Any = None) -> None:
+        if not self._pending or consumer is None:
             return
+        if partitions is None:
+            offsets, self._pending = self._pending, {}
+        else:
+            offsets = {tp: self._pending.pop(tp) for tp in list(self._pending)
+                       if tp in partitions}
+            if not offsets:
+                return
         from aiokafka.errors import KafkaError
 
         try:
             await consumer.commit(offsets)
         except KafkaError as exc:
             # Not committed: those messages come again (at least once), never lost.
-            logger.warning("consumer of group {!r}: commit failed ({}: {}); the messages "
-                           "will be delivered again", self.group_id, type(exc).__name__, exc)
+            logger.warning("consumer {!r}: commit failed ({}: {}); the messages will be "
+                           "delivered again", self.group_id, type(exc).__name__, exc)
 
-    def _mark(self, message: Message) -> None:
+    def _mark(self, record: Any) -> None:
         from aiokafka import TopicPartition
 
-        self._progress.handled(TopicPartition(message.topic, message.partition), message.offset)
+        self._pending[TopicPartition(record.topic, record.partition)] = record.offset + 1
 
     # -- receiving -------------------------------------------------------------------------
 
-    async def _batches(self, batch_timeout: float) -> AsyncIterator[list[Any]]:
-        """Batches of records until :meth:`stop`; commits what was handled before each."""
+    async def _batches(self, batch_timeout: float) -> AsyncGenerator[tuple[int, list[Any]], None]:
+        """``(generation, records)`` until :meth:`stop`; commits what was handled first."""
         from aiokafka.errors import ConsumerStoppedError
 
         await self.start()
-        consumer = self._consumer
-        while not self._stopping.is_set():
-            await self._commit(None)
-            try:
-                batches = await consumer.getmany(timeout_ms=int(batch_timeout * 1000))
-            except ConsumerStoppedError:
-                return
-            for records in batches.values():
-                yield records
+        consumer, stopping, io = self._consumer, self._stopping, self._io
+        self._reader = asyncio.current_task()
+        stopped = asyncio.ensure_future(stopping.wait())
+        try:
+            while not stopping.is_set():
+                async with io:  # never held across a yield
+                    await self._commit(consumer)
+                    fetch = asyncio.ensure_future(
+                        consumer.getmany(timeout_ms=int(batch_timeout * 1000)))
+                    done, _ = await asyncio.wait((fetch, stopped),
+                                                 return_when=asyncio.FIRST_COMPLETED)
+                    if fetch not in done:  # stop() came first
+                        fetch.cancel()
+                        return
+                    try:
+                        batches = fetch.result()
+                    except ConsumerStoppedError:
+                        return
+                generation = self._generation
+                for records in batches.values():
+                    yield generation, records
+        finally:
+            stopped.cancel()
+            self._reader = None
 
-    async def messages(self, batch_timeout: float = 0.5) -> AsyncIterator[Message]:
+    async def messages(self, batch_timeout: float = 1.0) -> AsyncGenerator[Message, None]:
         """Messages as they come; each counts as handled when the next one is asked for
         (a loop left with ``break`` or an exception does not commit its last message)."""
-        async for records in self._batches(batch_timeout):
-            for record in records:
-                if self._stopping.is_set():
-                    return
-                message = _message(record)
-                yield message
-                self._mark(message)
+        async with contextlib.aclosing(self._batches(batch_timeout)) as batches:
+            async for generation, records in batches:
+                for record in records:
+                    if self._stopping_or_moved(generation):
+                        break
+                    yield _message(record)
+                    if generation == self._generation:
+                        self._mark(record)
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self.messages()
 
-    async def run(self, handler: Handler, batch_timeout: float = 0.5) -> None:
-        """Handle every message until :meth:`stop`; failures go to the dead-letter topic."""
-        self._finished.clear()  # stop() waits for the message being handled
-        try:
-            async for records in self._batches(batch_timeout):
-                for record in records:
-                    if self._stopping.is_set():
-                        break  # the rest of the batch is not committed: delivered again
-                    message = _message(record)
-                    await self._handle(handler, message)
-                    self._mark(message)
-        finally:
-            self._finished.set()
+    def _stopping_or_moved(self, generation: int) -> bool:
+        return generation != self._generation or self._stopping.is_set()
 
-    async def _handle(self, handler: Handler, message: Message) -> None:
+    async def run(self, handler: Handler, batch_timeout: float = 1.0) -> None:
+        """Handle every message until :meth:`stop`; failures go to the dead-letter topic.
+
+        Raises :class:`ConsumeError` when the broker cannot be reached at start or a
+        failed message cannot be published to the dead-letter topic.
+        """
+        handle = _asynchronous(handler)
+        self._running = True
+        last_commit = time.monotonic()
+        try:
+            async with contextlib.aclosing(self._batches(batch_timeout)) as batches:
+                async for generation, records in batches:
+                    idle, io = self._idle, self._io
+                    for record in records:
+                        if self._stopping_or_moved(generation):
+                            break  # not committed: delivered again, here or to the new owner
+                        idle.clear()
+                        try:
+                            await self._handle(handle, _message(record))
+                            self._mark(record)
+                        finally:
+                            idle.set()
+                        if time.monotonic() - last_commit > COMMIT_INTERVAL:
+                            async with io:
+                                await self._commit(self._consumer)
+                            last_commit = time.monotonic()
+        finally:
+            self._running = False
+
+    async def _handle(self, handle: Callable[[Message], Awaitable[Any]],
+                      message: Message) -> None:
         request_id = message.header(REQUEST_ID_HEADER)
-        with bind_request_id(request_id.decode() if request_id else None):
+        with bind_request_id(request_id.decode(errors="replace") if request_id else None):
             for attempt in range(self.retries + 1):
                 try:
-                    result = handler(message)
-                    if inspect.isawaitable(result):
-                        await result
+                    await handle(message)
                     return
                 except Exception as exc:
-                    if attempt < self.retries:
-                        logger.warning("{}[{}]@{}: handler raised {} (try {} of {}); "
-                                       "retrying", message.topic, message.partition,
-                                       message.offset, type(exc).__name__, attempt + 1,
-                                       self.retries + 1)
-                        await asyncio.sleep(self.backoff * (2 ** attempt))
-                        continue
-                    await self._dead_letter(message, exc)
+                    if attempt == self.retries:
+                        await self._dead_letter(message, exc)
+                        return
+                    logger.warning("{}[{}]@{}: handler raised {} (try {} of {}); retrying",
+                                   message.topic, message.partition, message.offset,
+                                   type(exc).__name__, attempt + 1, self.retries + 1)
+                    await asyncio.sleep(self.backoff * (2 ** attempt))
 
     async def _dead_letter(self, message: Message, error: Exception) -> None:
         topic = self.dead_letter_topic or f"{message.topic}.dlq"
         if self._dead_letters is None:
-            self._dead_letters = AsyncProducer(self.servers)
+            shared = {k: v for k, v in self._options.items() if k in CONNECTION_OPTIONS}
+            self._dead_letters = AsyncProducer(self.servers, **shared)
         headers = [*message.headers,
                    ("x-error", f"{type(error).__name__}: {error}".encode()[:1024]),
                    ("x-error-type", type(error).__name__.encode()),
                    ("x-original-topic", message.topic.encode()),
                    ("x-original-partition", str(message.partition).encode()),
                    ("x-original-offset", str(message.offset).encode())]
-        # Raises if the dead-letter topic cannot take it: the offset is then not committed.
-        await self._dead_letters._send(topic, message.value, message.key, headers, 10)
+        try:
+            await self._dead_letters._send(topic, message.value, message.key, headers, 10)
+        except MessageError as exc:
+            raise ConsumeError(f"{message.topic}[{message.partition}]@{message.offset} failed "
+                               f"({type(error).__name__}: {error}) and could not be sent to "
+                               f"the dead-letter topic {topic!r}: {exc}; it was not "
+                               "committed") from exc
         logger.opt(exception=error).error(
             "{}[{}]@{}: handler failed {} times; message sent to {!r}", message.topic,
             message.partition, message.offset, self.retries + 1, topic)
 
 
-def _message(record: Any) -> Message:
-    return Message(record.topic, record.partition, record.offset, record.key, record.value,
-                   tuple(record.headers or ()), record.timestamp)
+async def _next(stream: AsyncIterator[Message]) -> Message:
+    return await stream.__anext__()
+
+
+class Consumer:
+    """A blocking consumer: an :class:`AsyncConsumer` on a private event loop thread.
+
+        with Consumer("127.0.0.1:9092", "orders", group_id="billing") as consumer:
+            for message in consumer:              # blocks; handled when the next is asked
+                print(message.json())
+
+        consumer.run(handler)                     # blocks until stop() from another thread
+
+    Same arguments and guarantees as :class:`AsyncConsumer`. ``run`` calls a ``def``
+    handler in a worker thread and an ``async def`` one on the private loop; Ctrl-C
+    (``KeyboardInterrupt``) stops it gracefully, committing what was handled.
+    """
+
+    def __init__(self, servers: str | Sequence[str], topics: str | Sequence[str],
+                 group_id: str, **kwargs: Any) -> None:
+        self._async = AsyncConsumer(servers, topics, group_id, **kwargs)
+        self._loop = LoopThread("fastkit-kafka-consumer")
+
+    def __getattr__(self, name: str) -> Any:  # servers, topics, group_id, retries...
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._async, name)
+
+    def __repr__(self) -> str:
+        return f"Consumer({self._async.servers!r}, {self._async.topics!r}, " \
+               f"group_id={self._async.group_id!r})"
+
+    def start(self) -> None:
+        """Connect and join the group (done by :meth:`run` or iteration when not called)."""
+        self._loop.call(self._async.start())
+
+    def run(self, handler: Handler, batch_timeout: float = 1.0) -> None:
+        """Handle every message until :meth:`stop` (see :meth:`AsyncConsumer.run`)."""
+        try:
+            self._loop.call(self._async.run(handler, batch_timeout))
+        except KeyboardInterrupt:
+            self.stop()
+            raise
+
+    def messages(self, batch_timeout: float = 1.0) -> Iterator[Message]:
+        """Messages as they come (see :meth:`AsyncConsumer.messages`)."""
+        stream = self._async.messages(batch_timeout)
+        try:
+            while True:
+                try:
+                    message = self._loop.call(_next(stream))
+                except StopAsyncIteration:
+                    return
+                yield message
+        finally:
+            if self._loop.running:
+                # RuntimeError: interrupted mid-fetch, the generator is being cancelled
+                with contextlib.suppress(RuntimeError):
+                    self._loop.call(stream.aclose(), 10)
+
+    def __iter__(self) -> Iterator[Message]:
+        return self.messages()
+
+    def stop(self, timeout: float = 10) -> None:
+        """Let the message being handled finish, commit, leave the group, disconnect."""
+        self._loop.close(self._async.stop(timeout), timeout + 10)
+
+    close = stop
+
+    def __enter__(self) -> Consumer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

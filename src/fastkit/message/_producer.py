@@ -7,26 +7,48 @@
 
 ``send`` returns the record's metadata once the broker has it, from all in-sync replicas
 (``acks="all"``), and raises :class:`ProduceError` when it cannot (broker down, unknown
-topic, timeout): never a silent ``False``. The current request id travels in the
-``x-request-id`` header. ``Producer`` runs an ``AsyncProducer`` on a private event loop
-thread, started at its first send, so one client library serves both.
+topic, timeout): never a silent ``False``. Idempotent producing (no duplicates from the
+client's own retries) is on wherever the broker grants it; a broker that refuses it gets
+plain ``acks="all"`` producing and one log line saying so. The current request id
+travels in the ``x-request-id`` header. ``Producer`` runs an ``AsyncProducer`` on a
+private event loop thread, started at its first send, so one client library serves both.
+Concurrent sends from one event loop share batches: ``asyncio.gather`` over many
+``send`` calls costs about one round trip, not one each.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
+import sys
 from collections.abc import Iterable, Mapping, Sequence
-from concurrent.futures import Future
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any
 
+from fastkit.logging import logger
 from fastkit.message._codec import encode_headers, encode_key, encode_value
+from fastkit.message._loop import LoopThread
 
-__all__ = ["AsyncProducer", "MessageError", "ProduceError", "Producer", "bootstrap"]
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _deadline
+else:  # aiokafka depends on async-timeout
+    from async_timeout import timeout as _deadline
 
-T = TypeVar("T")
+__all__ = ["CONNECTION_OPTIONS", "AsyncProducer", "MessageError", "ProduceError", "Producer",
+           "bootstrap"]
+
 Headers = Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]] | None
+
+# aiokafka options of the connection itself, shared by producers and consumers (a
+# consumer passes them on to the producer of its dead-letter topic).
+CONNECTION_OPTIONS = frozenset({
+    "client_id", "request_timeout_ms", "retry_backoff_ms", "metadata_max_age_ms",
+    "connections_max_idle_ms", "api_version", "security_protocol", "ssl_context",
+    "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
+    "sasl_kerberos_service_name", "sasl_kerberos_domain_name", "sasl_oauth_token_provider",
+})
+
+# Servers that refused idempotent producing: later producers do not ask again.
+_NO_IDEMPOTENCE: set[str] = set()
 
 
 class MessageError(RuntimeError):
@@ -46,12 +68,20 @@ def bootstrap(servers: str | Sequence[str]) -> str:
 
 
 class AsyncProducer:
-    """An aiokafka producer that connects at its first send (or ``start()``)."""
+    """An aiokafka producer that connects at its first send (or ``start()``).
+
+    ``enable_idempotence``: ``None`` (the default) asks for it and falls back to plain
+    ``acks="all"`` producing where the broker refuses; ``True`` insists (start-up fails
+    where refused); ``False`` never asks. Other keyword arguments go to
+    ``aiokafka.AIOKafkaProducer``.
+    """
 
     def __init__(self, servers: str | Sequence[str], topic: str | None = None, *,
-                 acks: int | str = "all", **kwargs: Any) -> None:
+                 acks: int | str = "all", enable_idempotence: bool | None = None,
+                 **kwargs: Any) -> None:
         self.servers = bootstrap(servers)
         self.topic = topic
+        self._idempotence = enable_idempotence
         self._options = {"bootstrap_servers": self.servers, "acks": acks, **kwargs}
         self._producer: Any = None
 
@@ -59,19 +89,38 @@ class AsyncProducer:
         return f"AsyncProducer({self.servers!r}, topic={self.topic!r})"
 
     async def start(self) -> None:
+        """Connect (done by the first send when not called)."""
         if self._producer is not None:
             return
+        from aiokafka.errors import BrokerResponseError
+
+        asked = self._idempotence is True or (
+            self._idempotence is None and self._options["acks"] in ("all", -1)
+            and self.servers not in _NO_IDEMPOTENCE)
+        try:
+            self._producer = await self._connect(asked)
+        except ProduceError as exc:
+            if not (asked and self._idempotence is None
+                    and isinstance(exc.__cause__, BrokerResponseError)):
+                raise
+            _NO_IDEMPOTENCE.add(self.servers)
+            logger.warning("Kafka at {} refused idempotent producing ({}); producing with "
+                           "acks={} alone", self.servers, type(exc.__cause__).__name__,
+                           self._options["acks"])
+            self._producer = await self._connect(False)
+
+    async def _connect(self, idempotent: bool) -> Any:
         from aiokafka import AIOKafkaProducer
         from aiokafka.errors import KafkaError
 
-        producer = AIOKafkaProducer(**self._options)
+        producer = AIOKafkaProducer(enable_idempotence=idempotent, **self._options)
         try:
             await producer.start()
         except KafkaError as exc:
             await producer.stop()
             raise ProduceError(f"cannot reach Kafka at {self.servers}: "
                                f"{type(exc).__name__}: {exc}") from exc
-        self._producer = producer
+        return producer
 
     async def send(self, msg: Any, topic: str | None = None, key: str | bytes | None = None,
                    headers: Headers = None, timeout: float = 10) -> Any:
@@ -90,11 +139,13 @@ class AsyncProducer:
                     headers: list[tuple[str, bytes]], timeout: float) -> Any:
         from aiokafka.errors import KafkaError
 
-        await self.start()
+        if self._producer is None:
+            await self.start()
         try:
-            return await asyncio.wait_for(
-                self._producer.send_and_wait(topic, value, key=key, headers=headers), timeout)
-        except TimeoutError:
+            async with _deadline(timeout):
+                delivery = await self._producer.send(topic, value, key=key, headers=headers)
+                return await delivery
+        except asyncio.TimeoutError:  # TimeoutError from 3.11; async-timeout's before
             raise ProduceError(f"message to {topic!r} not acknowledged within {timeout:g} s "
                                f"(Kafka at {self.servers})") from None
         except KafkaError as exc:
@@ -102,10 +153,12 @@ class AsyncProducer:
                                f"{type(exc).__name__}: {exc}") from exc
 
     async def flush(self) -> None:
+        """Wait until every message sent so far has its answer."""
         if self._producer is not None:
             await self._producer.flush()
 
     async def close(self) -> None:
+        """Deliver what is pending, then disconnect."""
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()
@@ -124,9 +177,7 @@ class Producer:
     def __init__(self, servers: str | Sequence[str], topic: str | None = None,
                  **kwargs: Any) -> None:
         self._async = AsyncProducer(servers, topic, **kwargs)
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._guard = threading.Lock()
+        self._loop = LoopThread("fastkit-kafka-producer")
 
     @property
     def servers(self) -> str:
@@ -139,46 +190,24 @@ class Producer:
     def __repr__(self) -> str:
         return f"Producer({self.servers!r}, topic={self.topic!r})"
 
-    def _call(self, coroutine: Any, timeout: float | None) -> Any:
-        with self._guard:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                ready = threading.Event()
-
-                def run() -> None:
-                    asyncio.set_event_loop(loop)
-                    loop.call_soon(ready.set)
-                    loop.run_forever()
-
-                self._thread = threading.Thread(target=run, name="fastkit-kafka-producer",
-                                                daemon=True)
-                self._thread.start()
-                ready.wait()
-                self._loop = loop
-        future: Future[Any] = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
-        return future.result(timeout)
-
     def send(self, msg: Any, topic: str | None = None, key: str | bytes | None = None,
              headers: Headers = None, timeout: float = 10) -> Any:
         """Send one message; its ``RecordMetadata``. Raises :class:`ProduceError`."""
         prepared = self._async._prepare(msg, topic, key, headers)  # here: the request id
-        return self._call(self._async._send(*prepared, timeout), timeout + 5)
+        try:
+            return self._loop.call(self._async._send(*prepared, timeout), timeout + 5)
+        except TimeoutError:  # connecting took the time
+            raise ProduceError(f"message to {prepared[0]!r} not acknowledged within "
+                               f"{timeout:g} s (Kafka at {self.servers})") from None
 
     def flush(self, timeout: float | None = 30) -> None:
-        if self._loop is not None:
-            self._call(self._async.flush(), timeout)
+        """Wait until every message sent so far has its answer."""
+        if self._loop.running:
+            self._loop.call(self._async.flush(), timeout)
 
     def close(self, timeout: float | None = 30) -> None:
-        with self._guard:
-            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
-        if loop is None or thread is None:
-            return
-        try:
-            asyncio.run_coroutine_threadsafe(self._async.close(), loop).result(timeout)
-        finally:
-            loop.call_soon_threadsafe(loop.stop)
-            thread.join(timeout)
-            loop.close()
+        """Deliver what is pending, disconnect, stop the private loop."""
+        self._loop.close(self._async.close(), timeout)
 
     def __enter__(self) -> Producer:
         return self
