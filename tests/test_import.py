@@ -13,7 +13,7 @@ import pytest
 IMPORTS = ("import fastkit, fastkit.httpx, fastkit.logging, fastkit.request_id, fastkit.utils, "
            "fastkit.cache, fastkit.database, fastflyer, fastflyer.schemas, fastflyer.settings, "
            "fastflyer.cache, fastflyer.database, fastflyer.components, fastkit.executor, "
-           "fastflyer.executor, fastflyer.task_api, fastkit.message\n"
+           "fastflyer.executor, fastflyer.task_api, fastkit.message, fastflyer.message\n"
            "from fastflyer import FlyerAPI, APIRouter, env, logger, status, requests, "
            "background_scheduler, asyncio_scheduler, threadpool")
 
@@ -81,6 +81,23 @@ def test_creating_pools_in_a_settings_module_connects_nothing():
             "get_async_mysql_pool('root', '', '127.0.0.1', 3306, 'flyer')\n"
             "get_dataset_pool('127.0.0.1', 3306, 'flyer', 'root', '', 900, 32)\n"
             "get_dataset_pool('root', '', '127.0.0.1', 3306, 'flyer')\n")
+    result = run_python(code)
+    assert result.returncode == 0, result.stderr
+
+
+def test_declaring_kafka_clients_at_import_connects_and_starts_nothing():
+    # Producers and consumers made at module level (a project's settings.py, an app's
+    # __init__.py) connect at first use, on the loop that uses them.
+    code = (TRAPS + "from fastkit.message import AsyncConsumer, AsyncProducer, Consumer, "
+            "Producer\n"
+            "from fastflyer.message import KafkaRouter, Message\n"
+            "kafka = KafkaRouter()\n"
+            "@kafka.consumer('orders', group_id='billing')\nasync def bill(message): pass\n"
+            "Producer('127.0.0.1:9092', topic='orders')\n"
+            "AsyncProducer('127.0.0.1:9092')\n"
+            "Consumer('127.0.0.1:9092', 'orders', group_id='billing')\n"
+            "AsyncConsumer('127.0.0.1:9092', ['orders'], group_id='billing')\n"
+            "import threading\nassert threading.active_count() == 1\n")
     result = run_python(code)
     assert result.returncode == 0, result.stderr
 

@@ -17,6 +17,8 @@ __all__ = ["REQUEST_ID_HEADER", "encode_headers", "encode_key", "encode_value"]
 
 REQUEST_ID_HEADER = "x-request-id"
 
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))  # one, not one per call
+
 
 def encode_value(message: Any) -> bytes | None:
     if message is None or isinstance(message, bytes):
@@ -26,7 +28,7 @@ def encode_value(message: Any) -> bytes | None:
     if isinstance(message, str):
         return message.encode()
     if isinstance(message, dict | list):
-        return json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+        return _JSON.encode(message).encode()
     raise TypeError(f"cannot send a value of type {type(message).__name__}: send dict, list, "
                     "str or bytes")
 
@@ -40,12 +42,15 @@ def encode_key(key: str | bytes | None) -> bytes | None:
 
 
 def encode_headers(headers: Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]]
-                   | None) -> list[tuple[str, bytes]]:
-    """Headers as Kafka wants them; the current request id travels as ``x-request-id``."""
-    pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers or [])
+                   | None) -> list[tuple[str, bytes]] | None:
+    """Headers as Kafka wants them (``None`` for none); the current request id travels
+    as ``x-request-id``."""
+    request_id = get_request_id()
+    if not headers:
+        return [(REQUEST_ID_HEADER, request_id.encode())] if request_id else None
+    pairs = list(headers.items()) if isinstance(headers, Mapping) else list(headers)
     encoded = [(str(name), value if isinstance(value, bytes) else str(value).encode())
                for name, value in pairs]
-    request_id = get_request_id()
     if request_id and not any(name.lower() == REQUEST_ID_HEADER for name, _ in encoded):
         encoded.append((REQUEST_ID_HEADER, request_id.encode()))
     return encoded

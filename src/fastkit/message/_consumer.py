@@ -31,14 +31,19 @@ import inspect
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from fastkit.logging import logger
 from fastkit.message._codec import REQUEST_ID_HEADER
 from fastkit.message._loop import LoopThread
-from fastkit.message._producer import CONNECTION_OPTIONS, AsyncProducer, MessageError, bootstrap
-from fastkit.request_id import bind_request_id
+from fastkit.message._producer import (
+    CONNECTION_OPTIONS,
+    AsyncProducer,
+    MessageError,
+    bootstrap,
+    connect,
+)
+from fastkit.request_id import new_request_id, reset_request_id, set_request_id
 
 __all__ = ["AsyncConsumer", "ConsumeError", "Consumer", "Handler", "Message"]
 
@@ -52,9 +57,8 @@ class ConsumeError(MessageError):
     published to the dead-letter topic (it was not committed: it comes again)."""
 
 
-@dataclass(frozen=True)
-class Message:
-    """One record: where it came from and what it holds."""
+class Message(NamedTuple):
+    """One record: where it came from and what it holds (a named tuple: cheap to make)."""
 
     topic: str
     partition: int
@@ -81,8 +85,9 @@ class Message:
 
 
 def _message(record: Any) -> Message:
+    headers = record.headers
     return Message(record.topic, record.partition, record.offset, record.key, record.value,
-                   tuple(record.headers or ()), record.timestamp)
+                   tuple(headers) if headers else (), record.timestamp)
 
 
 def _asynchronous(handler: Handler) -> Callable[[Message], Awaitable[Any]]:
@@ -144,8 +149,8 @@ class AsyncConsumer:
         self._generation = 0  # bumped when partitions are revoked: older batches are stale
         self._dead_letters: AsyncProducer | None = None
         self._stopping = asyncio.Event()
-        self._idle = asyncio.Event()  # clear while run() handles a message
-        self._idle.set()
+        self._busy = False  # run() is handling a message
+        self._idle_waiters: list[asyncio.Future[None]] = []  # stop() and rebalances
         self._io = asyncio.Lock()  # held while the reader fetches or commits
         self._reader: asyncio.Task[Any] | None = None  # the task reading, to cut it off
         self._running = False
@@ -160,7 +165,6 @@ class AsyncConsumer:
         if self._consumer is not None:
             return
         from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
-        from aiokafka.errors import KafkaError
 
         owner = self
 
@@ -174,16 +178,10 @@ class AsyncConsumer:
                                                   for tp in assigned))
 
         # New ones for each start: asyncio's belong to the loop that first waits on them.
-        self._stopping, self._idle, self._io = asyncio.Event(), asyncio.Event(), asyncio.Lock()
-        self._idle.set()
+        self._stopping, self._io = asyncio.Event(), asyncio.Lock()
         consumer = AIOKafkaConsumer(**self._options)
         consumer.subscribe(self.topics, listener=_CommitBeforeMoving())
-        try:
-            await consumer.start()
-        except KafkaError as exc:
-            await consumer.stop()
-            raise ConsumeError(f"cannot reach Kafka at {self.servers}: "
-                               f"{type(exc).__name__}: {exc}") from exc
+        await connect(consumer, self.servers, ConsumeError)
         self._consumer = consumer
         if self._stopping.is_set():  # stop() came while connecting
             await self.stop()
@@ -193,13 +191,9 @@ class AsyncConsumer:
         handled, leave the group, disconnect."""
         deadline = time.monotonic() + timeout
         self._stopping.set()
-        if not self._idle.is_set():
-            try:
-                await asyncio.wait_for(self._idle.wait(), timeout)
-            except asyncio.TimeoutError:
-                logger.warning("consumer {!r}: the message being handled did not finish "
-                               "within {:g} s; it will be delivered again", self.group_id,
-                               timeout)
+        if not await self._idle(timeout):
+            logger.warning("consumer {!r}: the message being handled did not finish within "
+                           "{:g} s; it will be delivered again", self.group_id, timeout)
         consumer, self._consumer = self._consumer, None
         if consumer is None:
             return
@@ -242,14 +236,29 @@ class AsyncConsumer:
     async def _revoked(self, revoked: Any) -> None:
         """Partitions move: let the message in hand finish, commit, drop the rest."""
         self._generation += 1  # run() starts nothing more from the batches it holds
-        if not self._idle.is_set():
-            try:
-                await asyncio.wait_for(self._idle.wait(), self._revoke_wait)
-            except asyncio.TimeoutError:
-                logger.warning("consumer {!r}: partitions move while a message is still "
-                               "being handled; the new owner will get it again",
-                               self.group_id)
+        if not await self._idle(self._revoke_wait):
+            logger.warning("consumer {!r}: partitions move while a message is still being "
+                           "handled; the new owner will get it again", self.group_id)
         await self._commit(self._consumer, revoked)
+
+    async def _idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for run() to finish the message in hand; finished?"""
+        if not self._busy:
+            return True
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle_waiters.append(waiter)
+        try:
+            await asyncio.wait_for(waiter, timeout)
+        except asyncio.TimeoutError:
+            return False
+        return True
+
+    def _handled(self) -> None:
+        self._busy = False
+        waiters, self._idle_waiters = self._idle_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     async def _commit(self, consumer: Any, partitions: Any = None) -> None:
         if not self._pending or consumer is None:
@@ -331,22 +340,34 @@ class AsyncConsumer:
         Raises :class:`ConsumeError` when the broker cannot be reached at start or a
         failed message cannot be published to the dead-letter topic.
         """
+        from aiokafka import TopicPartition
+
         handle = _asynchronous(handler)
         self._running = True
         last_commit = time.monotonic()
         try:
             async with contextlib.aclosing(self._batches(batch_timeout)) as batches:
                 async for generation, records in batches:
-                    idle, io = self._idle, self._io
+                    io, stopping = self._io, self._stopping
+                    partition = TopicPartition(records[0].topic, records[0].partition)
                     for record in records:
-                        if self._stopping_or_moved(generation):
+                        if generation != self._generation or stopping.is_set():
                             break  # not committed: delivered again, here or to the new owner
-                        idle.clear()
+                        message = _message(record)
+                        request_id = message.header(REQUEST_ID_HEADER) if message.headers \
+                            else None
+                        token = set_request_id(request_id.decode(errors="replace")
+                                               if request_id else new_request_id())
+                        self._busy = True
                         try:
-                            await self._handle(handle, _message(record))
-                            self._mark(record)
+                            try:
+                                await handle(message)
+                            except Exception as exc:
+                                await self._recover(handle, message, exc)
+                            self._pending[partition] = record.offset + 1
                         finally:
-                            idle.set()
+                            reset_request_id(token)
+                            self._handled()
                         if time.monotonic() - last_commit > COMMIT_INTERVAL:
                             async with io:
                                 await self._commit(self._consumer)
@@ -354,22 +375,20 @@ class AsyncConsumer:
         finally:
             self._running = False
 
-    async def _handle(self, handle: Callable[[Message], Awaitable[Any]],
-                      message: Message) -> None:
-        request_id = message.header(REQUEST_ID_HEADER)
-        with bind_request_id(request_id.decode(errors="replace") if request_id else None):
-            for attempt in range(self.retries + 1):
-                try:
-                    await handle(message)
-                    return
-                except Exception as exc:
-                    if attempt == self.retries:
-                        await self._dead_letter(message, exc)
-                        return
-                    logger.warning("{}[{}]@{}: handler raised {} (try {} of {}); retrying",
-                                   message.topic, message.partition, message.offset,
-                                   type(exc).__name__, attempt + 1, self.retries + 1)
-                    await asyncio.sleep(self.backoff * (2 ** attempt))
+    async def _recover(self, handle: Callable[[Message], Awaitable[Any]], message: Message,
+                       error: Exception) -> None:
+        """The handler raised: retry it, then send the message to the dead-letter topic."""
+        for attempt in range(1, self.retries + 1):
+            logger.warning("{}[{}]@{}: handler raised {} (try {} of {}); retrying",
+                           message.topic, message.partition, message.offset,
+                           type(error).__name__, attempt, self.retries + 1)
+            await asyncio.sleep(self.backoff * (2 ** (attempt - 1)))
+            try:
+                await handle(message)
+                return
+            except Exception as exc:
+                error = exc
+        await self._dead_letter(message, error)
 
     async def _dead_letter(self, message: Message, error: Exception) -> None:
         topic = self.dead_letter_topic or f"{message.topic}.dlq"
@@ -383,7 +402,7 @@ class AsyncConsumer:
                    ("x-original-partition", str(message.partition).encode()),
                    ("x-original-offset", str(message.offset).encode())]
         try:
-            await self._dead_letters._send(topic, message.value, message.key, headers, 10)
+            await self._dead_letters.send(message.value, topic, message.key, headers, 10)
         except MessageError as exc:
             raise ConsumeError(f"{message.topic}[{message.partition}]@{message.offset} failed "
                                f"({type(error).__name__}: {error}) and could not be sent to "

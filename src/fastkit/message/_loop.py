@@ -23,6 +23,14 @@ __all__ = ["LoopThread"]
 T = TypeVar("T")
 
 
+async def _cancel_the_rest() -> None:
+    current = asyncio.current_task()
+    rest = [task for task in asyncio.all_tasks() if task is not current]
+    for task in rest:
+        task.cancel()
+    await asyncio.gather(*rest, return_exceptions=True)
+
+
 class LoopThread:
     """One event loop on one daemon thread, started on first use."""
 
@@ -79,6 +87,8 @@ class LoopThread:
             if final is not None:
                 asyncio.run_coroutine_threadsafe(final, loop).result(timeout)
         finally:
+            # What the clients left behind is cancelled, as asyncio.run does at its end.
+            asyncio.run_coroutine_threadsafe(_cancel_the_rest(), loop).result(timeout)
             loop.call_soon_threadsafe(loop.stop)
             thread.join(timeout)
             if not thread.is_alive():

@@ -7,18 +7,19 @@
 
 ``send`` returns the record's metadata once the broker has it, from all in-sync replicas
 (``acks="all"``), and raises :class:`ProduceError` when it cannot (broker down, unknown
-topic, timeout): never a silent ``False``. Idempotent producing (no duplicates from the
-client's own retries) is on wherever the broker grants it; a broker that refuses it gets
-plain ``acks="all"`` producing and one log line saying so. The current request id
-travels in the ``x-request-id`` header. ``Producer`` runs an ``AsyncProducer`` on a
-private event loop thread, started at its first send, so one client library serves both.
-Concurrent sends from one event loop share batches: ``asyncio.gather`` over many
-``send`` calls costs about one round trip, not one each.
+topic, no acknowledgement within ``timeout``): never a silent ``False``. Idempotent
+producing (no duplicates from the client's own retries) is on wherever the broker grants
+it; a broker that refuses it gets plain ``acks="all"`` producing and one log line saying
+so. The current request id travels in the ``x-request-id`` header. ``Producer`` runs an
+``AsyncProducer`` on a private event loop thread, started at its first send, so one
+client library serves both. Concurrent sends from one event loop share batches:
+``asyncio.gather`` over many ``send`` calls costs about one round trip, not one each.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import sys
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
@@ -34,7 +35,7 @@ else:  # aiokafka depends on async-timeout
     from async_timeout import timeout as _deadline
 
 __all__ = ["CONNECTION_OPTIONS", "AsyncProducer", "MessageError", "ProduceError", "Producer",
-           "bootstrap"]
+           "bootstrap", "connect"]
 
 Headers = Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]] | None
 
@@ -59,12 +60,65 @@ class ProduceError(MessageError):
     """A message was not acknowledged by the broker."""
 
 
+def _kafka_error() -> type[Exception]:
+    """aiokafka's base exception (imported with the first client, not with this module)."""
+    from aiokafka.errors import KafkaError
+
+    error: type[Exception] = KafkaError
+    return error
+
+
+async def connect(client: Any, servers: str, error: type[MessageError]) -> None:
+    """Start an aiokafka producer or consumer; ``error`` naming the servers if it cannot."""
+    try:
+        await client.start()
+    except _kafka_error() as exc:
+        await client.stop()
+        raise error(f"cannot reach Kafka at {servers}: {type(exc).__name__}: {exc}") from exc
+
+
 def bootstrap(servers: str | Sequence[str]) -> str:
     """``"host:port,host:port"`` from a string or a list; empty is an error."""
     joined = servers if isinstance(servers, str) else ",".join(servers)
     if not joined.strip():
         raise ValueError("no Kafka servers given (host:port[,host:port...])")
     return joined
+
+
+class _Expiry:
+    """Deadlines of messages waiting for their acknowledgement, one timer per tenth of a
+    second.
+
+    A timer per message costs the event loop dearly when thousands of sends are in flight
+    (each sits in its timer heap); messages whose deadlines fall in the same tenth of a
+    second share one, which fails those still waiting with :class:`ProduceError`.
+    """
+
+    GRAIN = 0.1
+
+    def __init__(self, servers: str) -> None:
+        self.servers = servers
+        self._slots: dict[tuple[asyncio.AbstractEventLoop, int],
+                          dict[asyncio.Future[Any], tuple[str, float]]] = {}
+
+    def watch(self, delivery: asyncio.Future[Any], topic: str,
+              timeout: float) -> dict[asyncio.Future[Any], tuple[str, float]]:
+        """Fail ``delivery`` after ``timeout`` s; the slot to ``pop`` it from when done."""
+        loop = asyncio.get_running_loop()
+        slot = (loop, math.ceil((loop.time() + timeout) / self.GRAIN))
+        waiting = self._slots.get(slot)
+        if waiting is None:
+            waiting = self._slots[slot] = {}
+            loop.call_at(slot[1] * self.GRAIN, self._expire, slot)
+        waiting[delivery] = (topic, timeout)
+        return waiting
+
+    def _expire(self, slot: tuple[asyncio.AbstractEventLoop, int]) -> None:
+        for delivery, (topic, timeout) in self._slots.pop(slot, {}).items():
+            if not delivery.done():  # aiokafka skips a future that is done already
+                delivery.set_exception(ProduceError(
+                    f"message to {topic!r} not acknowledged within {timeout:g} s "
+                    f"(Kafka at {self.servers})"))
 
 
 class AsyncProducer:
@@ -84,6 +138,7 @@ class AsyncProducer:
         self._idempotence = enable_idempotence
         self._options = {"bootstrap_servers": self.servers, "acks": acks, **kwargs}
         self._producer: Any = None
+        self._expiry = _Expiry(self.servers)
 
     def __repr__(self) -> str:
         return f"AsyncProducer({self.servers!r}, topic={self.topic!r})"
@@ -111,45 +166,48 @@ class AsyncProducer:
 
     async def _connect(self, idempotent: bool) -> Any:
         from aiokafka import AIOKafkaProducer
-        from aiokafka.errors import KafkaError
 
         producer = AIOKafkaProducer(enable_idempotence=idempotent, **self._options)
-        try:
-            await producer.start()
-        except KafkaError as exc:
-            await producer.stop()
-            raise ProduceError(f"cannot reach Kafka at {self.servers}: "
-                               f"{type(exc).__name__}: {exc}") from exc
+        await connect(producer, self.servers, ProduceError)
         return producer
 
     async def send(self, msg: Any, topic: str | None = None, key: str | bytes | None = None,
                    headers: Headers = None, timeout: float = 10) -> Any:
-        """Send one message; its ``RecordMetadata`` (topic, partition, offset)."""
-        return await self._send(*self._prepare(msg, topic, key, headers), timeout)
+        """Send one message; its ``RecordMetadata`` (topic, partition, offset).
 
-    def _prepare(self, msg: Any, topic: str | None, key: str | bytes | None,
-                 headers: Headers) -> tuple[str, bytes | None, bytes | None,
-                                            list[tuple[str, bytes]]]:
+        Raises :class:`ProduceError` when the broker does not acknowledge it within
+        ``timeout`` seconds (to a tenth), ``ValueError`` without a topic and ``TypeError``
+        for a value or key it cannot send (before anything is sent).
+        """
         target = topic or self.topic
         if not target:
             raise ValueError("no topic: pass topic= to send() or to the producer")
-        return target, encode_value(msg), encode_key(key), encode_headers(headers)
-
-    async def _send(self, topic: str, value: bytes | None, key: bytes | None,
-                    headers: list[tuple[str, bytes]], timeout: float) -> Any:
-        from aiokafka.errors import KafkaError
-
+        value, key_bytes = encode_value(msg), encode_key(key)
+        wire_headers = encode_headers(headers)  # here: the caller's request id
         if self._producer is None:
             await self.start()
+        producer = self._producer
         try:
-            async with _deadline(timeout):
-                delivery = await self._producer.send(topic, value, key=key, headers=headers)
+            if producer.client.cluster.partitions_for_topic(target) is None:
+                # The topic's metadata comes first, bounded by the timeout too.
+                async with _deadline(timeout):
+                    delivery = await producer.send(target, value, key=key_bytes,
+                                                   headers=wire_headers)
+                    return await delivery
+            # Queued at once (or once the buffer has room, within request_timeout_ms).
+            delivery = await producer.send(target, value, key=key_bytes, headers=wire_headers)
+            if delivery.done():
+                return delivery.result()
+            waiting = self._expiry.watch(delivery, target, timeout)
+            try:
                 return await delivery
+            finally:
+                waiting.pop(delivery, None)
         except asyncio.TimeoutError:  # TimeoutError from 3.11; async-timeout's before
-            raise ProduceError(f"message to {topic!r} not acknowledged within {timeout:g} s "
+            raise ProduceError(f"message to {target!r} not acknowledged within {timeout:g} s "
                                f"(Kafka at {self.servers})") from None
-        except KafkaError as exc:
-            raise ProduceError(f"message to {topic!r} failed (Kafka at {self.servers}): "
+        except _kafka_error() as exc:
+            raise ProduceError(f"message to {target!r} failed (Kafka at {self.servers}): "
                                f"{type(exc).__name__}: {exc}") from exc
 
     async def flush(self) -> None:
@@ -157,11 +215,26 @@ class AsyncProducer:
         if self._producer is not None:
             await self._producer.flush()
 
-    async def close(self) -> None:
-        """Deliver what is pending, then disconnect."""
+    async def close(self, timeout: float = 10) -> None:
+        """Deliver what is pending (up to ``timeout`` seconds), then disconnect.
+
+        Past the timeout (the broker is gone) the messages still pending fail: each
+        ``send`` waiting for one raises :class:`ProduceError`; none is dropped silently.
+        """
         producer, self._producer = self._producer, None
-        if producer is not None:
-            await producer.stop()
+        if producer is None:
+            return
+        stopping = asyncio.ensure_future(producer.stop())
+        done, _ = await asyncio.wait({stopping}, timeout=timeout)
+        if not done:
+            logger.warning("Kafka producer for {}: messages still pending after {:g} s are "
+                           "failed; closing", self.servers, timeout)
+            # aiokafka's stop waits for its sender to deliver; ending the sender fails
+            # the pending batches and lets the stop finish.
+            sender = getattr(getattr(producer, "_sender", None), "sender_task", None)
+            if sender is not None:
+                sender.cancel()
+        await stopping
 
     async def __aenter__(self) -> AsyncProducer:
         await self.start()
@@ -193,11 +266,12 @@ class Producer:
     def send(self, msg: Any, topic: str | None = None, key: str | bytes | None = None,
              headers: Headers = None, timeout: float = 10) -> Any:
         """Send one message; its ``RecordMetadata``. Raises :class:`ProduceError`."""
-        prepared = self._async._prepare(msg, topic, key, headers)  # here: the request id
+        # The call runs in a copy of this thread's context: the request id goes along.
         try:
-            return self._loop.call(self._async._send(*prepared, timeout), timeout + 5)
+            return self._loop.call(self._async.send(msg, topic, key, headers, timeout),
+                                   timeout + 5)
         except TimeoutError:  # connecting took the time
-            raise ProduceError(f"message to {prepared[0]!r} not acknowledged within "
+            raise ProduceError(f"message to {topic or self.topic!r} not acknowledged within "
                                f"{timeout:g} s (Kafka at {self.servers})") from None
 
     def flush(self, timeout: float | None = 30) -> None:
@@ -205,9 +279,9 @@ class Producer:
         if self._loop.running:
             self._loop.call(self._async.flush(), timeout)
 
-    def close(self, timeout: float | None = 30) -> None:
-        """Deliver what is pending, disconnect, stop the private loop."""
-        self._loop.close(self._async.close(), timeout)
+    def close(self, timeout: float = 10) -> None:
+        """Deliver what is pending (up to ``timeout`` s), disconnect, stop the private loop."""
+        self._loop.close(self._async.close(timeout), timeout + 10)
 
     def __enter__(self) -> Producer:
         return self

@@ -43,6 +43,15 @@ async def wait_until(done, timeout: float = 30) -> None:
             await asyncio.sleep(0.02)
 
 
+def recording(handled: Counter, partitions: set[int], delay: float):
+    """A handler counting messages by key and noting the partitions it was given."""
+    async def handler(message):
+        await asyncio.sleep(delay)
+        handled[message.key] += 1
+        partitions.add(message.partition)
+    return handler
+
+
 async def run_until(consumer: AsyncConsumer, handler, done, timeout: float = 30) -> None:
     task = asyncio.create_task(consumer.run(handler))
     try:
@@ -176,14 +185,8 @@ def test_two_consumers_of_a_group_share_four_partitions_and_lose_nothing(broker,
         name = group()
         consumers = [consumer_of(broker, topic, name) for _ in range(2)]
 
-        def handler_for(index):
-            async def handler(message):
-                await asyncio.sleep(0.002)
-                handled[message.key] += 1
-                by_consumer[index].add(message.partition)
-            return handler
-
-        tasks = [asyncio.create_task(c.run(handler_for(i))) for i, c in enumerate(consumers)]
+        tasks = [asyncio.create_task(c.run(recording(handled, by_consumer[i], 0.002)))
+                 for i, c in enumerate(consumers)]
         await wait_until(lambda: len(handled) >= 1000, 60)
         for consumer in consumers:
             await consumer.stop()
@@ -203,17 +206,10 @@ def test_a_member_joining_mid_stream_gets_no_message_the_first_finished(broker, 
         await produce(broker.servers, topic, [str(i) for i in range(400)])
         name = group()
 
-        def handler_for(index):
-            async def handler(message):
-                await asyncio.sleep(0.005)
-                handled[message.key] += 1
-                owners[index].add(message.partition)
-            return handler
-
         first, second = consumer_of(broker, topic, name), consumer_of(broker, topic, name)
-        one = asyncio.create_task(first.run(handler_for(0)))
+        one = asyncio.create_task(first.run(recording(handled, owners[0], 0.005)))
         await wait_until(lambda: len(handled) >= 20)
-        two = asyncio.create_task(second.run(handler_for(1)))
+        two = asyncio.create_task(second.run(recording(handled, owners[1], 0.005)))
         await wait_until(lambda: len(handled) >= 400, 60)
         await first.stop()
         await second.stop()
