@@ -180,9 +180,11 @@ def main() -> None:
     for what in WHAT:
         ours = [r[f"{what} ours"] for r in rounds[1:]]
         raw = [r[f"{what} raw"] for r in rounds[1:]]
+        ratios = sorted(r / o for o, r in zip(ours, raw, strict=True))
         print(f"  {what:10} fastkit {args.messages / statistics.median(ours):10,.0f}   "
               f"aiokafka {args.messages / statistics.median(raw):10,.0f}   "
-              f"ratio {median_ratio(ours, raw):.2f}x")
+              f"ratio {median_ratio(ours, raw):.2f}x (rounds {ratios[0]:.2f} to "
+              f"{ratios[-1]:.2f})")
 
 
 if __name__ == "__main__":

@@ -189,11 +189,9 @@ class AsyncProducer:
         producer = self._producer
         try:
             if producer.client.cluster.partitions_for_topic(target) is None:
-                # The topic's metadata comes first, bounded by the timeout too.
+                # The topic's metadata comes first, within the timeout too.
                 async with _deadline(timeout):
-                    delivery = await producer.send(target, value, key=key_bytes,
-                                                   headers=wire_headers)
-                    return await delivery
+                    await producer.partitions_for(target)
             # Queued at once (or once the buffer has room, within request_timeout_ms).
             delivery = await producer.send(target, value, key=key_bytes, headers=wire_headers)
             if delivery.done():
