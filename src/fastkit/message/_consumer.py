@@ -253,8 +253,7 @@ class AsyncConsumer:
             return False
         return True
 
-    def _handled(self) -> None:
-        self._busy = False
+    def _wake_idle_waiters(self) -> None:
         waiters, self._idle_waiters = self._idle_waiters, []
         for waiter in waiters:
             if not waiter.done():
@@ -367,7 +366,9 @@ class AsyncConsumer:
                             self._pending[partition] = record.offset + 1
                         finally:
                             reset_request_id(token)
-                            self._handled()
+                            self._busy = False
+                            if self._idle_waiters:
+                                self._wake_idle_waiters()
                         if time.monotonic() - last_commit > COMMIT_INTERVAL:
                             async with io:
                                 await self._commit(self._consumer)
