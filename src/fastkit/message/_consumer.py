@@ -264,11 +264,13 @@ class AsyncConsumer:
             return
         if partitions is None:
             offsets, self._pending = self._pending, {}
+            owned = consumer.assignment()  # a message finished after its partition moved
+            offsets = {tp: offset for tp, offset in offsets.items() if tp in owned}
         else:
             offsets = {tp: self._pending.pop(tp) for tp in list(self._pending)
                        if tp in partitions}
-            if not offsets:
-                return
+        if not offsets:
+            return
         from aiokafka.errors import KafkaError
 
         try:
