@@ -171,9 +171,9 @@ async def close_default_producers() -> None:
     loop = asyncio.get_running_loop()
     with _producers_guard:
         mine = [key for key in _producers if key[0] == "sync" or key[2] is loop]
-        closing = [_producers.pop(key) for key in mine]
-    for producer in closing:
-        if hasattr(producer, "__aenter__"):
+        closing = [(key[0], _producers.pop(key)) for key in mine]
+    for kind, producer in closing:
+        if kind == "async":
             await producer.close()
         else:
             await asyncio.to_thread(producer.close)
@@ -207,12 +207,8 @@ class _Supervised:
                 self.servers, list(self.spec.topics), self.spec.group_id,
                 **{**self.options, **self.spec.options})
             try:
-                await consumer.start()
-                if self.stopping.is_set():  # stop() came while it connected
-                    await consumer.stop()
-                    return
-                await consumer.run(self.spec.handler)
-                return  # stopped
+                await consumer.run(self.spec.handler)  # returns once stopped
+                return
             except Exception as exc:
                 self.failure = f"{type(exc).__name__}: {exc}"
                 logger.error("Kafka consumer {} failed ({}); starting again in {:g} s",
@@ -272,7 +268,6 @@ class _Kafka:
                                  f"declared ({declared})"])
 
     async def start(self) -> None:
-        self.check_configured()
         _serving.append(self.settings)
         if not self.specs:
             return

@@ -42,6 +42,7 @@ from fastkit.message._producer import (
     MessageError,
     bootstrap,
     connect,
+    kafka_error,
 )
 from fastkit.request_id import new_request_id, reset_request_id, set_request_id
 
@@ -88,6 +89,13 @@ def _message(record: Any) -> Message:
     headers = record.headers
     return Message(record.topic, record.partition, record.offset, record.key, record.value,
                    tuple(headers) if headers else (), record.timestamp)
+
+
+def _partition(records: list[Any]) -> Any:
+    """The ``TopicPartition`` of one batch (a batch comes from one partition)."""
+    from aiokafka import TopicPartition
+
+    return TopicPartition(records[0].topic, records[0].partition)
 
 
 def _asynchronous(handler: Handler) -> Callable[[Message], Awaitable[Any]]:
@@ -271,19 +279,12 @@ class AsyncConsumer:
                        if tp in partitions}
         if not offsets:
             return
-        from aiokafka.errors import KafkaError
-
         try:
             await consumer.commit(offsets)
-        except KafkaError as exc:
+        except kafka_error() as exc:
             # Not committed: those messages come again (at least once), never lost.
             logger.warning("consumer {!r}: commit failed ({}: {}); the messages will be "
                            "delivered again", self.group_id, type(exc).__name__, exc)
-
-    def _mark(self, record: Any) -> None:
-        from aiokafka import TopicPartition
-
-        self._pending[TopicPartition(record.topic, record.partition)] = record.offset + 1
 
     # -- receiving -------------------------------------------------------------------------
 
@@ -322,18 +323,16 @@ class AsyncConsumer:
         (a loop left with ``break`` or an exception does not commit its last message)."""
         async with contextlib.aclosing(self._batches(batch_timeout)) as batches:
             async for generation, records in batches:
+                partition = _partition(records)
                 for record in records:
-                    if self._stopping_or_moved(generation):
-                        break
+                    if generation != self._generation or self._stopping.is_set():
+                        break  # not committed: delivered again, here or to the new owner
                     yield _message(record)
                     if generation == self._generation:
-                        self._mark(record)
+                        self._pending[partition] = record.offset + 1
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self.messages()
-
-    def _stopping_or_moved(self, generation: int) -> bool:
-        return generation != self._generation or self._stopping.is_set()
 
     async def run(self, handler: Handler, batch_timeout: float = 1.0) -> None:
         """Handle every message until :meth:`stop`; failures go to the dead-letter topic.
@@ -341,8 +340,6 @@ class AsyncConsumer:
         Raises :class:`ConsumeError` when the broker cannot be reached at start or a
         failed message cannot be published to the dead-letter topic.
         """
-        from aiokafka import TopicPartition
-
         handle = _asynchronous(handler)
         self._running = True
         last_commit = time.monotonic()
@@ -350,7 +347,7 @@ class AsyncConsumer:
             async with contextlib.aclosing(self._batches(batch_timeout)) as batches:
                 async for generation, records in batches:
                     io, stopping = self._io, self._stopping
-                    partition = TopicPartition(records[0].topic, records[0].partition)
+                    partition = _partition(records)
                     for record in records:
                         if generation != self._generation or stopping.is_set():
                             break  # not committed: delivered again, here or to the new owner

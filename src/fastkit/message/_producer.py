@@ -35,7 +35,7 @@ else:  # aiokafka depends on async-timeout
     from async_timeout import timeout as _deadline
 
 __all__ = ["CONNECTION_OPTIONS", "AsyncProducer", "MessageError", "ProduceError", "Producer",
-           "bootstrap", "connect"]
+           "bootstrap", "connect", "kafka_error"]
 
 Headers = Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]] | None
 
@@ -60,7 +60,7 @@ class ProduceError(MessageError):
     """A message was not acknowledged by the broker."""
 
 
-def _kafka_error() -> type[Exception]:
+def kafka_error() -> type[Exception]:
     """aiokafka's base exception (imported with the first client, not with this module)."""
     from aiokafka.errors import KafkaError
 
@@ -72,7 +72,7 @@ async def connect(client: Any, servers: str, error: type[MessageError]) -> None:
     """Start an aiokafka producer or consumer; ``error`` naming the servers if it cannot."""
     try:
         await client.start()
-    except _kafka_error() as exc:
+    except kafka_error() as exc:
         await client.stop()
         raise error(f"cannot reach Kafka at {servers}: {type(exc).__name__}: {exc}") from exc
 
@@ -204,7 +204,7 @@ class AsyncProducer:
         except asyncio.TimeoutError:  # TimeoutError from 3.11; async-timeout's before
             raise ProduceError(f"message to {target!r} not acknowledged within {timeout:g} s "
                                f"(Kafka at {self.servers})") from None
-        except _kafka_error() as exc:
+        except kafka_error() as exc:
             raise ProduceError(f"message to {target!r} failed (Kafka at {self.servers}): "
                                f"{type(exc).__name__}: {exc}") from exc
 
