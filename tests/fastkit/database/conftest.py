@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from fastkit.database import Dataset, MySQL
-from mariadb import answering_or_fail, sql
+from mariadb import MariaDBServer, answering_or_fail, sql
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,3 +39,12 @@ def _close_pools(monkeypatch) -> Iterator[None]:
     yield
     for pool in created:
         pool.close()
+
+
+@pytest.fixture
+def private_mariadb() -> Iterator[MariaDBServer]:
+    """A MariaDB of the test's own, to stop or restart without disturbing anything else."""
+    server = MariaDBServer()
+    server.start()
+    yield server
+    server.remove()

@@ -10,7 +10,7 @@ import dataset
 import pytest
 
 from fastkit.database import DatabaseConfigError, Dataset, get_dataset_pool
-from mariadb import HOST, NAME, PORT, URL, USER, kill, restart_mariadb, sql
+from mariadb import HOST, NAME, PORT, URL, USER, kill, sql
 
 
 @pytest.fixture
@@ -243,12 +243,14 @@ def test_a_lost_connection_inside_a_transaction_raises_and_commits_nothing(table
 
 
 @pytest.mark.slow
-def test_the_pool_survives_a_mariadb_restart(table_name, logs):
-    data_set = get_dataset_pool(HOST, PORT, NAME, USER, "")
+def test_the_pool_survives_a_mariadb_restart(private_mariadb, table_name, logs):
+    data_set = get_dataset_pool(HOST, private_mariadb.port, NAME, USER, "")
     table = data_set[table_name]
     table.insert({"k": 1})
     assert table.find_one(k=1)["k"] == 1
-    restart_mariadb()
+    before = private_mariadb.process.pid
+    private_mariadb.restart()
+    assert private_mariadb.process.pid != before
     table.insert({"k": 2})
     assert [row["k"] for row in table.find(order_by="k")] == [1, 2]
     assert "database connection lost" in logs.text()

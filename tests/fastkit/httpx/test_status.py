@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from fastkit.httpx import status
 
-from seeds import seeds_dir
-
-
-def seed_rows(prefix: str) -> list[tuple[int, str, str]]:
-    (path,) = sorted(seeds_dir().glob(f"{prefix}*"))
-    text = path.read_text(encoding="utf-8")
-    rows = re.findall(r"^\|?\s*(\d{3,4})\s*\|\s*((?:HTTP|WS)_\w+)\s*\|\s*(.*?)\s*\|\s*$", text,
-                      re.M)
-    return [(int(code), name, desc) for code, name, desc in rows]
+from seeds import status_rows as seed_rows
 
 
 @pytest.mark.parametrize("prefix", ["000_", "004_"])
