@@ -10,6 +10,15 @@ and what is allowed::
 
     flyer_workers='0' is not allowed: an integer ≥ 1
 
+A value given another way names that way instead: ``load_settings({"workers": "--workers"},
+workers=0)`` says ``--workers 0 is not allowed: ...``. Passwords are masked (``***``; in
+a URL, its password only). Host names, IP addresses and URLs (``flyer_host``,
+``flyer_db_url``, ``flyer_redis_host``, ``flyer_kafka_servers``, ``flyer_cors_origins``)
+are checked here, not when something first connects.
+
+:func:`load_settings` also warns, once per process, about every ``flyer_*`` variable
+that is no setting (a typo such as ``flyer_wokers``), naming the closest real one.
+
 A project overrides the framework's defaults (title, description, version, prefix)
 in its ``settings.py`` by subclassing :class:`BaseConfig`; an explicitly set
 environment variable still wins over the project's default.
@@ -17,15 +26,20 @@ environment variable still wins over the project's default.
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import os
 import re
+import shlex
 from collections.abc import Mapping
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-__all__ = ["BaseConfig", "FlyerSettings", "SettingsError", "load_settings"]
+__all__ = ["BaseConfig", "FlyerSettings", "SettingsError", "load_settings",
+           "unknown_variable_warnings"]
 
 _LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING",
            "error": "ERROR", "critical": "CRITICAL"}
@@ -33,10 +47,117 @@ BASE_URL_PATTERN = r"^(/[A-Za-z0-9._-]+)+$"
 
 CommaList = Annotated[list[str], NoDecode]
 
+# A label of a host name (RFC 1123): letters, digits and inner '-', at most 63 characters.
+_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+# A host this process connects to may also hold '_' (Docker Compose service names do).
+_PEER_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
+_REDIS_SCHEMES = ("redis", "rediss", "unix")
+
 
 def _allowed(default: Any, allowed: str, **constraints: Any) -> Any:
     """A field whose description says what is allowed (quoted in error lines)."""
     return Field(default, description=allowed, **constraints)
+
+
+class _Reason(ValueError):
+    """A validator's finding that the error line quotes after what is allowed."""
+
+
+def _is_host(host: str, *, peer: bool = False) -> bool:
+    """``host`` is an IP address or a host name (``peer``: one that may hold ``_``)."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    name = host.removesuffix(".")
+    labels = name.split(".")
+    label = _PEER_LABEL if peer else _LABEL
+    return (0 < len(name) <= 253 and all(label.match(part) for part in labels)
+            and not labels[-1].isdigit())  # 1.2.3.999 is a bad address, not a name
+
+
+def _check_port(port: int | None, what: str) -> None:
+    if port is not None and not 0 < port < 65536:
+        raise _Reason(f"{what} {port} is not between 1 and 65535")
+
+
+def _check_peer(host: str | None, what: str) -> None:
+    if host and not _is_host(host, peer=True):
+        raise _Reason(f"{what} {host!r} is not an IP address or host name")
+
+
+def _check_db_url(text: str) -> None:
+    """Parse ``text`` as SQLAlchemy does when it connects; a :class:`_Reason` if it cannot."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        url = make_url(text)
+    except ArgumentError:
+        raise _Reason("it is no dialect[+driver]://... URL") from None
+    except ValueError:  # the only number in a URL
+        raise _Reason("its port is not a number") from None
+    _check_port(url.port, "its port")
+    _check_peer(url.host, "its host")
+    try:
+        url.get_dialect()  # the dialect's module, not its driver: no connection, no DBAPI
+    except (NoSuchModuleError, ImportError):
+        raise _Reason(f"SQLAlchemy has no dialect {url.drivername!r}") from None
+
+
+def _check_redis(value: str) -> None:
+    """A host name or IP address, or a URL redis-py takes."""
+    if "://" not in value:
+        if not _is_host(value, peer=True):
+            raise _Reason("it is neither an IP address, a host name nor a URL")
+        return
+    url = urlsplit(value)
+    if url.scheme.lower() not in _REDIS_SCHEMES:
+        raise _Reason(f"its scheme {url.scheme!r} is none of redis, rediss, unix")
+    if url.scheme.lower() == "unix":
+        if not url.path:
+            raise _Reason("a unix:// URL needs the socket's path")
+        return
+    try:
+        port = url.port
+    except ValueError:
+        raise _Reason("its port is not a number from 1 to 65535") from None
+    _check_port(port, "its port")
+    _check_peer(url.hostname, "its host")
+    database = url.path.strip("/")
+    if database and not database.isdigit():
+        raise _Reason(f"its database {database!r} is not a number")
+
+
+def _check_kafka(value: str) -> None:
+    """``host:port[,host:port...]``; an IPv6 address in brackets (``[::1]:9092``)."""
+    for server in value.split(","):
+        host, colon, port = server.rpartition(":")
+        if not colon or not port.isdigit():
+            raise _Reason(f"{server!r} is not host:port")
+        _check_port(int(port), f"{server!r}: the port")
+        if host.startswith("[") and host.endswith("]"):
+            inside = host[1:-1]
+            good = ":" in inside and _is_host(inside)
+        else:
+            good = ":" not in host and _is_host(host, peer=True)
+        if not good:
+            raise _Reason(f"{server!r}: {host!r} is not an IP address or host name")
+
+
+def _check_origin(origin: str) -> None:
+    """``scheme://host[:port]``, as browsers send it in ``Origin``: no path, not even ``/``."""
+    url = urlsplit(origin)
+    try:
+        port = url.port
+    except ValueError:
+        raise _Reason(f"{origin!r}: its port is not a number from 1 to 65535") from None
+    if (not re.match(r"^[A-Za-z][A-Za-z0-9+.-]*$", url.scheme) or "://" not in origin
+            or url.path or url.query or url.fragment or "@" in url.netloc
+            or not url.hostname or not _is_host(url.hostname, peer=True)):
+        raise _Reason(f"{origin!r} is not scheme://host[:port]")
+    _check_port(port, f"{origin!r}: the port")
 
 
 class SettingsError(SystemExit):
@@ -62,7 +183,9 @@ class FlyerSettings(BaseSettings):
                                       env_ignore_empty=True)
 
     # The seed's base table.
-    host: str = _allowed("0.0.0.0", "a host name or IP address", min_length=1)
+    host: str = _allowed("0.0.0.0", "an IP address (v4 or v6) or a host name (RFC 1123: "
+                         "dot-separated labels of letters, digits and inner '-')",
+                         min_length=1)
     port: int = _allowed(8080, "an integer from 1 to 65535", ge=1, le=65535)
     base_url: str = _allowed("/flyer", "a path like /flyer or /api/v1 "
                              "(letters, digits, '.', '_', '-'; no trailing '/')",
@@ -96,7 +219,8 @@ class FlyerSettings(BaseSettings):
     docs_enabled: bool = _allowed(True, "1 or 0")
     always_http_200: bool = _allowed(False, "1 or 0 (1: errors answer HTTP 200, as the "
                                      "original did; the body code still tells the error)")
-    cors_origins: CommaList = _allowed([], "comma-separated origins, or * (unset: no CORS)")
+    cors_origins: CommaList = _allowed([], "comma-separated origins (scheme://host[:port], "
+                                       "no path), or * (unset: no CORS)")
     cors_allow_credentials: bool = _allowed(False, "1 or 0")
     cors_methods: CommaList = _allowed(["*"], "comma-separated HTTP methods, or *")
     cors_headers: CommaList = _allowed(["*"], "comma-separated header names, or *")
@@ -109,8 +233,8 @@ class FlyerSettings(BaseSettings):
         [], "comma-separated IP addresses or networks (unset: trust no X-Forwarded-For)")
 
     # Data components (the seed's Redis section; any SQLAlchemy URL for the database).
-    redis_host: str | None = _allowed(None, "a host name or IP address, or a redis:// URL "
-                                      "(unset: no default Redis)")
+    redis_host: str | None = _allowed(None, "a host name or IP address, or a redis://, "
+                                      "rediss:// or unix:// URL (unset: no default Redis)")
     redis_port: int = _allowed(6379, "an integer from 1 to 65535", ge=1, le=65535)
     redis_pass: SecretStr = _allowed(SecretStr(""), "a password")
     redis_db: int = _allowed(0, "an integer ≥ 0", ge=0)
@@ -121,8 +245,7 @@ class FlyerSettings(BaseSettings):
 
     # Kafka (fastflyer.message).
     kafka_servers: str | None = _allowed(
-        None, "host:port[,host:port...] (unset: no Kafka)",
-        pattern=r"^\s*[^\s,:]+:\d{1,5}\s*(,\s*[^\s,:]+:\d{1,5}\s*)*$")
+        None, "host:port[,host:port...], a port from 1 to 65535 (unset: no Kafka)")
     kafka_security_protocol: str = _allowed(
         "PLAINTEXT", "one of PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL",
         pattern=r"^(PLAINTEXT|SSL|SASL_PLAINTEXT|SASL_SSL)$")
@@ -156,15 +279,39 @@ class FlyerSettings(BaseSettings):
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
         for item in value:
-            ipaddress.ip_network(item, strict=False)  # ValueError names the bad item
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise _Reason(f"{item!r} is not an IP address or network") from None
+        return value
+
+    @field_validator("host")
+    @classmethod
+    def _bind_host(cls, value: str) -> str:
+        if not _is_host(value):
+            raise ValueError("not a host")
         return value
 
     @field_validator("db_url")
     @classmethod
     def _sqlalchemy_url(cls, value: SecretStr) -> SecretStr:
-        url = value.get_secret_value()
-        if url and not re.match(r"^[A-Za-z][A-Za-z0-9+_.-]*://", url):
-            raise ValueError("not a URL")
+        if value.get_secret_value():
+            _check_db_url(value.get_secret_value())
+        return value
+
+    @field_validator("redis_host")
+    @classmethod
+    def _redis_host(cls, value: str | None) -> str | None:
+        if value:
+            _check_redis(value)
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*":
+                _check_origin(origin)
         return value
 
     @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
@@ -175,7 +322,11 @@ class FlyerSettings(BaseSettings):
     @field_validator("kafka_servers")
     @classmethod
     def _kafka_servers(cls, value: str | None) -> str | None:
-        return ",".join(part.strip() for part in value.split(",")) if value else value
+        if not value:
+            return value
+        value = ",".join(part.strip() for part in value.split(","))
+        _check_kafka(value)
+        return value
 
     @model_validator(mode="after")
     def _kafka_sasl_complete(self) -> FlyerSettings:
@@ -211,10 +362,33 @@ class BaseConfig:
     PREFIX: str | None = None
 
 
-_SECRETS = ("auth_pass", "redis_pass", "db_url", "kafka_sasl_password")
+_PASSWORDS = ("auth_pass", "redis_pass", "kafka_sasl_password")  # shown as *** whole
+_URLS = ("db_url", "redis_host")  # shown with the password of a URL masked
+
+# flyer_* variables read outside FlyerSettings: by FastKit itself, and by the project's
+# settings.py as the seed writes it (its DataBase class). Not warned about.
+_READ_ELSEWHERE = frozenset({
+    "flyer_log_to_file", "flyer_log_json",  # fastkit.logging
+    "flyer_max_body_log_length", "flyer_max_params_log_length",  # fastkit.httpx
+    "flyer_max_headers_log_length",
+    "flyer_db_user", "flyer_db_pass", "flyer_db_host", "flyer_db_port", "flyer_db_name",
+    "flyer_db_chartset", "flyer_db_recycle_rate", "flyer_db_pool_size",
+})
+_warned: set[str] = set()  # warnings logged in this process (forked workers inherit it)
 
 
-def _describe_error(error: Mapping[str, Any]) -> str:
+def _shown(name: str, value: Any) -> str:
+    """``value`` of setting ``name`` as an error line may show it."""
+    if name in _PASSWORDS:
+        return "***"
+    if name in _URLS:
+        from fastkit.logging.redact import redact_url
+
+        return redact_url(str(value))
+    return str(value)
+
+
+def _describe_error(error: Mapping[str, Any], sources: Mapping[str, str]) -> str:
     loc = error.get("loc") or ()
     name = str(loc[0]) if loc else ""
     if not name:  # a model-level rule
@@ -222,19 +396,69 @@ def _describe_error(error: Mapping[str, Any]) -> str:
         return f"flyer_{message}" if message.startswith(("auth_", "kafka_")) else message
     field = FlyerSettings.model_fields.get(name)
     allowed = field.description if field is not None else error.get("msg", "")
-    shown = error.get("input")
-    if name in _SECRETS:
-        shown = "***"
-    return f"flyer_{name}={str(shown)!r} is not allowed: {allowed}"
+    reason = (error.get("ctx") or {}).get("error")
+    if isinstance(reason, _Reason):
+        allowed = f"{allowed}; {reason}"
+    shown = _shown(name, error.get("input"))
+    source = sources.get(name)
+    if source is None:
+        given = f"flyer_{name}={shown!r}"
+    elif source.startswith("-"):  # a command-line flag, shown as typed
+        given = f"{source} {shlex.quote(shown)}"
+    else:
+        given = f"{source}={shown!r}"
+    return f"{given} is not allowed: {allowed}"
 
 
-def load_settings(**overrides: Any) -> FlyerSettings:
+def unknown_variable_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
+    """One line for each ``flyer_*`` variable (any case) of ``environ`` (default:
+    ``os.environ``) that is neither a setting nor read elsewhere by FastFlyer, naming
+    the closest real one::
+
+        flyer_wokers is not a FastFlyer setting (did you mean flyer_workers?); it is ignored
+    """
+    env = os.environ if environ is None else environ
+    known = {f"flyer_{name}" for name in FlyerSettings.model_fields} | _READ_ELSEWHERE
+    suffixes = sorted(name.removeprefix("flyer_") for name in known)
+    lines = []
+    for name in sorted(env, key=str.lower):
+        lowered = name.lower()
+        if not lowered.startswith("flyer_") or lowered in known:
+            continue
+        # Compared without the prefix, which every name shares.
+        closest = difflib.get_close_matches(lowered.removeprefix("flyer_"), suffixes, n=1)
+        hint = f" (did you mean flyer_{closest[0]}?)" if closest else ""
+        lines.append(f"{name} is not a FastFlyer setting{hint}; it is ignored")
+    return lines
+
+
+def _warn_unknown_variables() -> None:
+    lines = [line for line in unknown_variable_warnings() if line not in _warned]
+    if lines:
+        from fastkit.logging import logger
+
+        for line in lines:
+            logger.warning(line)
+        _warned.update(lines)
+
+
+def load_settings(sources: Mapping[str, str] | None = None, /, *, warn_unknown: bool = True,
+                  **overrides: Any) -> FlyerSettings:
     """Read and validate the ``flyer_*`` variables from ``os.environ`` now.
 
     ``overrides`` take the place of variables (``load_settings(port=9000)``); an empty
-    variable counts as unset. Raises :class:`SettingsError` naming every bad variable.
+    variable counts as unset. ``sources`` says where an override came from, for the
+    error line: ``{"port": "--port"}`` (a flag: ``--port 0 is not allowed: ...``) or
+    ``{"base_url": "CustomConfig.PREFIX"}`` (``CustomConfig.PREFIX='x' is not allowed:
+    ...``). Raises :class:`SettingsError` naming every bad value.
+
+    Warns (once per process, in the log) about every ``flyer_*`` variable that is no
+    setting (see :func:`unknown_variable_warnings`); ``warn_unknown=False`` checks only,
+    for a caller that loads them again once logging is set up.
     """
+    if warn_unknown:
+        _warn_unknown_variables()
     try:
         return FlyerSettings(**overrides)
     except ValidationError as exc:
-        raise SettingsError([_describe_error(e) for e in exc.errors()]) from None
+        raise SettingsError([_describe_error(e, sources or {}) for e in exc.errors()]) from None

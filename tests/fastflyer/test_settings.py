@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from fastflyer.settings import FlyerSettings, SettingsError, load_settings
+import fastflyer.settings
+from fastflyer import FlyerAPI
+from fastflyer.settings import (
+    BaseConfig,
+    FlyerSettings,
+    SettingsError,
+    load_settings,
+    unknown_variable_warnings,
+)
 
 DEMO = Path(__file__).parent / "demo_project"
+SRC = Path(fastflyer.settings.__file__).parents[1]
 
 SEED_TABLE = ["host", "port", "base_url", "version", "reload", "workers", "threads",
               "worker_connections", "enable_max_requests", "max_requests",
@@ -105,6 +118,10 @@ def test_auth_without_credentials_stops_start_up_and_hides_the_password(monkeypa
 @pytest.mark.parametrize(("name", "value", "line"), [
     ("workers", "0", "flyer_workers='0' is not allowed: an integer ≥ 1"),
     ("console_log_level", "loud", "flyer_console_log_level='loud' is not allowed: one of debug"),
+    ("host", "not_a_host", "flyer_host='not_a_host' is not allowed: an IP address (v4 or v6) "
+     "or a host name"),
+    ("db_url", "mysql+pymysql://u:secret@h:x/db",
+     "flyer_db_url='mysql+pymysql://u:***@h:x/db' is not allowed: a SQLAlchemy URL"),
 ])
 def test_a_bad_value_stops_the_server_before_binding_with_one_line(tmp_path, name, value, line):
     env = {f"flyer_{name}": value, "PATH": "/usr/bin:/bin", "flyer_log_path": str(tmp_path)}
@@ -117,3 +134,200 @@ def test_a_bad_value_stops_the_server_before_binding_with_one_line(tmp_path, nam
     assert lines[0].startswith(line)
     assert "Traceback" not in result.stderr
     assert "Uvicorn running" not in result.stderr
+
+
+# --- Typos: flyer_* variables that are no setting ----------------------------------------
+
+@pytest.mark.parametrize(("name", "line"), [
+    ("flyer_wokers", "flyer_wokers is not a FastFlyer setting (did you mean flyer_workers?); "
+                     "it is ignored"),
+    ("flyer_prot", "flyer_prot is not a FastFlyer setting (did you mean flyer_port?); "
+                   "it is ignored"),
+    ("FLYER_BASE_ULR", "FLYER_BASE_ULR is not a FastFlyer setting (did you mean "
+                       "flyer_base_url?); it is ignored"),
+    ("flyer_redis_password", "flyer_redis_password is not a FastFlyer setting (did you mean "
+                             "flyer_redis_pass?); it is ignored"),
+    ("flyer_zzz", "flyer_zzz is not a FastFlyer setting; it is ignored"),
+])
+def test_a_variable_that_is_no_setting_is_named_with_the_closest_setting(name, line):
+    assert unknown_variable_warnings({name: "4", "flyer_port": "9000", "HOME": "/"}) == [line]
+
+
+def test_settings_and_variables_read_elsewhere_are_no_typos():
+    settings = {f"flyer_{name}": "1" for name in FlyerSettings.model_fields}
+    upper = {name.upper(): "1" for name in settings}
+    assert unknown_variable_warnings({**settings, **upper, "PATH": "/bin"}) == []
+    # Every flyer_* name the sources read (FastKit's own, the templates' scripts, the seed's
+    # project settings.py): none is warned about.
+    read = set()
+    for path in SRC.rglob("*"):
+        if path.is_file() and path.suffix in (".py", ".sh", "") and "__pycache__" not in path.parts:
+            text = path.read_text(errors="replace")
+            read |= set(re.findall(r"[\"']\$?\{?(flyer_[a-z0-9_]+)[\"'}:=-]", text))
+            read |= set(re.findall(r"\$\{?(flyer_[a-z0-9_]+)", text))
+            read |= set(re.findall(r"(?m)^\s*(flyer_[a-z0-9_]+)=", text))
+    assert {"flyer_log_json", "flyer_max_body_log_length", "flyer_db_user", "flyer_reload"} <= read
+    assert unknown_variable_warnings(dict.fromkeys(read, "1")) == []
+
+
+@pytest.fixture
+def fresh_warnings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Forget the warnings this test process logged before (they are logged once each)."""
+    monkeypatch.setattr(fastflyer.settings, "_warned", set())
+
+
+def test_loading_the_settings_warns_once_in_the_log(monkeypatch, logs, fresh_warnings):
+    monkeypatch.setenv("flyer_wokers", "4")
+    monkeypatch.setenv("flyer_prot", "9000")
+    settings = load_settings()
+    FlyerAPI(app_path=DEMO)  # the app's own loading: no second warning
+    load_settings()
+    warnings = [r["message"] for r in logs.records if r["level"] == "WARNING"
+                and "not a FastFlyer setting" in r["message"]]
+    assert warnings == [
+        "flyer_prot is not a FastFlyer setting (did you mean flyer_port?); it is ignored",
+        "flyer_wokers is not a FastFlyer setting (did you mean flyer_workers?); it is ignored"]
+    assert (settings.workers, settings.port) == (None, 8080)  # ignored indeed
+
+
+@pytest.mark.parametrize(("command", "ready", "servers"), [
+    ([sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(DEMO), "--host", "127.0.0.1",
+      "--port", "0", "--log-level", "info"], "Application startup complete", 1),
+    # gunicorn's workers are forked from the master, which has warned already
+    ([str(Path(sys.executable).parent / "fastflyer"), "serve", "--app-dir", str(DEMO),
+      "--host", "127.0.0.1", "--port", "0", "--workers", "2"], "Application startup complete", 2),
+], ids=["uvicorn", "fastflyer-serve"])
+def test_a_real_server_prints_the_warning_once(tmp_path, command, ready, servers):
+    env = {k: v for k, v in os.environ.items() if not k.lower().startswith("flyer_")}
+    env.update(flyer_wokers="4", flyer_prot="9000", flyer_log_path=str(tmp_path / "logs"),
+               flyer_access_log="0")
+    console = tmp_path / "console.log"
+    with console.open("w") as out:
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            deadline = time.monotonic() + 30
+            while console.read_text().count(ready) < servers:  # every app built
+                assert process.poll() is None, console.read_text()
+                assert time.monotonic() < deadline, console.read_text()
+                time.sleep(0.05)
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+    output = console.read_text()
+    assert output.count("flyer_wokers is not a FastFlyer setting (did you mean "
+                        "flyer_workers?); it is ignored") == 1, output
+    assert output.count("flyer_prot is not a FastFlyer setting (did you mean "
+                        "flyer_port?); it is ignored") == 1, output
+
+
+# --- Host names and URLs, checked at start-up ---------------------------------------------
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "::1", "127.0.0.1", "localhost",
+                                  "api.example.com", "api.example.com.", "xn--bcher-kva.example",
+                                  "a" * 63 + ".example"])
+def test_a_bind_host_is_an_ip_address_or_rfc_1123_host_name(monkeypatch, host):
+    monkeypatch.setenv("flyer_host", host)
+    assert load_settings().host == host
+
+
+@pytest.mark.parametrize("host", ["not_a_host", "a b", "-api.example.com", "api-.example.com",
+                                  "api..example.com", "1.2.3.999", "[::1]", "http://api",
+                                  "a" * 64 + ".example"])
+def test_a_bad_bind_host_is_one_line_naming_it(monkeypatch, host):
+    monkeypatch.setenv("flyer_host", host)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert caught.value.lines == [
+        f"flyer_host={host!r} is not allowed: an IP address (v4 or v6) or a host name "
+        "(RFC 1123: dot-separated labels of letters, digits and inner '-')"]
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("db_url", "sqlite:///data/app.db"),
+    ("db_url", "sqlite://"),
+    ("db_url", "mysql+pymysql://root:s%40cret@127.0.0.1:3306/test?charset=utf8mb4"),
+    ("db_url", "mysql+pymysql://app:secret@mariadb_primary/flyer"),  # a Compose service name
+    ("db_url", "postgresql://app@[::1]:5432/flyer"),
+    ("redis_host", "127.0.0.1"),
+    ("redis_host", "redis_cache"),
+    ("redis_host", "redis://:secret@cache.internal:6380/2"),
+    ("redis_host", "rediss://user:secret@cache.internal"),
+    ("redis_host", "unix:///run/redis.sock?db=1"),
+    ("kafka_servers", "k1:9092, k2.internal:9093,10.0.0.7:9094,[::1]:9095"),
+    ("cors_origins", "https://shop.example.com, http://localhost:3000,http://[::1]:8080"),
+    ("cors_origins", "*"),
+])
+def test_good_hosts_and_urls_pass(monkeypatch, name, value):
+    monkeypatch.setenv(f"flyer_{name}", value)
+    load_settings()
+
+
+@pytest.mark.parametrize(("name", "value", "shown", "why"), [
+    ("db_url", "mysql+pymysql://u:secret@h:x/db", "mysql+pymysql://u:***@h:x/db",
+     "its port is not a number"),
+    ("db_url", "mysql+pymysql://u:secret@h:70000/db", "mysql+pymysql://u:***@h:70000/db",
+     "its port 70000 is not between 1 and 65535"),
+    ("db_url", "mysqll://u:secret@h/db", "mysqll://u:***@h/db",
+     "SQLAlchemy has no dialect 'mysqll'"),
+    ("db_url", "mysql+nodriver://h/db", "mysql+nodriver://h/db",
+     "SQLAlchemy has no dialect 'mysql+nodriver'"),
+    ("db_url", "mysql://u:secret@my host/db", "mysql://u:***@my host/db",
+     "its host 'my host' is not an IP address or host name"),
+    ("db_url", "notaurl", "notaurl", "it is no dialect[+driver]://... URL"),
+    ("db_url", "root:secret@db:3306/flyer", "root:***@db:3306/flyer",
+     "it is no dialect[+driver]://... URL"),
+    ("redis_host", "redis://:secret@cache:x/0", "redis://:***@cache:x/0",
+     "its port is not a number from 1 to 65535"),
+    ("redis_host", "redis://cache/zero", "redis://cache/zero",
+     "its database 'zero' is not a number"),
+    ("redis_host", "http://cache", "http://cache", "its scheme 'http' is none of redis"),
+    ("redis_host", "unix://", "unix://", "a unix:// URL needs the socket's path"),
+    ("redis_host", "cache host", "cache host",
+     "it is neither an IP address, a host name nor a URL"),
+    ("kafka_servers", "k1:9092,k2", "k1:9092,k2", "'k2' is not host:port"),
+    ("kafka_servers", "k1:99999", "k1:99999", "'k1:99999': the port 99999 is not between"),
+    ("kafka_servers", "bad host:9092", "bad host:9092",
+     "'bad host:9092': 'bad host' is not an IP address or host name"),
+    ("kafka_servers", "::1:9092", "::1:9092", "'::1:9092': '::1' is not an IP address"),
+    ("cors_origins", "https://shop.example.com/", "https://shop.example.com/",
+     "'https://shop.example.com/' is not scheme://host[:port]"),
+    ("cors_origins", "shop.example.com", "shop.example.com",
+     "'shop.example.com' is not scheme://host[:port]"),
+    ("cors_origins", "https://shop.example.com:0", "https://shop.example.com:0",
+     "the port 0 is not between 1 and 65535"),
+])
+def test_a_bad_host_or_url_is_one_line_with_the_password_masked(monkeypatch, name, value,
+                                                                  shown, why):
+    monkeypatch.setenv(f"flyer_{name}", value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    [line] = caught.value.lines
+    assert line.startswith(f"flyer_{name}={shown!r} is not allowed: "), line
+    assert why in line
+    assert "secret" not in line
+
+
+# --- Values given another way name that way ----------------------------------------------
+
+def test_an_override_names_where_it_came_from(monkeypatch):
+    monkeypatch.setenv("flyer_threads", "1")
+    with pytest.raises(SettingsError) as caught:
+        load_settings({"workers": "--workers", "host": "--host", "base_url": "Config.PREFIX"},
+                      workers=0, host="a b", base_url="shop/", port=0)
+    assert caught.value.lines == [
+        "--host 'a b' is not allowed: an IP address (v4 or v6) or a host name (RFC 1123: "
+        "dot-separated labels of letters, digits and inner '-')",
+        "flyer_port='0' is not allowed: an integer from 1 to 65535",  # no source given
+        "Config.PREFIX='shop/' is not allowed: a path like /flyer or /api/v1 (letters, "
+        "digits, '.', '_', '-'; no trailing '/')",
+        "--workers 0 is not allowed: an integer ≥ 1 (unset: the CPUs this process may use)",
+        "flyer_threads='1' is not allowed: an integer ≥ 5"]
+
+
+def test_a_bad_prefix_in_the_projects_settings_names_the_class():
+    class ShopConfig(BaseConfig):
+        PREFIX = "shop/"
+
+    with pytest.raises(SettingsError) as caught:
+        FlyerAPI(config=ShopConfig)
+    assert str(caught.value).startswith("ShopConfig.PREFIX='shop/' is not allowed: a path")

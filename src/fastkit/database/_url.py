@@ -27,11 +27,17 @@ class DatabaseConfigError(ValueError):
 
 
 def masked(url: str | URL) -> str:
-    """``url`` as text with its password replaced by ``***``."""
+    """``url`` as text with its password replaced by ``***``.
+
+    Text SQLAlchemy cannot parse is masked by :func:`fastkit.logging.redact.redact_url`:
+    its password only, the rest shown as it is (``notaurl`` stays ``notaurl``).
+    """
     try:
         return as_url(url).render_as_string(hide_password=True)
     except DatabaseConfigError:
-        return "<unparsable database URL>"
+        from fastkit.logging.redact import redact_url
+
+        return redact_url(str(url))
 
 
 def as_url(url: str | URL) -> URL:

@@ -5,7 +5,8 @@ One rule for every log the project writes (outgoing calls, access logs):
 - the headers ``Authorization``, ``Proxy-Authorization``, ``Cookie`` and ``Set-Cookie``;
 - any header or query key whose name contains ``token``, ``secret``, ``password``,
   ``passwd`` or ``key`` (``X-Api-Key``, ``access_token``, ``client_secret``...);
-- the password of a URL's user info (``https://user:***@host/``).
+- the password of a URL's user info (``https://user:***@host/``), also where a
+  database or Redis URL holds it unescaped, or the scheme is missing.
 
     >>> redact_headers({"Authorization": "Bearer abc", "Accept": "*/*"})
     {'Authorization': '***', 'Accept': '*/*'}
@@ -59,9 +60,19 @@ def redact_query(query: str) -> str:
 
 
 def redact_url(url: str) -> str:
-    """A URL with its user-info password and secret query values replaced by ``***``."""
+    """A URL with its user-info password and secret query values replaced by ``***``.
+
+    Text that is no URL comes back as it is (``redact_url("notaurl") == "notaurl"``).
+    HTTP(S) and WebSocket URLs are read as RFC 3986 says. Other URLs (databases, Redis,
+    brokers), and ``user:password@host`` without a scheme, are read as SQLAlchemy reads
+    them: the password runs to the last ``@``, so one holding an unescaped ``/``, ``?``
+    or ``@`` is masked whole.
+    """
     if "@" not in url and "?" not in url:
         return url
+    scheme, sep, _ = url.partition("://")
+    if not sep or scheme.lower() not in _RFC_SCHEMES:
+        return _redact_lenient(url)
     split = urlsplit(url)
     netloc = split.netloc
     if "@" in netloc:
@@ -69,3 +80,21 @@ def redact_url(url: str) -> str:
         user, has_password, _ = userinfo.partition(":")
         netloc = f"{user}:{MASK}@{hostport}" if has_password else netloc
     return urlunsplit(split._replace(netloc=netloc, query=redact_query(split.query)))
+
+
+_RFC_SCHEMES = frozenset({"http", "https", "ws", "wss"})
+
+
+def _redact_lenient(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        scheme, rest = "", url
+    at = rest.rfind("@")
+    if at >= 0:
+        user, has_password, _ = rest[:at].partition(":")
+        if has_password and "/" not in user:
+            rest = f"{user}:{MASK}{rest[at:]}"
+    base, has_query, query = rest.partition("?")
+    if has_query:
+        rest = f"{base}?{redact_query(query)}"
+    return f"{scheme}{sep}{rest}"

@@ -29,3 +29,29 @@ def test_query_and_url():
     assert redact_url("https://u:p@h.example/x?api_key=k&q=1") == \
         "https://u:***@h.example/x?api_key=***&q=1"
     assert redact_url("https://u@h.example/") == "https://u@h.example/"
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("notaurl", "notaurl"),
+    ("sqlite:///data/app.db", "sqlite:///data/app.db"),
+    ("mysql://u@h/db", "mysql://u@h/db"),
+    ("mysql+pymysql://u:secret@h:x/db", "mysql+pymysql://u:***@h:x/db"),
+    ("mysql://u:se/cr?et@h/db", "mysql://u:***@h/db"),  # SQLAlchemy reads it so
+    ("mysql://u:se@cret@h/db", "mysql://u:***@h/db"),
+    ("root:secret@db:3306/flyer", "root:***@db:3306/flyer"),  # the scheme forgotten
+    ("redis://:secret@cache:6379/0", "redis://:***@cache:6379/0"),
+    ("unix://:secret@/run/redis.sock?db=1", "unix://:***@/run/redis.sock?db=1"),
+    ("mysql://h/db?password=secret&charset=utf8", "mysql://h/db?password=***&charset=utf8"),
+    ("https://h.example:8443/users/bob@example.com", "https://h.example:8443/users/bob@example.com"),
+])
+def test_url_passwords_only_are_masked(url, shown):
+    assert redact_url(url) == shown
+
+
+@pytest.mark.parametrize("url", ["mysql+pymysql://u:secret@h:x/db", "root:secret@db/flyer",
+                                 "notaurl", "mysql+pymysql://u:secret@h:3306/db"])
+def test_the_database_helper_masks_by_the_same_rule(url):
+    from fastkit.database import masked
+
+    assert masked(url) == redact_url(url)
+    assert "secret" not in masked(url)
