@@ -38,12 +38,13 @@ from fastflyer.docs import install_docs
 from fastflyer.errors import ErrorRenderer, FlyerError
 from fastflyer.executor import register_executors
 from fastflyer.fastpath import FastPathMiddleware, plan_routes
-from fastflyer.health import Readiness, health_paths
+from fastflyer.health import Readiness, ReadinessReport, health_paths
 from fastflyer.lifespan import Lifecycle
 from fastflyer.message import KafkaRouter, register_kafka
 from fastflyer.middleware import AccessLog, BodyLimitMiddleware, RequestContextMiddleware
 from fastflyer.middleware.context import HEALTH_BODY
-from fastflyer.schemas import ErrorResponse
+from fastflyer.openapi import document_answers
+from fastflyer.schemas import DataResponse
 from fastflyer.settings import BaseConfig, FlyerSettings, load_settings
 from fastkit.logging import logger
 
@@ -57,6 +58,14 @@ except ImportError:  # older FastAPI copies included routes into the app's list
 _FASTAPI_HAS_TELEMETRY = "telemetry" in inspect.signature(FastAPI.__init__).parameters
 
 __all__ = ["DuplicateRouteError", "FlyerAPI", "create_app"]
+
+
+# The readiness route answers JSONResponse itself (200 or 503, even with always_http_200).
+_READINESS_ANSWERS: dict[int | str, dict[str, Any]] = {
+    200: {"model": DataResponse[ReadinessReport], "description": "Every component is up"},
+    503: {"model": DataResponse[ReadinessReport],
+          "description": "A component is down (its error says why)"},
+}
 
 
 class DuplicateRouteError(RuntimeError):
@@ -109,7 +118,8 @@ class FlyerAPI(FastAPI):
         explicit = settings.model_fields_set
         base_url = settings.base_url
         if config.PREFIX and "base_url" not in explicit:
-            base_url = load_settings(base_url=config.PREFIX).base_url  # validated too
+            base_url = load_settings(  # validated too; an error names the class
+                {"base_url": f"{config.__name__}.PREFIX"}, base_url=config.PREFIX).base_url
         version = config.VERSION if config.VERSION and "version" not in explicit \
             else settings.version
 
@@ -208,6 +218,7 @@ class FlyerAPI(FastAPI):
         for path in ("/health_check/ready", f"{base}/health_check/ready"):
             self.add_api_route(path, readiness, methods=["GET"], tags=["health"],
                                summary="Readiness of the configured components",
+                               response_model=None, responses=_READINESS_ANSWERS,
                                include_in_schema=path != "/health_check/ready")
 
     def include_app(self, name: str, router: Any, dependencies: Sequence[Any] = ()) -> None:
@@ -248,19 +259,12 @@ class FlyerAPI(FastAPI):
             raise DuplicateRouteError(f"{method} {path} is declared {who}")
 
     def openapi(self) -> dict[str, Any]:
-        """FastAPI's schema, with the error envelope as every operation's ``default`` answer."""
+        """FastAPI's schema, with every answer documented as it is sent: the 422 and the
+        ``default`` error in the envelope (see :mod:`fastflyer.openapi`)."""
         if self.openapi_schema is None:
-            schema = super().openapi()
-            error = ErrorResponse.model_json_schema(ref_template="#/components/schemas/{model}")
-            schema.setdefault("components", {}).setdefault("schemas", {})["ErrorResponse"] = error
-            envelope = {"description": "Error, in the envelope (401, 404, 413, 500, 502, 504...)",
-                        "content": {"application/json": {
-                            "schema": {"$ref": "#/components/schemas/ErrorResponse"}}}}
-            for operations in schema.get("paths", {}).values():
-                for operation in operations.values():
-                    if isinstance(operation, dict) and "responses" in operation:
-                        operation["responses"].setdefault("default", envelope)
-        return self.openapi_schema  # type: ignore[return-value]
+            self.openapi_schema = document_answers(
+                super().openapi(), always_http_200=self.settings.always_http_200)
+        return self.openapi_schema
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         # Liveness probes are answered before anything else, FastAPI's per-request

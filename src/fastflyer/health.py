@@ -24,11 +24,13 @@ import inspect
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, Field
+from pydantic.json_schema import SkipJsonSchema
 from starlette.concurrency import run_in_threadpool
 
-__all__ = ["Check", "Readiness", "health_paths"]
+__all__ = ["Check", "ComponentHealth", "Readiness", "ReadinessReport", "health_paths"]
 
 Check = Callable[[], Any] | Callable[[], Awaitable[Any]]
 
@@ -36,6 +38,23 @@ Check = Callable[[], Any] | Callable[[], Awaitable[Any]]
 def health_paths(base_url: str) -> tuple[str, ...]:
     """The liveness paths answered on the fast path."""
     return ("/health_check", "/health_check/async", f"{base_url}/health_check")
+
+
+class ComponentHealth(BaseModel):
+    """One component's probe (documents the readiness answer)."""
+
+    status: Literal["up", "down"]
+    latency_ms: float = Field(description="How long the check took.")
+    error: str | SkipJsonSchema[None] = Field(
+        default=None, description="Why it is down; only when down.",
+        exclude_if=lambda value: value is None)
+
+
+class ReadinessReport(BaseModel):
+    """The readiness answer's ``data``."""
+
+    ready: bool = Field(description="Every component is up.")
+    components: dict[str, ComponentHealth] = Field(description="Each component, by name.")
 
 
 @dataclass(frozen=True)

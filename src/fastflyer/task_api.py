@@ -26,13 +26,21 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from fastflyer.executor import SCHEDULERS
-from fastflyer.schemas import DataResponse
+from fastflyer.schemas import DataResponse, ErrorResponse
 from fastkit.executor import JOB_ID_PATTERN, JobNotFound, Scheduler
 
 __all__ = ["TaskInfo", "build_task_router"]
 
 SchedulerName = Literal["background", "asyncio"]
 JobId = Path(pattern=JOB_ID_PATTERN, description="The job's id (URL-safe).")
+
+# The errors these routes raise themselves (any other is the schema's ``default``).
+_NO_JOB: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "The scheduler has no job with this id"}}
+_NOT_NOW: dict[int | str, dict[str, Any]] = {
+    **_NO_JOB,
+    409: {"model": ErrorResponse,
+          "description": "The job is already running, or the scheduler is not running"}}
 
 
 class TaskInfo(BaseModel):
@@ -76,26 +84,30 @@ def build_task_router() -> APIRouter:
         return DataResponse(data=[_info(s, job) for s in SCHEDULERS.values()
                                   for job in s.get_jobs()])
 
-    @router.get("/{scheduler}/{job_id}", summary="One job")
+    @router.get("/{scheduler}/{job_id}", summary="One job",
+                responses=_NO_JOB)
     async def get_task(scheduler: SchedulerName,
                        job_id: str = JobId) -> DataResponse[TaskInfo]:
         return DataResponse(data=_info(*_job(scheduler, job_id)))
 
-    @router.post("/{scheduler}/{job_id}/pause", summary="Pause a job")
+    @router.post("/{scheduler}/{job_id}/pause", summary="Pause a job",
+                 responses=_NO_JOB)
     async def pause_task(scheduler: SchedulerName,
                          job_id: str = JobId) -> DataResponse[TaskInfo]:
         owner, job = _job(scheduler, job_id)
         owner.pause_job(job.id)
         return DataResponse(data=_info(owner, owner.get_job(job.id)))
 
-    @router.post("/{scheduler}/{job_id}/resume", summary="Resume a paused job")
+    @router.post("/{scheduler}/{job_id}/resume", summary="Resume a paused job",
+                 responses=_NO_JOB)
     async def resume_task(scheduler: SchedulerName,
                           job_id: str = JobId) -> DataResponse[TaskInfo]:
         owner, job = _job(scheduler, job_id)
         owner.resume_job(job.id)
         return DataResponse(data=_info(owner, owner.get_job(job.id)))
 
-    @router.post("/{scheduler}/{job_id}/run", summary="Run a job now, once")
+    @router.post("/{scheduler}/{job_id}/run", summary="Run a job now, once",
+                 responses=_NOT_NOW)
     async def run_task(scheduler: SchedulerName,
                        job_id: str = JobId) -> DataResponse[TaskInfo]:
         owner, job = _job(scheduler, job_id)
@@ -107,7 +119,8 @@ def build_task_router() -> APIRouter:
             raise HTTPException(409, str(exc)) from None
         return DataResponse(data=_info(owner, job))
 
-    @router.delete("/{scheduler}/{job_id}", summary="Remove a job")
+    @router.delete("/{scheduler}/{job_id}", summary="Remove a job",
+                   responses=_NO_JOB)
     async def delete_task(scheduler: SchedulerName,
                           job_id: str = JobId) -> DataResponse[Any]:
         owner, job = _job(scheduler, job_id)
