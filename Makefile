@@ -5,8 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PORT ?= 8080
+ECHO_PORT ?= 8081
 
-.PHONY: install install-dev demo httpx-demo test preflight lint smoke bench clean
+.PHONY: install install-dev demo httpx-demo echo-server test preflight lint smoke bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,11 @@ demo: install
 
 httpx-demo: install
 	$(PY) examples/httpx_demo.py
+
+# The httpbin-like server the README's HTTP client examples call as base_url (stdlib only:
+# no install, starts at once). `make echo-server ECHO_PORT=9001` for another port.
+echo-server:
+	@$(PYTHON) examples/echo_server.py --port $(ECHO_PORT)
 
 # What `make test` needs from the machine, checked before anything installs: one line each.
 preflight:

@@ -1,9 +1,10 @@
 """FastKit HTTP client demo: real retries and request logging against a local server.
 
-    make demo            # or: .venv/bin/python examples/httpx_demo.py
+    make httpx-demo      # or: .venv/bin/python examples/httpx_demo.py
 
-A small server on 127.0.0.1 fails on purpose (503 with Retry-After, a dropped
-connection) so you can watch the client retry, give up honestly and log each call once.
+A small server on 127.0.0.1 fails on purpose (503 with Retry-After, then a 503 that
+stays), and a port nobody listens on refuses the connection, so you can watch the client
+retry, give up honestly and log each call once.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The ``fastflyer`` command.
 
     fastflyer create_app [--name N] [--prefix /P] [-f]      a new project here
+                         [--bundle-sdk]                     ... with a wheel of this SDK
     fastflyer create openapi --name N --prefix /P [-f]      the same (the original's spelling)
     fastflyer run                                           development server (uvicorn)
     fastflyer serve                                         production server (gunicorn)
@@ -15,9 +16,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from fastkit import __version__
+
+if TYPE_CHECKING:
+    from fastflyer.settings import FlyerSettings
 
 __all__ = ["main"]
 
@@ -36,13 +40,18 @@ def _add_create_options(parser: argparse.ArgumentParser, name_required: bool) ->
                         help="overwrite the files of an existing project")
     parser.add_argument("--dir", type=Path, default=Path("."),
                         help="directory to write the project into (default: here)")
+    parser.add_argument("--bundle-sdk", action="store_true",
+                        help="also write a wheel of this FastFlyer SDK into wheels/, which "
+                             "the Dockerfile, dev_ctrl.sh and requirements-dev.txt install "
+                             f"(default: they install fastflyer=={__version__} from the index)")
 
 
 def _add_server_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--app-dir", type=Path, default=Path("."),
                         help="the project directory, holding main.py (default: here)")
     parser.add_argument("--host", help="bind address (default: flyer_host, 0.0.0.0)")
-    parser.add_argument("--port", type=int, help="port (default: flyer_port, 8080)")
+    parser.add_argument("--port", type=int,
+                        help="port (default: flyer_port, 8080; 0: any free port, logged)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,9 +62,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
 
     create_app = commands.add_parser(
-        "create_app", help="write a new project into the current directory",
+        "create_app", help="write a new project into the current directory (or --dir)",
         description="Write a new FastFlyer project (apps items, users, tasks; scripts, "
-                    "Dockerfile, tests) into the current directory.")
+                    "Dockerfile, tests) into the current directory, or into --dir.")
     _add_create_options(create_app, name_required=False)
 
     create = commands.add_parser("create", help="write a new project (create openapi ...)",
@@ -85,13 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, help="worker processes (default: flyer_workers)")
 
     demo = commands.add_parser(
-        "demo", help="generate the demo project and serve it on 127.0.0.1:8080",
-        description="Generate the demo project in a scratch directory and serve it with "
-                    "embedded defaults (no Redis, no database), printing where the docs are.")
+        "demo", help="generate the demo project and serve it (default: 127.0.0.1:8080)",
+        description="Generate the demo project in a temporary directory, removed when the "
+                    "demo stops, and serve it with embedded defaults (no Redis, no database), "
+                    "printing where the docs are. Ctrl-C stops it. Its log files go to the "
+                    "project's logs/ unless flyer_log_path says otherwise.")
     demo.add_argument("--dir", type=Path,
-                      help="directory for the project (default: a new temporary directory)")
+                      help="directory for the project, kept afterwards (default: a temporary "
+                           "directory, removed on exit)")
     demo.add_argument("--host", default="127.0.0.1", help="bind address (default: 127.0.0.1)")
-    demo.add_argument("--port", type=int, default=8080, help="port (default: 8080)")
+    demo.add_argument("--port", type=int, default=8080,
+                      help="port (default: 8080; 0: any free port, printed)")
     return parser
 
 
@@ -101,56 +114,110 @@ def _create(args: argparse.Namespace) -> int:
     target: Path = args.dir
     name = args.name or target.resolve().name
     try:
-        written = create_project(target, name=name, prefix=args.prefix, force=args.force)
+        written = create_project(target, name=name, prefix=args.prefix, force=args.force,
+                                 bundle_sdk=args.bundle_sdk)
     except ScaffoldError as exc:
         print(f"fastflyer: error: {exc}", file=sys.stderr)
         return 1
+    start = (Path(".") if target.resolve() == Path.cwd().resolve() else target) / "start-reload.sh"
     print(f"created project {name!r} ({len(written)} files) in {target.resolve()}; "
-          f"start it with ./start-reload.sh, docs at {args.prefix}/docs")
+          f"start it with {start if start.is_absolute() else f'./{start}'}, "
+          f"docs at {args.prefix}/docs")
     return 0
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from fastflyer.launch import run, serve
+def _cannot_listen(error: OSError, hint: str) -> int:
+    """The one line for a server that cannot listen (``error`` is a ``BindError``)."""
+    print(f"fastflyer: error: {error}; {hint}", file=sys.stderr)
+    return 1
+
+
+# The flags that stand for a setting: an error about the value names the flag, as typed.
+_SETTING_FLAGS = {"host": "--host", "port": "--port", "workers": "--workers", "reload": "--reload"}
+
+
+def _flag_settings(args: argparse.Namespace, warn_unknown: bool = True) -> FlyerSettings:
+    """The environment's settings with the flags given in ``args`` on top.
+
+    A bad flag value raises ``SettingsError`` naming the flag (``--workers 0 is not
+    allowed: ...``), a bad variable naming the variable. ``--port 0`` (any free port)
+    is left to :func:`~fastflyer.launch.listen`. ``warn_unknown``: log the typo warnings.
+    """
     from fastflyer.settings import load_settings
+
+    overrides: dict[str, Any] = {}
+    for name in _SETTING_FLAGS:
+        value = getattr(args, name, None)
+        if value is None or value is False or (name == "port" and value == 0):
+            continue
+        overrides[name] = value
+    return load_settings({name: _SETTING_FLAGS[name] for name in overrides},
+                         warn_unknown=warn_unknown, **overrides)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from fastflyer.launch import BindError, listen, run, serve
 
     project = args.app_dir.resolve()
     if not (project / "main.py").is_file():
         print(f"fastflyer: error: no main.py in {project} (use --app-dir, or "
               "fastflyer create_app to make a project)", file=sys.stderr)
         return 1
-    overrides = {key: value for key, value in (("host", args.host), ("port", args.port))
-                 if value is not None}
-    if getattr(args, "reload", False):
-        overrides["reload"] = True
-    if getattr(args, "workers", None) is not None:
-        overrides["workers"] = args.workers
-    settings = load_settings(**overrides)  # SettingsError: one line per bad value, exit 1
+    # --port 0: any free port (flyer_port itself must be a real port)
+    settings = _flag_settings(args)  # SettingsError: one line per bad value, exit 1
+    try:  # bound before the server says anything: a port in use is one line, not a banner
+        sock = listen(settings.host, 0 if args.port == 0 else settings.port)
+    except BindError as exc:
+        return _cannot_listen(exc, "choose another port with --port (or flyer_port)"
+                              if exc.port_problem else "choose another address with --host "
+                              "(or flyer_host)")
+    settings = settings.model_copy(update={"port": sock.getsockname()[1]})
     if args.command == "run":
-        run(settings, project)
+        run(settings, project, sock)
     else:
-        serve(settings, project)
+        serve(settings, project, sock)
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import os
+    import shutil
     import tempfile
 
-    from fastflyer.launch import run
+    from fastflyer.launch import BindError, listen, run
     from fastflyer.scaffold import create_project
-    from fastflyer.settings import load_settings
 
-    settings = load_settings(host=args.host, port=args.port)
-    target = args.dir or Path(tempfile.mkdtemp(prefix="fastflyer-demo-"))
-    target.mkdir(parents=True, exist_ok=True)
-    create_project(target, name="demo", prefix=settings.base_url, force=True)
-    base = f"http://{args.host}:{args.port}"
-    print(f"FastFlyer demo project in {target}\n"
-          f"  serving on {base} (Ctrl-C stops)\n"
-          f"  Swagger UI  {base}{settings.base_url}/docs\n"
-          f"  ReDoc       {base}{settings.base_url}/redoc\n"
-          f"  try         {base}{settings.base_url}/demo?id=1", flush=True)
-    run(settings, target)
+    # A bad --host or --port is named before anything binds; typos are told later, once
+    # flyer_log_path points into the demo (a first log line opens the log files).
+    _flag_settings(args, warn_unknown=False)
+    try:  # bound before the banner: a port in use is one line, not a banner then a failure
+        sock = listen(args.host, args.port)
+    except BindError as exc:
+        return _cannot_listen(exc, "choose another port with --port N, e.g. "
+                                   "make demo PORT=9000 (0: any free port)"
+                              if exc.port_problem else "choose another address with --host")
+    port = sock.getsockname()[1]
+    made = args.dir is None  # a directory of ours, removed on the way out; --dir is the user's
+    target = Path(tempfile.mkdtemp(prefix="fastflyer-demo-")) if made else args.dir
+    try:
+        if not any(name.lower() == "flyer_log_path" for name in os.environ):
+            # not ./logs where make runs (the framework's variables are lower-case)
+            os.environ["flyer_log_path"] = str(target / "logs")  # noqa: SIM112
+        settings = _flag_settings(args).model_copy(update={"port": port})
+        target.mkdir(parents=True, exist_ok=True)
+        create_project(target, name="demo", prefix=settings.base_url, force=True)
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        base = f"http://{host}:{port}"
+        print(f"FastFlyer demo project in {target}\n"
+              f"  serving on {base} (Ctrl-C stops)\n"
+              f"  Swagger UI  {base}{settings.base_url}/docs\n"
+              f"  ReDoc       {base}{settings.base_url}/redoc\n"
+              f"  try         {base}{settings.base_url}/demo?id=1", flush=True)
+        run(settings, target, sock)
+    finally:
+        sock.close()
+        if made:
+            shutil.rmtree(target, ignore_errors=True)
     return 0
 
 
@@ -159,9 +226,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("create_app", "create"):
         return _create(args)
-    if args.command == "demo":
-        return _demo(args)
-    return _serve(args)
+    from fastflyer.settings import SettingsError
+
+    try:
+        return _demo(args) if args.command == "demo" else _serve(args)
+    except SettingsError as exc:  # one line per bad value: a flag's as typed, else the variable
+        print(exc, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

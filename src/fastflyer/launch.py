@@ -6,12 +6,20 @@
 ``flyer_*`` timeouts, keep-alive and max-requests settings. Both load ``main:app`` from the
 project directory, leave the client address to the app and write no server access log
 (the app writes its own, ``flyer_access_log``).
+
+Both serve a socket from :func:`listen`, bound before anything says where the server is: a
+port in use fails there, with :class:`BindError`, instead of after a banner claiming it
+serves; port 0 takes a free port, which the socket tells (``getsockname()``). Ctrl-C
+(SIGINT) and SIGTERM stop either gracefully with status 0.
 """
 
 from __future__ import annotations
 
+import errno
+import logging
 import math
 import signal
+import socket
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,7 +27,7 @@ from typing import Any
 from fastflyer.cpus import usable_cpus
 from fastflyer.settings import FlyerSettings
 
-__all__ = ["gunicorn_options", "run", "serve"]
+__all__ = ["BindError", "gunicorn_options", "listen", "run", "serve"]
 
 APP = "main:app"
 
@@ -28,26 +36,95 @@ def _log_level(settings: FlyerSettings) -> str:
     return settings.console_log_level.lower()
 
 
+class BindError(OSError):
+    """The server cannot listen on the address asked for; the message says why in one line.
+
+    ``errno`` is the system's (``errno.EADDRINUSE`` for a port in use); ``port_problem``
+    tells whether another port (rather than another host) is the way out.
+    """
+
+    @property
+    def port_problem(self) -> bool:
+        return self.errno in (errno.EADDRINUSE, errno.EACCES)
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
+    """A TCP socket bound to ``host:port`` and listening, for :func:`run` or :func:`serve`.
+
+    Port 0 takes a free port (``sock.getsockname()[1]``). Raises :class:`BindError`.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # As uvicorn and gunicorn do: a port whose old connections linger in TIME_WAIT is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            why = f"port {port} is already in use"
+        elif exc.errno == errno.EACCES:
+            why = f"no permission to use port {port} (ports below 1024 need root)"
+        elif exc.errno == errno.EADDRNOTAVAIL:
+            why = f"{host} is not an address of this machine"
+        else:
+            why = exc.strerror or str(exc)
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise BindError(exc.errno or 0, f"cannot listen on {shown}: {why}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def _stop(signum: int, frame: object) -> None:
     # uvicorn shuts down gracefully, then raises the signal again for the handler it found:
-    # end with status 0 for SIGTERM (a normal stop), 130 for Ctrl-C, and no traceback.
-    raise SystemExit(0 if signum == signal.SIGTERM else 128 + signum)
+    # Ctrl-C and SIGTERM are how a server is meant to stop, so status 0 and no traceback.
+    raise SystemExit(0)
 
 
-def run(settings: FlyerSettings, project: Path) -> None:
-    """Serve ``project`` with uvicorn in this process (reload when ``settings.reload``)."""
+def run(settings: FlyerSettings, project: Path, sock: socket.socket | None = None) -> None:
+    """Serve ``project`` with uvicorn in this process (reload when ``settings.reload``).
+
+    ``sock``: a socket from :func:`listen` (default: one for ``settings.host``/``port``).
+    """
     import uvicorn
+    from uvicorn.supervisors import ChangeReload
 
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    uvicorn.run(
-        APP, app_dir=str(project), host=settings.host, port=settings.port,
+    if sock is None:
+        sock = listen(settings.host, settings.port)
+    if str(project) not in sys.path:
+        sys.path.insert(0, str(project))  # main:app, here and in the reloader's child
+    config = uvicorn.Config(
+        APP, host=settings.host, port=sock.getsockname()[1],
         reload=settings.reload, reload_dirs=[str(project)] if settings.reload else None,
         loop="auto", http="auto", proxy_headers=False, access_log=False,
         timeout_keep_alive=int(settings.keepalive),
         timeout_graceful_shutdown=int(settings.graceful_timeout) or None,
         log_level=_log_level(settings),
     )
+    server = uvicorn.Server(config)
+    # uvicorn says where it runs only for sockets it binds itself: the same line, for ours.
+    # (Connections made before the app is up wait in the socket's backlog.)
+    host = f"[{settings.host}]" if ":" in settings.host else settings.host
+    logging.getLogger("uvicorn.error").info(
+        "Uvicorn running on http://%s:%d (Press CTRL+C to quit)", host, config.port)
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    if not config.should_reload and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
+        # A closed terminal stops the server as SIGTERM does (so `finally` blocks run);
+        # under nohup SIGHUP stays ignored.
+        signal.signal(signal.SIGHUP, lambda signum, frame: server.handle_exit(
+            signal.SIGTERM, frame))
+    with sock:
+        if config.should_reload:
+            ChangeReload(config, target=server.run, sockets=[sock]).run()
+        else:
+            server.run(sockets=[sock])
+    if not server.started and not config.should_reload:
+        raise SystemExit(3)  # uvicorn's status for a failed start-up; it logged why
 
 
 def gunicorn_options(settings: FlyerSettings, project: Path) -> dict[str, Any]:
@@ -74,11 +151,19 @@ def gunicorn_options(settings: FlyerSettings, project: Path) -> dict[str, Any]:
     }
 
 
-def serve(settings: FlyerSettings, project: Path) -> None:
-    """Serve ``project`` with gunicorn and uvicorn workers; returns when gunicorn stops."""
+def serve(settings: FlyerSettings, project: Path, sock: socket.socket | None = None) -> None:
+    """Serve ``project`` with gunicorn and uvicorn workers; returns when gunicorn stops.
+
+    ``sock``: a socket from :func:`listen` (default: one for ``settings.host``/``port``),
+    handed to gunicorn as ``fd://N``.
+    """
     from gunicorn.app.base import BaseApplication
 
+    if sock is None:
+        sock = listen(settings.host, settings.port)
     options = gunicorn_options(settings, project)
+    # gunicorn takes the descriptor over (and closes it): this object lets it go.
+    options["bind"] = [f"fd://{sock.detach()}"]
 
     class Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:

@@ -4,10 +4,13 @@
     create_project(Path("."), name="shop", prefix="/shop")
 
 The templates are real files under ``fastflyer/templates/project``; they are read, never
-written, so the installed package stays as it was. ``{{project_name}}``, ``{{prefix}}`` and
-``{{fastflyer_version}}`` are replaced in every file; ``gitignore``/``dockerignore`` become
-dotfiles; shell scripts are made executable. A directory that already holds any of the files
-is left alone unless ``force`` is given.
+written, so the installed package stays as it was. ``{{project_name}}``, ``{{image_name}}``
+(the name in lower case, as Docker image names must be), ``{{prefix}}`` and
+``{{fastflyer_version}}`` are replaced in every file, and ``{{fastflyer_spec}}`` by what
+installs this very SDK: ``fastflyer==<version>``, or, with ``bundle_sdk``, the wheel of the
+running SDK that is written into the project's ``wheels/`` (see :mod:`fastflyer.bundle`).
+``gitignore``/``dockerignore`` become dotfiles; shell scripts are made executable. A directory
+that already holds any of the files is left alone unless ``force`` is given.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from fastflyer.bundle import BundleError, sdk_wheel
 from fastflyer.settings import BASE_URL_PATTERN
 from fastkit import __version__
 
@@ -42,8 +46,12 @@ def _target_name(relative: Path) -> Path:
 
 
 def create_project(target: Path, name: str, prefix: str = "/flyer",
-                   force: bool = False) -> list[Path]:
-    """Write the template project into ``target``; the written paths."""
+                   force: bool = False, bundle_sdk: bool = False) -> list[Path]:
+    """Write the template project into ``target``; the written paths.
+
+    ``bundle_sdk``: also write a wheel of the running SDK into ``target/wheels`` and make
+    the project (Dockerfile, dev_ctrl.sh, requirements-dev.txt) install it.
+    """
     if not _NAME.fullmatch(name):
         raise ScaffoldError(f"project name {name!r} is not allowed: start with a letter, then "
                             "letters, digits, '_' or '-' (64 at most)")
@@ -56,10 +64,20 @@ def create_project(target: Path, name: str, prefix: str = "/flyer",
         raise ScaffoldError(f"{target.resolve()} already holds a project "
                             f"({existing[0].relative_to(target)} exists); use -f to overwrite")
     written = []
+    spec = f"fastflyer=={__version__}"
+    if bundle_sdk:
+        try:
+            wheel = sdk_wheel(target / "wheels")
+        except BundleError as exc:
+            raise ScaffoldError(f"cannot bundle the SDK: {exc}") from None
+        spec = f"./wheels/{wheel.name}"
+        written.append(wheel)
     for relative in files:
         text = (TEMPLATE_ROOT / relative).read_text(encoding="utf-8")
         text = (text.replace("{{project_name}}", name).replace("{{prefix}}", prefix)
-                .replace("{{fastflyer_version}}", __version__))
+                .replace("{{image_name}}", name.lower())
+                .replace("{{fastflyer_version}}", __version__)
+                .replace("{{fastflyer_spec}}", spec))
         destination = target / _target_name(relative)
         destination.parent.mkdir(parents=True, exist_ok=True)
         destination.write_text(text, encoding="utf-8")

@@ -18,7 +18,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from fastflyer.cli import main
 from fastflyer.scaffold import TEMPLATE_ROOT
+from fastkit import __version__
 
 BIN = Path(sys.executable).parent
 FASTFLYER = str(BIN / "fastflyer")
@@ -154,12 +156,50 @@ def test_a_bad_environment_value_is_one_line(tmp_path):
     assert "no main.py in" in missing.stderr
 
 
+DEMO_PROJECT = str(Path(__file__).parent / "demo_project")
+HOST_RULE = ("is not allowed: an IP address (v4 or v6) or a host name (RFC 1123: "
+             "dot-separated labels of letters, digits and inner '-')")
+PORT_RULE = "is not allowed: an integer from 1 to 65535"
+
+
+# Each flag that stands for a setting, given a bad value while the variable of the same
+# setting holds another bad value: the flag wins, and the one line names the flag as typed.
+# --reload takes no value: with flyer_reload bad too, only the bad --host is reported.
+@pytest.mark.parametrize(("args", "variable", "line"), [
+    (["run", "--app-dir", DEMO_PROJECT, "--host", "not_a_host"], "flyer_host",
+     f"--host not_a_host {HOST_RULE}"),
+    (["run", "--app-dir", DEMO_PROJECT, "--port", "70000"], "flyer_port",
+     f"--port 70000 {PORT_RULE}"),
+    (["run", "--app-dir", DEMO_PROJECT, "--reload", "--host", "a b"], "flyer_reload",
+     f"--host 'a b' {HOST_RULE}"),
+    (["serve", "--app-dir", DEMO_PROJECT, "--host", "bad_host"], "flyer_host",
+     f"--host bad_host {HOST_RULE}"),
+    (["serve", "--app-dir", DEMO_PROJECT, "--port", "-1"], "flyer_port",
+     f"--port -1 {PORT_RULE}"),
+    (["serve", "--app-dir", DEMO_PROJECT, "--workers", "0"], "flyer_workers",
+     "--workers 0 is not allowed: an integer ≥ 1 (unset: the CPUs this process may use)"),
+    (["demo", "--host", "not_a_host"], "flyer_host", f"--host not_a_host {HOST_RULE}"),
+    (["demo", "--port", "65536"], "flyer_port", f"--port 65536 {PORT_RULE}"),
+])
+def test_a_bad_flag_value_is_one_line_naming_the_flag(args, variable, line, tmp_path,
+                                                      monkeypatch, capsys):
+    monkeypatch.setenv(variable, "also_bad" if variable == "flyer_host" else "x")
+    if args[0] == "demo":
+        args = [*args, "--dir", str(tmp_path / "demo")]
+    assert main(args) == 1
+    out = capsys.readouterr()
+    assert out.err.splitlines() == [line]
+    assert out.out == ""
+    assert not (tmp_path / "demo").exists()  # stopped before anything was written or bound
+
+
 def test_help_is_complete(tmp_path):
     top = fastflyer("--help", cwd=tmp_path)
     assert top.returncode == 0
     for command in ["create_app", "create", "run", "serve", "demo"]:
         assert command in top.stdout
-    for args, words in [(["create_app"], ["--name", "--prefix", "--force", "--dir"]),
+    for args, words in [(["create_app"], ["--name", "--prefix", "--force", "--dir",
+                                          "--bundle-sdk"]),
                         (["create", "openapi"], ["--name", "--prefix", "--force"]),
                         (["run"], ["--app-dir", "--host", "--port", "--reload"]),
                         (["serve"], ["--app-dir", "--host", "--port", "--workers",
@@ -192,16 +232,22 @@ def test_generated_scripts_pass_shellcheck_and_the_dockerfile_hadolint(tmp_path)
     assert "/health_check" in (tmp_path / "docker/health_check.sh").read_text()
 
 
-def test_the_generated_projects_own_tests_pass(tmp_path):
+def test_the_generated_projects_own_tests_pass_without_a_warning(tmp_path):
     assert fastflyer("create", "openapi", "--name", "shop", "--prefix", "/shop",
                      cwd=tmp_path).returncode == 0
+    # The project declares what its tests need, and its README says where.
+    requirements = (tmp_path / "requirements-dev.txt").read_text().splitlines()
+    for line in [f"fastflyer=={__version__}", "-r requirements.txt", "pytest>=8.0"]:
+        assert line in requirements, line
+    assert ".venv/bin/pip install -r requirements-dev.txt" in (tmp_path / "README.md").read_text()
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W",
-         "ignore::DeprecationWarning", "-W", "ignore::UserWarning", "tests"],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-W", "error", "tests"],
         cwd=tmp_path, env=env_for(flyer_log_path=str(tmp_path / "logs")),
         capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "5 passed" in result.stdout
+    assert "6 passed" in result.stdout
+    assert "warning" not in result.stdout.lower()
+    assert not (tmp_path / "data").exists()  # the tests' data went to a scratch directory
 
 
 def test_start_sh_serves_the_project_and_stops_cleanly_on_sigterm(tmp_path):

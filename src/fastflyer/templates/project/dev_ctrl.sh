@@ -6,6 +6,8 @@ cd "$(dirname "$0")"
 NAME="${FLYER_DEV_CONTAINER:-{{project_name}}-dev}"
 IMAGE="${FLYER_DEV_IMAGE:-python:3.11-slim}"
 PORT="${flyer_port:-8080}"
+# The FastFlyer SDK this project was generated with (a wheel in wheels/ with --bundle-sdk).
+FASTFLYER_SPEC="${FASTFLYER_SPEC:-{{fastflyer_spec}}}"
 
 usage() {
     cat <<USAGE
@@ -30,8 +32,8 @@ start() {
         docker start "$NAME" >/dev/null
     else
         docker run -d --name "$NAME" -p "$PORT:$PORT" -e "flyer_port=$PORT" -e flyer_reload=1 \
-            -v "$PWD:/app" -w /app "$IMAGE" \
-            sh -c 'pip install --no-cache-dir "fastflyer[web]" -r requirements.txt && ./start-reload.sh' \
+            -e "FASTFLYER_SPEC=$FASTFLYER_SPEC" -v "$PWD:/app" -w /app "$IMAGE" \
+            sh -c 'pip install --no-cache-dir "$FASTFLYER_SPEC" -r requirements.txt && ./start-reload.sh' \
             >/dev/null
     fi
     echo "started $NAME: http://127.0.0.1:$PORT{{prefix}}/docs"
@@ -46,7 +48,7 @@ show() {
 }
 
 update() {
-    docker exec "$NAME" pip install --no-cache-dir --upgrade "fastflyer[web]" -r requirements.txt
+    docker exec "$NAME" pip install --no-cache-dir "$FASTFLYER_SPEC" -r requirements.txt
     docker restart "$NAME" >/dev/null
 }
 

@@ -4,4 +4,19 @@ set -eu
 cd "$(dirname "$0")"
 flyer_reload="${flyer_reload:-1}"
 export flyer_reload
-exec fastflyer run "$@"
+
+# The FastFlyer SDK: fastflyer on PATH, else the project's virtualenv (.venv or venv),
+# else a python3 that imports it.
+if command -v fastflyer >/dev/null 2>&1; then
+    set -- fastflyer run "$@"
+elif [ -x .venv/bin/fastflyer ]; then
+    set -- .venv/bin/fastflyer run "$@"
+elif [ -x venv/bin/fastflyer ]; then
+    set -- venv/bin/fastflyer run "$@"
+elif command -v python3 >/dev/null 2>&1 && python3 -c "import fastflyer" >/dev/null 2>&1; then
+    set -- python3 -m fastflyer run "$@"
+else
+    echo "$0: the FastFlyer SDK is not installed (no fastflyer on PATH, no .venv); install it: python3 -m venv .venv && .venv/bin/pip install -r requirements-dev.txt" >&2
+    exit 127
+fi
+exec "$@"

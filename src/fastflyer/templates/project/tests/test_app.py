@@ -1,9 +1,11 @@
-"""Tests of {{project_name}}: the app is built in-process and called like a client would."""
+"""Tests of {{project_name}}: the app runs in-process, its lifespan too, and is called over
+HTTPX's ASGI transport as a client would call it (``python -m pytest tests``)."""
 
 import sys
 from pathlib import Path
 
-from starlette.testclient import TestClient
+import httpx
+import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -12,40 +14,59 @@ from main import app  # noqa: E402
 PREFIX = "{{prefix}}"
 
 
-def test_health_check():
-    with TestClient(app) as client:
-        response = client.get("/health_check")
+@pytest.fixture(scope="session", autouse=True)
+def scratch_data_dir(tmp_path_factory):
+    """The tests' data goes to a scratch directory, not the project's data/."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("flyer_data_dir", str(tmp_path_factory.mktemp("data")))
+        yield
+
+
+@pytest.fixture
+async def client():
+    # The app's start-up and shutdown run around each test, as under a server.
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield client
+
+
+async def test_health_check(client):
+    response = await client.get("/health_check")
     assert response.json() == {"code": 200, "message": "success"}
 
 
-def test_demo_route():
-    with TestClient(app) as client:
-        response = client.get(f"{PREFIX}/demo", params={"id": 7})
+async def test_demo_route(client):
+    response = await client.get(f"{PREFIX}/demo", params={"id": 7})
     assert response.json() == {"code": 200, "message": "success", "data": {"itemId": 7}}
 
 
-def test_items_round_trip():
-    with TestClient(app) as client:
-        created = client.post(f"{PREFIX}/items", json={"name": "pen", "price": 1.5})
-        assert created.status_code == 201
-        item_id = created.json()["data"]["itemId"]
-        assert client.get(f"{PREFIX}/items/{item_id}").json()["data"]["name"] == "pen"
-        missing = client.get(f"{PREFIX}/items/999999")
-        assert missing.status_code == 404
-        assert missing.json()["code"] == 404
+async def test_demo_third_party_timeout_is_504_with_code_604(client):
+    response = await client.get(f"{PREFIX}/demo", params={"id": -1})
+    assert response.status_code == 504
+    assert response.json() == {"code": 604, "message": "inventory timed out"}
 
 
-def test_users_and_relationships():
-    with TestClient(app) as client:
-        assert client.post(f"{PREFIX}/users", json={"name": "ann", "age": 30}).status_code == 201
-        page = client.get(f"{PREFIX}/users", params={"size": 5}).json()
-        assert page["pageInfo"]["total"] >= 1
-        follows = client.post(f"{PREFIX}/users/ann/following", json={"other": "bob"})
-        assert follows.json()["data"] == ["bob"]
+async def test_items_round_trip(client):
+    created = await client.post(f"{PREFIX}/items", json={"name": "pen", "price": 1.5})
+    assert created.status_code == 201
+    item_id = created.json()["data"]["itemId"]
+    assert (await client.get(f"{PREFIX}/items/{item_id}")).json()["data"]["name"] == "pen"
+    missing = await client.get(f"{PREFIX}/items/999999")
+    assert missing.status_code == 404
+    assert missing.json()["code"] == 404
 
 
-def test_validation_errors_are_422_in_the_envelope():
-    with TestClient(app) as client:
-        response = client.get(f"{PREFIX}/demo", params={"id": "x"})
+async def test_users_and_relationships(client):
+    created = await client.post(f"{PREFIX}/users", json={"name": "ann", "age": 30})
+    assert created.status_code == 201
+    page = (await client.get(f"{PREFIX}/users", params={"size": 5})).json()
+    assert page["pageInfo"]["total"] >= 1
+    follows = await client.post(f"{PREFIX}/users/ann/following", json={"other": "bob"})
+    assert follows.json()["data"] == ["bob"]
+
+
+async def test_validation_errors_are_422_in_the_envelope(client):
+    response = await client.get(f"{PREFIX}/demo", params={"id": "x"})
     assert response.status_code == 422
     assert response.json()["code"] == 422

@@ -2,15 +2,19 @@
 
 from pydantic import BaseModel, Field
 
+# Ids are stored as 64-bit integers: a larger one is a 422, never a database error.
+MAX_ID = 2**63 - 1
+
 
 class ItemIn(BaseModel):
     """An item to create."""
 
     name: str = Field(min_length=1, max_length=64, description="Item name")
-    price: float = Field(ge=0, description="Unit price")
+    # allow_inf_nan=False: 1e400 (infinity) is refused, not stored and answered as null.
+    price: float = Field(ge=0, allow_inf_nan=False, description="Unit price")
 
 
 class Item(ItemIn):
     """A stored item."""
 
-    itemId: int = Field(description="Item id")  # noqa: N815 (the wire name)
+    itemId: int = Field(ge=1, le=MAX_ID, description="Item id")  # noqa: N815 (the wire name)
