@@ -117,7 +117,9 @@ def _create(args: argparse.Namespace) -> int:
         written = create_project(target, name=name, prefix=args.prefix, force=args.force,
                                  bundle_sdk=args.bundle_sdk)
     except ScaffoldError as exc:
-        print(f"fastflyer: error: {exc}", file=sys.stderr)
+        hint = ("; it was taken from the directory's name: give one with --name"
+                if not args.name and str(exc).startswith("project name") else "")
+        print(f"fastflyer: error: {exc}{hint}", file=sys.stderr)
         return 1
     start = (Path(".") if target.resolve() == Path.cwd().resolve() else target) / "start-reload.sh"
     print(f"created project {name!r} ({len(written)} files) in {target.resolve()}; "
@@ -141,18 +143,37 @@ def _flag_settings(args: argparse.Namespace, warn_unknown: bool = True) -> Flyer
 
     A bad flag value raises ``SettingsError`` naming the flag (``--workers 0 is not
     allowed: ...``), a bad variable naming the variable. ``--port 0`` (any free port)
-    is left to :func:`~fastflyer.launch.listen`. ``warn_unknown``: log the typo warnings.
+    is left to :func:`~fastflyer.launch.listen` (and overrides ``flyer_port`` as any port
+    does). ``warn_unknown``: log the typo warnings.
     """
     from fastflyer.settings import load_settings
 
     overrides: dict[str, Any] = {}
     for name in _SETTING_FLAGS:
         value = getattr(args, name, None)
-        if value is None or value is False or (name == "port" and value == 0):
+        if value is None or value is False:
             continue
-        overrides[name] = value
+        # --port 0: any free port, bound later; flyer_port is not consulted, so any valid
+        # number stands in for it here.
+        overrides[name] = 8080 if name == "port" and value == 0 else value
     return load_settings({name: _SETTING_FLAGS[name] for name in overrides},
                          warn_unknown=warn_unknown, **overrides)
+
+
+def _export_flags(args: argparse.Namespace, port: int) -> None:
+    """Make the flags the app's variables: the app reads ``flyer_*`` again where it is
+    built (each worker, the reloader's server process), and must see what was checked here,
+    the port actually bound included."""
+    import os
+
+    values = {name: getattr(args, name, None) for name in _SETTING_FLAGS}
+    values["port"] = port
+    for name, value in values.items():
+        if value is None or value is False:
+            continue
+        for key in [key for key in os.environ if key.lower() == f"flyer_{name}"]:
+            del os.environ[key]  # one spelling only: the names are case-insensitive
+        os.environ[f"flyer_{name}"] = "1" if value is True else str(value)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -172,6 +193,7 @@ def _serve(args: argparse.Namespace) -> int:
                               if exc.port_problem else "choose another address with --host "
                               "(or flyer_host)")
     settings = settings.model_copy(update={"port": sock.getsockname()[1]})
+    _export_flags(args, settings.port)
     if args.command == "run":
         run(settings, project, sock)
     else:
@@ -185,8 +207,13 @@ def _demo(args: argparse.Namespace) -> int:
     import tempfile
 
     from fastflyer.launch import BindError, listen, run
-    from fastflyer.scaffold import create_project
+    from fastflyer.scaffold import ScaffoldError, create_project
 
+    if args.dir is not None and args.dir.exists() and (
+            not args.dir.is_dir() or any(args.dir.iterdir())):
+        print(f"fastflyer: error: --dir {args.dir} is not an empty directory: the demo writes "
+              "a new project there (give a new or empty one)", file=sys.stderr)
+        return 1
     # A bad --host or --port is named before anything binds; typos are told later, once
     # flyer_log_path points into the demo (a first log line opens the log files).
     _flag_settings(args, warn_unknown=False)
@@ -204,8 +231,13 @@ def _demo(args: argparse.Namespace) -> int:
             # not ./logs where make runs (the framework's variables are lower-case)
             os.environ["flyer_log_path"] = str(target / "logs")  # noqa: SIM112
         settings = _flag_settings(args).model_copy(update={"port": port})
+        _export_flags(args, port)
         target.mkdir(parents=True, exist_ok=True)
-        create_project(target, name="demo", prefix=settings.base_url, force=True)
+        try:
+            create_project(target, name="demo", prefix=settings.base_url)
+        except ScaffoldError as exc:
+            print(f"fastflyer: error: {exc}", file=sys.stderr)
+            return 1
         host = f"[{args.host}]" if ":" in args.host else args.host
         base = f"http://{host}:{port}"
         print(f"FastFlyer demo project in {target}\n"

@@ -106,6 +106,8 @@ def run(settings: FlyerSettings, project: Path, sock: socket.socket | None = Non
         log_level=_log_level(settings),
     )
     server = uvicorn.Server(config)
+    if not config.should_reload:
+        config.load()  # the app is built (its settings checked) before the line below
     # uvicorn says where it runs only for sockets it binds itself: the same line, for ours.
     # (Connections made before the app is up wait in the socket's backlog.)
     host = f"[{settings.host}]" if ":" in settings.host else settings.host

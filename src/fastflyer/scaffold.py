@@ -15,6 +15,7 @@ that already holds any of the files is left alone unless ``force`` is given.
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path
 
@@ -45,25 +46,9 @@ def _target_name(relative: Path) -> Path:
     return relative.with_name(_RENAMES.get(relative.name, relative.name))
 
 
-def create_project(target: Path, name: str, prefix: str = "/flyer",
-                   force: bool = False, bundle_sdk: bool = False) -> list[Path]:
-    """Write the template project into ``target``; the written paths.
-
-    ``bundle_sdk``: also write a wheel of the running SDK into ``target/wheels`` and make
-    the project (Dockerfile, dev_ctrl.sh, requirements-dev.txt) install it.
-    """
-    if not _NAME.fullmatch(name):
-        raise ScaffoldError(f"project name {name!r} is not allowed: start with a letter, then "
-                            "letters, digits, '_' or '-' (64 at most)")
-    if not re.fullmatch(BASE_URL_PATTERN, prefix):
-        raise ScaffoldError(f"prefix {prefix!r} is not allowed: a path like /flyer or /api/v1 "
-                            "(letters, digits, '.', '_', '-'; no trailing '/')")
-    files = template_files()
-    existing = [target / _target_name(f) for f in files if (target / _target_name(f)).exists()]
-    if existing and not force:
-        raise ScaffoldError(f"{target.resolve()} already holds a project "
-                            f"({existing[0].relative_to(target)} exists); use -f to overwrite")
-    written = []
+def _write(target: Path, files: list[Path], name: str, prefix: str, bundle_sdk: bool,
+           written: list[Path]) -> None:
+    """Render and write every file, appending each written path to ``written``."""
     spec = f"fastflyer=={__version__}"
     if bundle_sdk:
         try:
@@ -84,4 +69,38 @@ def create_project(target: Path, name: str, prefix: str = "/flyer",
         if destination.suffix == ".sh":
             destination.chmod(0o755)
         written.append(destination)
+
+
+def create_project(target: Path, name: str, prefix: str = "/flyer",
+                   force: bool = False, bundle_sdk: bool = False) -> list[Path]:
+    """Write the template project into ``target``; the written paths.
+
+    ``bundle_sdk``: also write a wheel of the running SDK into ``target/wheels`` and make
+    the project (Dockerfile, dev_ctrl.sh, requirements-dev.txt) install it.
+    """
+    if not _NAME.fullmatch(name):
+        raise ScaffoldError(f"project name {name!r} is not allowed: start with a letter, then "
+                            "letters, digits, '_' or '-' (64 at most)")
+    if not re.fullmatch(BASE_URL_PATTERN, prefix):
+        raise ScaffoldError(f"prefix {prefix!r} is not allowed: a path like /flyer or /api/v1 "
+                            "(letters, digits, '.', '_', '-'; no trailing '/')")
+    files = template_files()
+    existing = [target / _target_name(f) for f in files if (target / _target_name(f)).exists()]
+    if existing and not force:
+        raise ScaffoldError(f"{target.resolve()} already holds a project "
+                            f"({existing[0].relative_to(target)} exists); use -f to overwrite")
+    made_dirs = [parent for parent in (target, *(target / f.parent for f in files))
+                 if not parent.exists()]
+    written: list[Path] = []
+    try:
+        _write(target, files, name, prefix, bundle_sdk, written)
+    except OSError as exc:  # a read-only directory, a file where a folder goes...
+        for path in written if not existing else []:  # a new project: leave nothing behind
+            path.unlink(missing_ok=True)
+        for directory in sorted(set(made_dirs), key=lambda d: len(d.parts), reverse=True):
+            with contextlib.suppress(OSError):
+                directory.rmdir()
+        where = f" ({exc.filename})" if exc.filename else ""
+        raise ScaffoldError(f"cannot write the project into {target.resolve()}: "
+                            f"{exc.strerror or exc}{where}") from None
     return written

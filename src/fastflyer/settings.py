@@ -43,7 +43,9 @@ __all__ = ["BaseConfig", "FlyerSettings", "SettingsError", "load_settings",
 
 _LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING",
            "error": "ERROR", "critical": "CRITICAL"}
-BASE_URL_PATTERN = r"^(/[A-Za-z0-9._-]+)+$"
+# Segments of letters, digits, ".", "_", "-"; never "." or "..", which clients resolve away.
+BASE_URL_PATTERN = (r"^(/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*"
+                    r"|\.\.[A-Za-z0-9._-]+))+$")
 
 CommaList = Annotated[list[str], NoDecode]
 
@@ -73,7 +75,7 @@ def _is_host(host: str, *, peer: bool = False) -> bool:
     name = host.removesuffix(".")
     labels = name.split(".")
     label = _PEER_LABEL if peer else _LABEL
-    return (0 < len(name) <= 253 and all(label.match(part) for part in labels)
+    return (0 < len(name) <= 253 and all(label.fullmatch(part) for part in labels)
             and not labels[-1].isdigit())  # 1.2.3.999 is a bad address, not a name
 
 
@@ -83,8 +85,22 @@ def _check_port(port: int | None, what: str) -> None:
 
 
 def _check_peer(host: str | None, what: str) -> None:
+    # The host is not quoted: in a mistyped URL it may hold part of the password.
     if host and not _is_host(host, peer=True):
-        raise _Reason(f"{what} {host!r} is not an IP address or host name")
+        raise _Reason(f"{what} is not an IP address or host name")
+
+
+def _check_userinfo(url: str) -> None:
+    """A password holding an unescaped ``@ / ? #`` breaks the URL apart; say so first,
+    quoting nothing (any part quoted could hold the rest of the password)."""
+    rest = url.partition("://")[2]
+    if "@" in rest:
+        userinfo = rest[:rest.rfind("@")]
+        if any(char in userinfo for char in "@/?#"):
+            raise _Reason("its user or password holds '@', '/', '?' or '#': percent-encode "
+                          "them (%40, %2F, %3F, %23)")
+    if any(char.isspace() or not char.isprintable() for char in url):
+        raise _Reason("it holds a space or a control character")
 
 
 def _check_db_url(text: str) -> None:
@@ -92,6 +108,7 @@ def _check_db_url(text: str) -> None:
     from sqlalchemy.engine import make_url
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+    _check_userinfo(text)
     try:
         url = make_url(text)
     except ArgumentError:
@@ -100,10 +117,22 @@ def _check_db_url(text: str) -> None:
         raise _Reason("its port is not a number") from None
     _check_port(url.port, "its port")
     _check_peer(url.host, "its host")
+    if url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:"):
+        # SQLAlchemy keeps one per thread, so each worker thread would see its own, empty.
+        raise _Reason("an in-memory SQLite database is private to one connection: give a "
+                      "file (sqlite:///data/app.db), or leave the variable unset")
     try:
-        url.get_dialect()  # the dialect's module, not its driver: no connection, no DBAPI
+        dialect = url.get_dialect()  # the dialect's module: no connection
     except (NoSuchModuleError, ImportError):
         raise _Reason(f"SQLAlchemy has no dialect {url.drivername!r}") from None
+    if dialect.is_async:
+        raise _Reason(f"{url.drivername!r} is an asyncio driver: give the sync URL (such as "
+                      "mysql+pymysql://...); the asyncio pools derive their driver from it")
+    try:
+        dialect.import_dbapi()  # the driver, imported now rather than at the first query
+    except ImportError as exc:
+        raise _Reason(f"its driver is not installed ({exc.name or exc}): install it, "
+                      "e.g. pip install 'fastflyer[mysql]' for MySQL") from None
 
 
 def _check_redis(value: str) -> None:
@@ -112,6 +141,7 @@ def _check_redis(value: str) -> None:
         if not _is_host(value, peer=True):
             raise _Reason("it is neither an IP address, a host name nor a URL")
         return
+    _check_userinfo(value)
     url = urlsplit(value)
     if url.scheme.lower() not in _REDIS_SCHEMES:
         raise _Reason(f"its scheme {url.scheme!r} is none of redis, rediss, unix")
@@ -127,11 +157,14 @@ def _check_redis(value: str) -> None:
     _check_peer(url.hostname, "its host")
     database = url.path.strip("/")
     if database and not database.isdigit():
-        raise _Reason(f"its database {database!r} is not a number")
+        raise _Reason("its database (the path) is not a number")
 
 
 def _check_kafka(value: str) -> None:
     """``host:port[,host:port...]``; an IPv6 address in brackets (``[::1]:9092``)."""
+    if "@" in value:  # not quoted: what stands before it may be a password
+        raise _Reason("a server is host:port, with no user or password (those go in "
+                      "flyer_kafka_sasl_username and flyer_kafka_sasl_password)")
     for server in value.split(","):
         host, colon, port = server.rpartition(":")
         if not colon or not port.isdigit():
@@ -146,8 +179,12 @@ def _check_kafka(value: str) -> None:
             raise _Reason(f"{server!r}: {host!r} is not an IP address or host name")
 
 
-def _check_origin(origin: str) -> None:
-    """``scheme://host[:port]``, as browsers send it in ``Origin``: no path, not even ``/``."""
+def _normal_origin(origin: str) -> str:
+    """``origin`` as browsers send it in ``Origin`` (lower-case scheme and host, no default
+    port), which is what CORS compares it with, string for string; a :class:`_Reason` if it
+    is no ``scheme://host[:port]``."""
+    if "@" in origin:  # not quoted: it holds a user, perhaps a password
+        raise _Reason("an origin is scheme://host[:port], with no user or password")
     url = urlsplit(origin)
     try:
         port = url.port
@@ -158,6 +195,11 @@ def _check_origin(origin: str) -> None:
             or not url.hostname or not _is_host(url.hostname, peer=True)):
         raise _Reason(f"{origin!r} is not scheme://host[:port]")
     _check_port(port, f"{origin!r}: the port")
+    scheme, host = url.scheme.lower(), (url.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
+    default = {"http": 80, "https": 443}.get(scheme)
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
 class SettingsError(SystemExit):
@@ -309,10 +351,7 @@ class FlyerSettings(BaseSettings):
     @field_validator("cors_origins")
     @classmethod
     def _origins(cls, value: list[str]) -> list[str]:
-        for origin in value:
-            if origin != "*":
-                _check_origin(origin)
-        return value
+        return [origin if origin == "*" else _normal_origin(origin) for origin in value]
 
     @field_validator("kafka_security_protocol", "kafka_sasl_mechanism", mode="before")
     @classmethod
@@ -363,7 +402,8 @@ class BaseConfig:
 
 
 _PASSWORDS = ("auth_pass", "redis_pass", "kafka_sasl_password")  # shown as *** whole
-_URLS = ("db_url", "redis_host")  # shown with the password of a URL masked
+# Shown with the password of a URL masked (Kafka servers and origins hold none, unless mistyped).
+_URLS = ("db_url", "redis_host", "kafka_servers", "cors_origins")
 
 # flyer_* variables read outside FlyerSettings: by FastKit itself, and by the project's
 # settings.py as the seed writes it (its DataBase class). Not warned about.
@@ -384,7 +424,8 @@ def _shown(name: str, value: Any) -> str:
     if name in _URLS:
         from fastkit.logging.redact import redact_url
 
-        return redact_url(str(value))
+        parts = value if isinstance(value, list) else str(value).split(",")
+        return ",".join(redact_url(str(part)) for part in parts)
     return str(value)
 
 
@@ -401,8 +442,10 @@ def _describe_error(error: Mapping[str, Any], sources: Mapping[str, str]) -> str
         allowed = f"{allowed}; {reason}"
     shown = _shown(name, error.get("input"))
     source = sources.get(name)
-    if source is None:
-        given = f"flyer_{name}={shown!r}"
+    if source is None:  # the variable, spelt as it is set (the names are case-insensitive)
+        variable = next((key for key in os.environ if key.lower() == f"flyer_{name}"),
+                        f"flyer_{name}")
+        given = f"{variable}={shown!r}"
     elif source.startswith("-"):  # a command-line flag, shown as typed
         given = f"{source} {shlex.quote(shown)}"
     else:
@@ -428,7 +471,9 @@ def unknown_variable_warnings(environ: Mapping[str, str] | None = None) -> list[
         # Compared without the prefix, which every name shares.
         closest = difflib.get_close_matches(lowered.removeprefix("flyer_"), suffixes, n=1)
         hint = f" (did you mean flyer_{closest[0]}?)" if closest else ""
-        lines.append(f"{name} is not a FastFlyer setting{hint}; it is ignored")
+        shown = name if name.isidentifier() else repr(name)
+        shown = shown if len(shown) <= 80 else f"{shown[:80]}..."
+        lines.append(f"{shown} is not a FastFlyer setting{hint}; it is ignored")
     return lines
 
 

@@ -114,18 +114,14 @@ def test_an_unreachable_redis_is_reported_down(build, project):
 
 
 @pytest.mark.parametrize(("name", "value", "shown"), [
-    ("db_url", "mysql://u:Sec-ret-1@h/db but not a url", "***"),
-    ("db_url", "no scheme at all with Sec-ret-1", "'***'"),
+    # The password of a URL is masked, and only the password: the rest says what is wrong.
+    ("db_url", "mysql+pymysql://u:Sec-ret-1@h:x/db", "'mysql+pymysql://u:***@h:x/db'"),
+    ("db_url", "notaurl", "'notaurl'"),
     ("redis_port", "0", "'0'"),
     ("redis_db", "-1", "'-1'"),
 ])
 def test_bad_data_settings_stop_start_up_naming_the_variable(monkeypatch, name, value, shown):
     monkeypatch.setenv(f"flyer_{name}", value)
-    if name == "db_url" and "://" in value:
-        # Any scheme passes the settings check; SQLAlchemy judges the rest at first use.
-        assert load_settings().db_url.get_secret_value() == value
-        assert "Sec-ret-1" not in repr(load_settings())
-        return
     with pytest.raises(SettingsError) as caught:
         load_settings()
     assert str(caught.value).startswith(f"flyer_{name}={shown} is not allowed")

@@ -218,6 +218,61 @@ def test_run_on_port_0_stops_with_status_0_on_ctrl_c(tmp_path, project, reload):
     assert "Traceback" not in output
 
 
+# --- the app sees what the command checked ----------------------------------------------------
+
+ADDRESS = r"(?:Uvicorn running on|Listening at:) (http://\S+)"
+
+
+@pytest.mark.parametrize("command", ["run", "serve"])
+def test_flags_win_over_bad_variables_in_the_app_too(tmp_path, project, command):
+    # The app reads flyer_* again where it is built (in each worker): it must see the flags.
+    log = tmp_path / "server.log"
+    args = [FASTFLYER, command, "--host", "127.0.0.1", "--port", "0",
+            *(["--workers", "1"] if command == "serve" else [])]
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, cwd=project, stdout=out, stderr=subprocess.STDOUT,
+                                   env=env_for(tmp_path, flyer_port="70000",
+                                               FLYER_HOST="not_a_host",
+                                               flyer_log_path=str(tmp_path / "logs"),
+                                               **({"flyer_workers": "0"}
+                                                  if command == "serve" else {})))
+        try:
+            found = wait_for("address", lambda: re.search(ADDRESS, log.read_text()),
+                             process, log)
+            assert isinstance(found, re.Match)
+            wait_for("health", lambda: httpx.get(f"{found.group(1)}/health_check",
+                                                 timeout=2).status_code == 200, process, log)
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    assert process.returncode == 0, log.read_text()
+    assert "not allowed" not in log.read_text()
+
+
+@pytest.mark.parametrize("command", ["run", "serve"])
+def test_a_bad_setting_in_the_project_stops_the_server_with_one_line(tmp_path, project,
+                                                                      command):
+    # Found where the app is built: `run` says so before any banner; `serve`'s workers
+    # end with gunicorn's boot-error status, so the master stops instead of restarting them.
+    settings = project / "settings.py"
+    settings.write_text(settings.read_text().replace('PREFIX = "/flyer"', 'PREFIX = "/a/"'))
+    result = subprocess.run(
+        [FASTFLYER, command, "--host", "127.0.0.1", "--port", "0",
+         *(["--workers", "2"] if command == "serve" else [])],
+        cwd=project, capture_output=True, text=True, timeout=120,
+        env=env_for(tmp_path, flyer_log_path=str(tmp_path / "logs")))
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    assert "CustomConfig.PREFIX='/a/' is not allowed" in output
+    assert "Traceback" not in output
+    assert output.count("Booting worker") <= 2, output  # started once each, never again
+    if command == "run":
+        assert "Uvicorn running" not in output
+
+
 # --- make demo ------------------------------------------------------------------------------
 
 def _descendant(pid: int, name: str) -> int:

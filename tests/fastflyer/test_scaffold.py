@@ -305,3 +305,37 @@ def test_a_capitalised_project_name_gives_a_lower_case_image_name(tmp_path):
     readme = (project / "README.md").read_text()
     assert "docker build -t shop ." in readme
     assert 'API_TITLE = "Shop"' in (project / "settings.py").read_text()
+
+
+@pytest.mark.parametrize("where", ["a-file", "a-file/sub", "app-is-a-file"])
+def test_a_project_that_cannot_be_written_is_one_line_and_leaves_nothing(tmp_path, where):
+    (tmp_path / "a-file").write_text("not a directory")
+    (tmp_path / "app-is-a-file").mkdir()
+    (tmp_path / "app-is-a-file" / "app").write_text("not a directory")
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    result = fastflyer("create_app", "--name", "shop", "--dir", where, "-f", cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    [line] = result.stderr.splitlines()
+    assert line.startswith("fastflyer: error: cannot write the project into "), line
+    if where != "app-is-a-file":  # -f over a directory of the user's: its files stay
+        assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+
+
+def test_the_demo_never_overwrites_a_directory_it_is_given(tmp_path):
+    mine = create(tmp_path / "mine")
+    router = mine / "app" / "items" / "router.py"
+    router.write_text(router.read_text() + "\n# my change\n")
+    result = subprocess.run([str(BIN / "fastflyer"), "demo", "--port", "0", "--dir", str(mine)],
+                            capture_output=True, text=True, timeout=60, env=env_for())
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert "is not an empty directory" in line and "--dir" in line
+    assert router.read_text().endswith("# my change\n")
+
+
+def test_a_name_taken_from_the_directory_says_so(tmp_path):
+    result = fastflyer("create_app", "--dir", "my shop", cwd=tmp_path)
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert "project name 'my shop' is not allowed" in line
+    assert line.endswith("it was taken from the directory's name: give one with --name")

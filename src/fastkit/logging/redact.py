@@ -65,14 +65,17 @@ def redact_url(url: str) -> str:
     Text that is no URL comes back as it is (``redact_url("notaurl") == "notaurl"``).
     HTTP(S) and WebSocket URLs are read as RFC 3986 says. Other URLs (databases, Redis,
     brokers), and ``user:password@host`` without a scheme, are read as SQLAlchemy reads
-    them: the password runs to the last ``@``, so one holding an unescaped ``/``, ``?``
-    or ``@`` is masked whole.
+    them, and leniently, since a URL that is being reported may be mistyped: the password
+    runs from the first ``:`` of the user-info to the last ``@`` (so one holding an
+    unescaped ``/``, ``?``, ``:`` or ``@`` is masked whole, and so is a scheme typed
+    without its ``://``); with no ``@``, what follows a host's ``:`` is masked unless it
+    is a port number (``redis://:secret`` forgot its host).
     """
-    if "@" not in url and "?" not in url:
-        return url
     scheme, sep, _ = url.partition("://")
     if not sep or scheme.lower() not in _RFC_SCHEMES:
         return _redact_lenient(url)
+    if "@" not in url and "?" not in url:
+        return url
     split = urlsplit(url)
     netloc = split.netloc
     if "@" in netloc:
@@ -91,9 +94,14 @@ def _redact_lenient(url: str) -> str:
         scheme, rest = "", url
     at = rest.rfind("@")
     if at >= 0:
-        user, has_password, _ = rest[:at].partition(":")
-        if has_password and "/" not in user:
-            rest = f"{user}:{MASK}{rest[at:]}"
+        first_colon = rest.find(":", 0, at)
+        if first_colon >= 0:
+            rest = f"{rest[:first_colon]}:{MASK}{rest[at:]}"
+    else:
+        end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+        host, has_port, port = rest[:end].rpartition(":")
+        if has_port and not port.isdigit() and not port.endswith("]"):
+            rest = f"{host}:{MASK}{rest[end:]}"
     base, has_query, query = rest.partition("?")
     if has_query:
         rest = f"{base}?{redact_query(query)}"
