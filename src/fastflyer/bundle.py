@@ -33,7 +33,7 @@ from urllib.parse import unquote, urlsplit
 
 from fastkit import __version__
 
-__all__ = ["DISTRIBUTION", "BundleError", "sdk_wheel", "wheel_name"]
+__all__ = ["DISTRIBUTION", "BundleError", "installed_from", "sdk_wheel", "wheel_name"]
 
 DISTRIBUTION = "fastflyer"
 # Written by the installer, not part of the wheel; signatures of the old RECORD are void.
@@ -63,6 +63,20 @@ def sdk_wheel(directory: Path) -> Path:
     if source is not None:
         return _build_from_source(source, directory)
     return _repack(dist, directory)
+
+
+def installed_from() -> str | None:
+    """Where the running SDK was installed from when it was not a package index: the URL
+    its ``direct_url.json`` records (PEP 610: a directory, a wheel file, a VCS); ``None``
+    for an index (or no record), from which ``fastflyer==<version>`` installs again."""
+    try:
+        text = importlib.metadata.distribution(DISTRIBUTION).read_text("direct_url.json")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+    if not text:
+        return None
+    url = json.loads(text).get("url")
+    return str(url) if url else None
 
 
 def _running_package() -> Path:

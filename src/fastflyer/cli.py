@@ -125,6 +125,16 @@ def _create(args: argparse.Namespace) -> int:
     print(f"created project {name!r} ({len(written)} files) in {target.resolve()}; "
           f"start it with {start if start.is_absolute() else f'./{start}'}, "
           f"docs at {args.prefix}/docs")
+    if not args.bundle_sdk:
+        from fastflyer.bundle import installed_from
+
+        source = installed_from()
+        if source is not None:  # fastflyer==<version> may be on no index the project reaches
+            print(f"note: this SDK (fastflyer {__version__}) was installed from {source}, not "
+                  f"from a package index, and the project installs fastflyer=={__version__}; "
+                  "if your index does not have it, make the project with --bundle-sdk (a "
+                  "wheel of this SDK in wheels/) or install this SDK into the project's venv "
+                  "first")
     return 0
 
 
@@ -220,8 +230,10 @@ def _demo(args: argparse.Namespace) -> int:
     try:  # bound before the banner: a port in use is one line, not a banner then a failure
         sock = listen(args.host, args.port)
     except BindError as exc:
-        return _cannot_listen(exc, "choose another port with --port N, e.g. "
-                                   "make demo PORT=9000 (0: any free port)"
+        # Under make (`make demo`), the make variable is what the user types.
+        example = "make demo PORT=9000" if os.environ.get("MAKELEVEL") else "--port 9000"
+        return _cannot_listen(exc, f"choose another port with --port N, e.g. {example} "
+                                   "(0: any free port)"
                               if exc.port_problem else "choose another address with --host")
     port = sock.getsockname()[1]
     made = args.dir is None  # a directory of ours, removed on the way out; --dir is the user's

@@ -96,19 +96,23 @@ def project(tmp_path: Path) -> Path:
 
 # --- a port in use: one line, before any banner ----------------------------------------------
 
+@pytest.mark.parametrize("under_make", [False, True], ids=["direct", "make"])
 @pytest.mark.parametrize("listening", [False, True], ids=["bound", "listening"])
 def test_demo_on_a_port_in_use_says_so_in_one_line_and_prints_no_banner(
-        tmp_path, held_port, listening):
+        tmp_path, held_port, listening, under_make):
     holder, port = held_port
     if listening:
         holder.listen()
+    env = env_for(tmp_path, **({"MAKELEVEL": "1"} if under_make else {}))
     result = subprocess.run([FASTFLYER, "demo", "--port", str(port)], cwd=tmp_path,
-                            env=env_for(tmp_path), capture_output=True, text=True, timeout=120)
+                            env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert result.stdout == ""  # no "serving on ..." claim
     assert result.stderr.count("\n") == 1, result.stderr
     assert f"cannot listen on 127.0.0.1:{port}: port {port} is already in use" in result.stderr
-    assert "--port" in result.stderr and "make demo PORT=" in result.stderr
+    # The hint names what the user typed: make's variable under make, else the flag.
+    assert ("make demo PORT=" in result.stderr) is under_make
+    assert "--port N" in result.stderr
     assert not any((tmp_path / "tmp").iterdir())  # no project written either
 
 

@@ -339,3 +339,16 @@ def test_a_name_taken_from_the_directory_says_so(tmp_path):
     [line] = result.stderr.splitlines()
     assert "project name 'my shop' is not allowed" in line
     assert line.endswith("it was taken from the directory's name: give one with --name")
+
+
+def test_an_sdk_from_no_index_says_how_the_project_gets_it(tmp_path):
+    # The test venv's SDK is an editable install of this checkout: fastflyer==<version>
+    # may be on no index, and create_app says what to do about it.
+    plain = fastflyer("create_app", "--dir", "plain", cwd=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    [_, note] = plain.stdout.splitlines()
+    assert note.startswith(f"note: this SDK (fastflyer {__version__}) was installed from file:")
+    assert "--bundle-sdk" in note
+    bundled = fastflyer("create_app", "--dir", "bundled", "--bundle-sdk", cwd=tmp_path)
+    assert bundled.returncode == 0, bundled.stderr
+    assert "note:" not in bundled.stdout

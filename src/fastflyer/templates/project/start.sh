@@ -14,7 +14,7 @@ elif [ -x venv/bin/fastflyer ]; then
 elif command -v python3 >/dev/null 2>&1 && python3 -c "import fastflyer" >/dev/null 2>&1; then
     set -- python3 -m fastflyer serve "$@"
 else
-    echo "$0: the FastFlyer SDK is not installed (no fastflyer on PATH, no .venv); install it: python3 -m venv .venv && .venv/bin/pip install -r requirements-dev.txt" >&2
+    echo "$0: the FastFlyer SDK is not installed (no fastflyer on PATH, in .venv/bin or venv/bin); install it: python3 -m venv .venv && .venv/bin/pip install -r requirements-dev.txt (see README.md, Setting up)" >&2
     exit 127
 fi
 exec "$@"
