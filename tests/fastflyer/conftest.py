@@ -8,8 +8,8 @@ test; ``live`` is the same project served by uvicorn in a child process on a fre
 from __future__ import annotations
 
 import os
+import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -55,12 +55,6 @@ def client(build: Callable[..., FlyerAPI]) -> Iterator[TestClient]:
         yield test_client
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @dataclass
 class LiveServer:
     url: str
@@ -81,11 +75,14 @@ class LiveServer:
         return self.access_log.read_text().splitlines() if self.access_log.exists() else []
 
 
-def serve(project: Path, env: dict[str, str], log_dir: Path) -> LiveServer:
-    port = free_port()
+_LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
+
+
+def serve(project: Path, env: dict[str, str], log_dir: Path, timeout: float = 30) -> LiveServer:
+    """``project`` served by uvicorn on 127.0.0.1, port 0: the port it bound is read from
+    its start-up line, which it logs once the lifespan has started and the socket listens."""
     log_dir.mkdir(parents=True, exist_ok=True)
-    access_log = log_dir / "access.log"
-    console = log_dir / "console.log"
+    access_log, console = log_dir / "access.log", log_dir / "console.log"
     console_file = console.open("w")
     child_env = {k: v for k, v in os.environ.items() if not k.lower().startswith("flyer_")}
     child_env.update({"flyer_log_path": str(log_dir), "flyer_access_log": "1",
@@ -93,24 +90,25 @@ def serve(project: Path, env: dict[str, str], log_dir: Path) -> LiveServer:
                       "flyer_console_log_level": "warn", **env})
     process = subprocess.Popen(
         [sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(project),
-         "--host", "127.0.0.1", "--port", str(port), "--no-proxy-headers",
-         "--no-access-log", "--log-level", "warning"],
+         "--host", "127.0.0.1", "--port", "0", "--no-proxy-headers", "--no-access-log",
+         "--log-level", "info"],
         # A file, not a pipe: a pipe nobody drains blocks the server once it is full.
-        env=child_env, stdout=console_file, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
+        cwd=log_dir, env=child_env, stdout=console_file, stderr=subprocess.STDOUT, text=True)
+    deadline = time.monotonic() + timeout
+    while True:
+        found = _LISTENING.search(console.read_text())
+        if found:
+            server = LiveServer(f"http://127.0.0.1:{found[1]}", access_log, console, process,
+                                console_file)
+            assert httpx.get(f"{server.url}/health_check", timeout=5).status_code == 200
+            return server
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait(timeout=10)
             console_file.close()
-            raise RuntimeError(f"server exited: {console.read_text()}")
-        try:
-            if httpx.get(f"{url}/health_check", timeout=1).status_code == 200:
-                return LiveServer(url, access_log, console, process, console_file)
-        except httpx.TransportError:
-            time.sleep(0.1)
-    process.kill()
-    console_file.close()
-    raise RuntimeError("server did not answer within 30 s")
+            raise RuntimeError(f"{project} exited or did not listen within {timeout:g} s:\n"
+                               f"{console.read_text()}")
+        time.sleep(0.05)
 
 
 def stop(server: LiveServer) -> str:

@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -61,10 +61,15 @@ def template_digest() -> str:
     return digest.hexdigest()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+# What a server started with --port 0 says once it listens: uvicorn, gunicorn, the demo.
+ADDRESS = re.compile(r"(?:Uvicorn running on|Listening at:|serving on) (http://[^\s)]+)")
+
+
+def bound_url(process: subprocess.Popen, log: Path) -> str:
+    """The URL a server started with ``--port 0`` says it listens on."""
+    found: list[str] = []
+    wait_until(lambda: found.extend(ADDRESS.findall(log.read_text())) or found, process, log)
+    return found[0]
 
 
 @contextlib.contextmanager
@@ -253,17 +258,17 @@ def test_the_generated_projects_own_tests_pass_without_a_warning(tmp_path):
 def test_start_sh_serves_the_project_and_stops_cleanly_on_sigterm(tmp_path):
     assert fastflyer("create", "openapi", "--name", "shop", "--prefix", "/shop",
                      cwd=tmp_path).returncode == 0
-    port = free_port()
     home = tmp_path / "home"
     home.mkdir()
     log = tmp_path / "server.log"
-    with running(["./start.sh"], tmp_path, log, flyer_port=str(port), flyer_host="127.0.0.1",
+    with running(["./start.sh", "--port", "0"], tmp_path, log, flyer_host="127.0.0.1",
                  flyer_workers="2", flyer_log_path=str(tmp_path / "logs"),
                  HOME=str(home)) as process:
+        base = bound_url(process, log)
         # both workers up
         wait_until(lambda: log.read_text().count("Application startup complete") == 2,
                    process, log)
-        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+        with httpx.Client(base_url=base, timeout=10) as client:
             assert client.get("/health_check").json() == {"code": 200, "message": "success"}
             assert client.get("/shop/demo", params={"id": 5}).json()["data"] == {"itemId": 5}
             assert client.get("/flyer/demo", params={"id": 5}).status_code == 404
@@ -282,11 +287,10 @@ def test_start_sh_serves_the_project_and_stops_cleanly_on_sigterm(tmp_path):
 
 
 def test_the_demo_command_serves_the_demo_project(tmp_path):
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     log = tmp_path / "demo.log"
-    with running([FASTFLYER, "demo", "--port", str(port), "--dir", str(tmp_path / "demo")],
+    with running([FASTFLYER, "demo", "--port", "0", "--dir", str(tmp_path / "demo")],
                  tmp_path, log, flyer_log_path=str(tmp_path / "logs")) as process:
+        base = bound_url(process, log)
         wait_until(lambda: httpx.get(f"{base}/health_check", timeout=1).status_code == 200,
                    process, log)
         assert httpx.get(f"{base}/flyer/demo?id=1").json()["data"] == {"itemId": 1}
@@ -300,6 +304,7 @@ def test_the_demo_command_serves_the_demo_project(tmp_path):
 SLOW_APP = """
 import asyncio
 import os
+import re
 from pathlib import Path
 
 from fastflyer import APIRouter
@@ -316,6 +321,7 @@ async def slow(seconds: float = 1.0):
 """
 HOOK = """
 import os
+import re
 from pathlib import Path
 
 from fastflyer import FlyerAPI
@@ -337,11 +343,9 @@ def test_sigterm_lets_100_requests_in_flight_finish(tmp_path):
     (tmp_path / "app" / "slow" / "__init__.py").write_text(SLOW_APP)
     (tmp_path / "main.py").write_text(HOOK)
     marks = tmp_path / "shutdown.marks"
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     log = tmp_path / "server.log"
 
-    async def in_flight(process: subprocess.Popen) -> tuple[list[int], str]:
+    async def in_flight(process: subprocess.Popen, base: str) -> tuple[list[int], str]:
         limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
         async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
             calls = [asyncio.create_task(client.get("/shop/slow", params={"seconds": 3}))
@@ -361,12 +365,13 @@ def test_sigterm_lets_100_requests_in_flight_finish(tmp_path):
         assert pending == 100, "the slow requests ended before the check"
         return [r.status_code if isinstance(r, httpx.Response) else -1 for r in responses], late
 
-    with running(["./start.sh"], tmp_path, log, flyer_port=str(port), flyer_host="127.0.0.1",
+    with running(["./start.sh", "--port", "0"], tmp_path, log, flyer_host="127.0.0.1",
                  flyer_workers="2", flyer_graceful_timeout="10", SHUTDOWN_MARKS=str(marks),
                  flyer_log_path=str(tmp_path / "logs")) as process:
+        base = bound_url(process, log)
         wait_until(lambda: log.read_text().count("Application startup complete") == 2,
                    process, log)
-        statuses, late = asyncio.run(in_flight(process))
+        statuses, late = asyncio.run(in_flight(process, base))
         process.wait(timeout=30)
     output = log.read_text()
     assert statuses == [200] * 100, output
@@ -377,11 +382,10 @@ def test_sigterm_lets_100_requests_in_flight_finish(tmp_path):
 
 def test_start_reload_sh_picks_up_code_changes(tmp_path):
     assert fastflyer("create_app", "--name", "dev", cwd=tmp_path).returncode == 0
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     log = tmp_path / "reload.log"
-    with running(["./start-reload.sh"], tmp_path, log, flyer_port=str(port),
+    with running(["./start-reload.sh", "--port", "0"], tmp_path, log,
                  flyer_host="127.0.0.1", flyer_log_path=str(tmp_path / "logs")) as process:
+        base = bound_url(process, log)
         wait_until(lambda: httpx.get(f"{base}/health_check", timeout=1).status_code == 200,
                    process, log)
         assert httpx.get(f"{base}/flyer/hello").status_code == 404

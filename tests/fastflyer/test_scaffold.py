@@ -23,7 +23,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from test_cli import BIN, env_for, fastflyer, free_port, running, wait_until
+from test_cli import BIN, bound_url, env_for, fastflyer, running, wait_until
 
 from fastkit import __version__
 
@@ -81,13 +81,13 @@ def test_a_script_finds_the_sdk_without_an_active_venv(tmp_path, script, where):
     else:
         (project / where).symlink_to(sys.prefix)  # the project's virtualenv: the dev venv
         path = bare_path(tmp_path)
-    port = free_port()
     log = tmp_path / "server.log"
-    with running([f"./{script}"], project, log, PATH=path, flyer_port=str(port),
+    with running([f"./{script}", "--port", "0"], project, log, PATH=path,
                  flyer_host="127.0.0.1", flyer_workers="1",
                  flyer_log_path=str(tmp_path / "logs")) as process:
-        wait_until(lambda: httpx.get(f"http://127.0.0.1:{port}/health_check",
-                                     timeout=1).status_code == 200, process, log)
+        base = bound_url(process, log)
+        wait_until(lambda: httpx.get(f"{base}/health_check", timeout=1).status_code == 200,
+                   process, log)
     assert process.returncode == 0, log.read_text()
 
 
@@ -256,13 +256,12 @@ async def worker_pid(request, call_next):
 def test_two_workers_share_the_items_and_the_demo_answers_as_the_readme_says(tmp_path):
     project = create(tmp_path / "shop")
     (project / "main.py").write_text(PID_HEADER)  # which worker answered, for the test
-    port = free_port()
     log = tmp_path / "server.log"
-    base = f"http://127.0.0.1:{port}"
     readme = (project / "README.md").read_text()
-    with running([str(BIN / "fastflyer"), "serve"], project, log, flyer_port=str(port),
+    with running([str(BIN / "fastflyer"), "serve", "--port", "0"], project, log,
                  flyer_host="127.0.0.1", flyer_workers="2",
                  flyer_log_path=str(tmp_path / "logs")) as process:
+        base = bound_url(process, log)
         wait_until(lambda: log.read_text().count("Application startup complete") == 2,
                    process, log)
         # A new connection for every request, so that both workers take some.

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import os
-import re
 import subprocess
 import sys
 import time
@@ -42,7 +40,7 @@ import schemathesis
 
 from fastflyer.scaffold import create_project
 
-from conftest import DEMO, LiveServer
+from conftest import DEMO, LiveServer, serve
 
 WARNINGS = ["missing_auth", "base_url_mismatch", "validation_mismatch", "missing_deserializer",
             "unused_openapi_auth", "unsupported_regex", "method_not_allowed",
@@ -78,53 +76,17 @@ class Project:
         return document
 
 
-_LISTENING = re.compile(r"Uvicorn running on http://127\.0\.0\.1:(\d+)")
-
-
-def serve_on_free_port(project: Path, env: dict[str, str], log_dir: Path,
-                       timeout: float = 30) -> LiveServer:
-    """``project`` served by uvicorn on 127.0.0.1 port 0; the port is read from its log."""
-    log_dir.mkdir(parents=True, exist_ok=True)
-    access_log, console = log_dir / "access.log", log_dir / "console.log"
-    console_file = console.open("w")
-    child_env = {k: v for k, v in os.environ.items() if not k.lower().startswith("flyer_")}
-    child_env.update({"flyer_log_path": str(log_dir), "flyer_access_log": "1",
-                      "flyer_access_logfile": str(access_log),
-                      "flyer_console_log_level": "warn", **env})
-    process = subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(project),
-         "--host", "127.0.0.1", "--port", "0", "--no-proxy-headers", "--no-access-log",
-         "--log-level", "info"],
-        # A file, not a pipe: a pipe nobody drains blocks the server once it is full.
-        cwd=log_dir, env=child_env, stdout=console_file, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + timeout
-    while True:
-        found = _LISTENING.search(console.read_text())
-        if found:  # uvicorn says so once the lifespan has started and the socket listens
-            server = LiveServer(f"http://127.0.0.1:{found[1]}", access_log, console, process,
-                                console_file)
-            assert httpx.get(f"{server.url}/health_check", timeout=5).status_code == 200
-            return server
-        if process.poll() is not None or time.monotonic() > deadline:
-            process.kill()
-            process.wait(timeout=10)
-            console_file.close()
-            raise RuntimeError(f"{project} exited or did not listen within {timeout:g} s:\n"
-                               f"{console.read_text()}")
-        time.sleep(0.05)
-
-
 def _start(name: str, root: Path) -> Project:
     if name == "generated":
         create_project(root / "shop", name="shop", prefix="/shop")
-        server = serve_on_free_port(root / "shop", {}, root / "logs")
+        server = serve(root / "shop", {}, root / "logs")
         return Project(server, "/shop", frozenset({
             ("GET", "/shop/demo"), ("POST", "/shop/items"), ("GET", "/shop/users"),
             ("POST", "/shop/users")}),
             # The template's demo answers a negative id with its third-party timeout, 504.
             answers_5xx=("/shop/demo",))
     env = {"flyer_always_http_200": "1"} if name == "demo-always-200" else {}
-    server = serve_on_free_port(DEMO, env, root / "logs")
+    server = serve(DEMO, env, root / "logs")
     return Project(server, "/flyer", frozenset({
         ("GET", "/flyer/demo"), ("POST", "/flyer/users"), ("GET", "/flyer/users")}),
         skip_tags=("errors",))
