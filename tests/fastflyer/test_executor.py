@@ -184,7 +184,7 @@ background_scheduler.add_job(record, "interval", seconds=1, id=PREFIX.replace(":
 
 
 def test_serve_with_three_workers_runs_each_fire_once(tmp_path):
-    from test_cli import FASTFLYER, env_for, free_port, running
+    from test_cli import FASTFLYER, bound_url, env_for, running
     from test_cli import wait_until as wait_log
 
     assert subprocess.run([FASTFLYER, "create_app"], cwd=tmp_path, env=env_for(),
@@ -193,17 +193,17 @@ def test_serve_with_three_workers_runs_each_fire_once(tmp_path):
     (tmp_path / "app" / "fires" / "__init__.py").write_text(FIRES_APP)
     prefix = f"fastflyer-test:serve:{uuid.uuid4().hex[:10]}"
     store = redis.Redis(db=15, decode_responses=True)
-    port = free_port()
     log = tmp_path / "serve.log"
     try:
-        with running([FASTFLYER, "serve", "--workers", "3", "--port", str(port),
+        with running([FASTFLYER, "serve", "--workers", "3", "--port", "0",
                       "--host", "127.0.0.1"], tmp_path, log, FIRES_PREFIX=prefix,
                      flyer_redis_host="127.0.0.1", flyer_redis_db="15",
                      flyer_log_path=str(tmp_path / "logs")) as process:
+            base = bound_url(process, log)
             wait_log(lambda: log.read_text().count("Application startup complete") == 3,
                      process, log)
             time.sleep(11)
-            workers = httpx.get(f"http://127.0.0.1:{port}/flyer/tasks", timeout=5).json()
+            workers = httpx.get(f"{base}/flyer/tasks", timeout=5).json()
             assert any(job["locked"] for job in workers["data"])
         counted = {int(k): int(v) for k, v in store.hgetall(f"{prefix}:fires").items()}
         pids = store.smembers(f"{prefix}:pids")
