@@ -141,16 +141,23 @@ def test_guarded_functions_see_their_lease_and_fire(backend):
 def test_async_guard_runs_on_the_loop(backend):
     locks = Locks(backend, ttl=5)
 
-    @locks.guard
-    async def work():
-        await asyncio.sleep(0)
-        return current_lease().fence
-
     async def main():
-        return await asyncio.gather(work(), work())
+        holding, release = asyncio.Event(), asyncio.Event()
+
+        @locks.guard
+        async def work():
+            holding.set()
+            await release.wait()  # the lock is held until the second call has tried
+            return current_lease().fence
+
+        first = asyncio.create_task(work())
+        await asyncio.wait_for(holding.wait(), 10)
+        second = await asyncio.wait_for(work(), 10)
+        release.set()
+        return [await first, second]
 
     results = asyncio.run(main())
-    assert sorted(r is None for r in results) == [False, True]  # one ran, one skipped
+    assert results[0] is not None and results[1] is None  # one ran, one skipped
 
 
 def test_unreachable_redis_fails_closed(logs):
