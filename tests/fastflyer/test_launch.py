@@ -8,6 +8,7 @@ ends with status 0; the demo leaves nothing behind (its temporary project, its l
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -54,6 +55,36 @@ def wait_for(what: str, check: Callable[[], object], process: subprocess.Popen[b
                                        f"{log.read_text()}"
         time.sleep(0.05)
     raise AssertionError(f"no {what} within {DEADLINE:g} s:\n{log.read_text()}")
+
+
+@contextlib.contextmanager
+def started(args: list[str], cwd: Path, env: dict[str, str], log: Path,
+            new_session: bool = False) -> Iterator[subprocess.Popen[bytes]]:
+    """``args`` running with its output in ``log``; whatever the block leaves running is
+    killed (with ``new_session``, its whole process group)."""
+    with log.open("wb") as out:
+        process = subprocess.Popen(args, cwd=cwd, env=env, stdout=out,
+                                   stderr=subprocess.STDOUT, start_new_session=new_session)
+        try:
+            yield process
+        finally:
+            if process.poll() is None:
+                if new_session:
+                    os.killpg(process.pid, signal.SIGKILL)
+                else:
+                    process.kill()
+                process.wait()
+
+
+def healthy_address(process: subprocess.Popen[bytes], log: Path) -> str:
+    """The URL a ``run``/``serve`` started on port 0 says it listens on, once healthy."""
+    found = wait_for("address", lambda: re.search(
+        r"(?:Uvicorn running on|Listening at:) (http://\S+)", log.read_text()), process, log)
+    assert isinstance(found, re.Match) and not found.group(1).endswith(":0")
+    url = found.group(1)
+    wait_for("health", lambda: httpx.get(f"{url}/health_check", timeout=2).status_code == 200,
+             process, log)
+    return url
 
 
 def served_url(process: subprocess.Popen[bytes], log: Path) -> str:
@@ -151,23 +182,16 @@ def test_the_demo_on_port_0_stops_with_status_0_and_leaves_nothing(tmp_path, sig
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     log = tmp_path / "demo.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([FASTFLYER, "demo", "--port", "0"], cwd=cwd,
-                                   env=env_for(tmp_path), stdout=out, stderr=subprocess.STDOUT)
-        try:
-            url = served_url(process, log)
-            assert not url.endswith(":0")
-            assert httpx.get(f"{url}/flyer/demo?id=1").json()["data"] == {"itemId": 1}
-            (made,) = (tmp_path / "tmp").iterdir()
-            assert made.name.startswith("fastflyer-demo-") and (made / "main.py").is_file()
-            assert f"FastFlyer demo project in {made}" in log.read_text()
-            write_a_log_line(url, made, process, log)  # into the project, not ./logs
-            process.send_signal(signum)
-            process.wait(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    with started([FASTFLYER, "demo", "--port", "0"], cwd, env_for(tmp_path), log) as process:
+        url = served_url(process, log)
+        assert not url.endswith(":0")
+        assert httpx.get(f"{url}/flyer/demo?id=1").json()["data"] == {"itemId": 1}
+        (made,) = (tmp_path / "tmp").iterdir()
+        assert made.name.startswith("fastflyer-demo-") and (made / "main.py").is_file()
+        assert f"FastFlyer demo project in {made}" in log.read_text()
+        write_a_log_line(url, made, process, log)  # into the project, not ./logs
+        process.send_signal(signum)
+        process.wait(timeout=30)
     output = log.read_text()
     assert process.returncode == 0, output
     assert "Traceback" not in output
@@ -179,18 +203,11 @@ def test_the_demo_on_port_0_stops_with_status_0_and_leaves_nothing(tmp_path, sig
 def test_the_demo_keeps_a_directory_it_was_given(tmp_path):
     given = tmp_path / "mine"
     log = tmp_path / "demo.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([FASTFLYER, "demo", "--port", "0", "--dir", str(given)],
-                                   cwd=tmp_path, env=env_for(tmp_path), stdout=out,
-                                   stderr=subprocess.STDOUT)
-        try:
-            write_a_log_line(served_url(process, log), given, process, log)
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    with started([FASTFLYER, "demo", "--port", "0", "--dir", str(given)], tmp_path,
+                 env_for(tmp_path), log) as process:
+        write_a_log_line(served_url(process, log), given, process, log)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
     assert process.returncode == 0, log.read_text()
     assert (given / "main.py").is_file()
     assert any(given.glob("logs/*.log"))  # its log files live with it
@@ -201,30 +218,17 @@ def test_the_demo_keeps_a_directory_it_was_given(tmp_path):
 def test_run_on_port_0_stops_with_status_0_on_ctrl_c(tmp_path, project, reload):
     log = tmp_path / "run.log"
     args = [FASTFLYER, "run", "--port", "0", *(["--reload"] if reload else [])]
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, cwd=project, stdout=out, stderr=subprocess.STDOUT,
-                                   env=env_for(tmp_path, flyer_host="127.0.0.1",
-                                               flyer_log_path=str(tmp_path / "logs")))
-        try:
-            found = wait_for("address", lambda: re.search(r"Uvicorn running on (http://\S+)",
-                                                          log.read_text()), process, log)
-            assert isinstance(found, re.Match) and not found.group(1).endswith(":0")
-            wait_for("health", lambda: httpx.get(f"{found.group(1)}/health_check",
-                                                 timeout=2).status_code == 200, process, log)
-            process.send_signal(signal.SIGINT)
-            process.wait(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    env = env_for(tmp_path, flyer_host="127.0.0.1", flyer_log_path=str(tmp_path / "logs"))
+    with started(args, project, env, log) as process:
+        healthy_address(process, log)
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
     output = log.read_text()
     assert process.returncode == 0, output
     assert "Traceback" not in output
 
 
 # --- the app sees what the command checked ----------------------------------------------------
-
-ADDRESS = r"(?:Uvicorn running on|Listening at:) (http://\S+)"
 
 
 @pytest.mark.parametrize("command", ["run", "serve"])
@@ -233,25 +237,13 @@ def test_flags_win_over_bad_variables_in_the_app_too(tmp_path, project, command)
     log = tmp_path / "server.log"
     args = [FASTFLYER, command, "--host", "127.0.0.1", "--port", "0",
             *(["--workers", "1"] if command == "serve" else [])]
-    with log.open("wb") as out:
-        process = subprocess.Popen(args, cwd=project, stdout=out, stderr=subprocess.STDOUT,
-                                   env=env_for(tmp_path, flyer_port="70000",
-                                               FLYER_HOST="not_a_host",
-                                               flyer_log_path=str(tmp_path / "logs"),
-                                               **({"flyer_workers": "0"}
-                                                  if command == "serve" else {})))
-        try:
-            found = wait_for("address", lambda: re.search(ADDRESS, log.read_text()),
-                             process, log)
-            assert isinstance(found, re.Match)
-            wait_for("health", lambda: httpx.get(f"{found.group(1)}/health_check",
-                                                 timeout=2).status_code == 200, process, log)
-            process.send_signal(signal.SIGTERM)
-            process.wait(timeout=30)
-        finally:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    env = env_for(tmp_path, flyer_port="70000", FLYER_HOST="not_a_host",
+                  flyer_log_path=str(tmp_path / "logs"),
+                  **({"flyer_workers": "0"} if command == "serve" else {}))
+    with started(args, project, env, log) as process:
+        healthy_address(process, log)
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
     assert process.returncode == 0, log.read_text()
     assert "not allowed" not in log.read_text()
 
@@ -300,20 +292,13 @@ def test_make_demo_port_0_then_ctrl_c(tmp_path, ctrl_c):
     # -o: the venv running this test is the one to use; installing is not what is tested
     command = ["make", "--no-print-directory", "-o", f"{venv}/.installed", "demo", "PORT=0",
                f"VENV={venv}"]
-    with log.open("wb") as out:
-        process = subprocess.Popen(command, cwd=ROOT, env=env_for(tmp_path), stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            served_url(process, log)
-            if ctrl_c == "server":
-                os.kill(_descendant(process.pid, "fastflyer"), signal.SIGINT)
-            else:  # what a terminal does: SIGINT to make and the server alike
-                os.killpg(process.pid, signal.SIGINT)
-            process.wait(timeout=30)
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+    with started(command, ROOT, env_for(tmp_path), log, new_session=True) as process:
+        served_url(process, log)
+        if ctrl_c == "server":
+            os.kill(_descendant(process.pid, "fastflyer"), signal.SIGINT)
+        else:  # what a terminal does: SIGINT to make and the server alike
+            os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=30)
     output = log.read_text()
     assert "***" not in output and "Error" not in output, output  # no "make: *** Error 130"
     # make itself, interrupted, ends by the same signal (as every interrupted make does)
