@@ -6,7 +6,8 @@ the project's default Redis.
 
 ``default_redis()`` is the client for ``flyer_redis_host``, ``flyer_redis_port``,
 ``flyer_redis_pass`` and ``flyer_redis_db``; with ``flyer_redis_host`` set, the app also
-reports that Redis in its readiness check.
+reports that Redis in its readiness check. Its connect and read timeouts are
+:func:`fastkit.cache.get_redis_pool`'s, 3 s each.
 """
 
 from __future__ import annotations

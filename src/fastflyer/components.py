@@ -3,7 +3,10 @@
 With ``flyer_redis_host`` set, readiness reports ``redis`` (a ``PING``); with
 ``flyer_db_url`` set, ``database`` (a ``SELECT 1``). Each is up or down with its latency.
 Nothing connects before the first readiness probe; on shutdown the pools the checks
-opened are closed.
+opened are closed. Each check has a deadline of ``CHECK_TIMEOUT`` (2 s), and so do its
+network calls: the database check runs on a pool of its own whose driver connect and
+read timeouts are that deadline (whatever ``flyer_db_url`` sets for the app's queries),
+so a server that accepts and never answers leaves no check running past it.
 """
 
 from __future__ import annotations
@@ -54,9 +57,12 @@ def _register_database(settings: FlyerSettings, readiness: Readiness,
 
     def database_ping() -> None:
         if not pools:
-            from fastkit.database import get_mysql_pool
+            from fastkit.database import get_mysql_pool, timeout_arguments
 
-            pools.append(get_mysql_pool(settings.db_url.get_secret_value()))
+            url = settings.db_url.get_secret_value()
+            # The check's own pool: its driver gives up when the check does.
+            pools.append(get_mysql_pool(url, connect_args=timeout_arguments(
+                url, CHECK_TIMEOUT, CHECK_TIMEOUT)))
         pools[0].ping()
 
     def close() -> None:

@@ -10,7 +10,9 @@ The default database is ``flyer_db_url`` (any SQLAlchemy URL) when it is set, an
 otherwise a SQLite file, ``fastflyer.sqlite3`` in the project's data directory
 (``flyer_data_dir``, else ``data/`` beside the project's ``main.py``), so a new project
 runs with no database server. Called with no arguments, ``get_mysql_pool``,
-``get_async_mysql_pool`` and ``get_dataset_pool`` open that default.
+``get_async_mysql_pool`` and ``get_dataset_pool`` open that default. Every driver
+connection has :mod:`fastkit.database`'s timeouts (connect 5 s, read 60 s) unless the
+URL's query sets its own (``flyer_db_url=mysql+pymysql://...?read_timeout=300``).
 """
 
 from __future__ import annotations

@@ -14,7 +14,10 @@ up, 503 when one is down::
      "data": {"ready": true, "components": {"redis": {"status": "up", "latency_ms": 0.41}}}}
 
 A down component says why in ``error`` (the exception's type and message, never a
-traceback).
+traceback). A ``def`` check runs on a daemon thread (:func:`fastkit.utils.run_in_daemon_thread`),
+one at a time per component: probes that come while it runs wait for the same run, and
+one that never returns delays neither later probes past their timeout nor the process's
+exit. An ``async def`` check is cancelled at its timeout.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic.json_schema import SkipJsonSchema
-from starlette.concurrency import run_in_threadpool
+
+from fastkit.utils.threads import run_in_daemon_thread
 
 __all__ = ["Check", "ComponentHealth", "Readiness", "ReadinessReport", "health_paths"]
 
@@ -69,6 +73,9 @@ class Readiness:
 
     def __init__(self) -> None:
         self._components: dict[str, _Component] = {}
+        # The run of each ``def`` check on its daemon thread, shared by the probes that
+        # come while it runs.
+        self._running: dict[str, tuple[_Component, asyncio.Future[Any]]] = {}
 
     def register(self, name: str, check: Check, timeout: float = 2.0) -> None:
         """Add (or replace) ``name``: ``check()`` returns or raises; it may be async."""
@@ -91,13 +98,25 @@ class Readiness:
             if inspect.iscoroutinefunction(component.check):
                 await asyncio.wait_for(component.check(), component.timeout)
             else:
-                await asyncio.wait_for(run_in_threadpool(component.check), component.timeout)
+                await asyncio.wait_for(asyncio.shield(self._in_thread(component)),
+                                       component.timeout)
         except Exception as exc:
             error = (f"no answer within {component.timeout:g} s"
                      if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}")
             return {"status": "down", "error": error,
                     "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
         return {"status": "up", "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
+
+    def _in_thread(self, component: _Component) -> asyncio.Future[Any]:
+        """The running run of ``component``'s check, or a new one on a daemon thread."""
+        running = self._running.get(component.name)
+        if (running is None or running[0] is not component or running[1].done()
+                or running[1].get_loop() is not asyncio.get_running_loop()):
+            future = run_in_daemon_thread(component.check)
+            # Its error is read by the probes waiting; read here too, for when none waits.
+            future.add_done_callback(lambda done: done.cancelled() or done.exception())
+            running = self._running[component.name] = (component, future)
+        return running[1]
 
     async def report(self) -> dict[str, Any]:
         """``{"ready": bool, "components": {name: {"status", "latency_ms"[, "error"]}}}``."""

@@ -4,6 +4,10 @@
     async with pool.get_session() as session:         # commit on success, rollback on error
         ...
 
+Under aiomysql the whole login (TCP connect and handshake) has a deadline of the connect
+plus the read timeout (5 + 60 s unless set; see ``_timeouts``); aiomysql has no read
+timeout for queries: bound a query with ``asyncio.timeout()``.
+
 SQLAlchemy's asyncio layer needs greenlet (``sqlalchemy[asyncio]``; FastFlyer's default install
 and its ``mysql`` extra bring it). It is imported only here, so sync pools never need it.
 """
@@ -18,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from fastkit.database._engine import engine_options
 from fastkit.database._sqlalchemy import _Tables, _url
+from fastkit.database._timeouts import BoundedLogin
 from fastkit.database._url import async_url, masked
 
 __all__ = ["AsyncMySQL", "get_async_mysql_pool"]
@@ -46,8 +51,15 @@ class AsyncMySQL:
     def __init__(self, url: str | URL, *, recycle: int | str = 900, pool_size: int | str = 32,
                  max_overflow: int | str = 64, **engine_kwargs: Any) -> None:
         self.url = async_url(url)
-        self.engine = create_async_engine(self.url, **engine_options(
-            self.url, recycle, pool_size, max_overflow, engine_kwargs))
+        options = engine_options(self.url, recycle, pool_size, max_overflow, engine_kwargs)
+        login = None
+        if self.url.get_driver_name() == "aiomysql" and not (
+                {"creator", "async_creator"} & set(options)):
+            login = options["async_creator"] = BoundedLogin(self.url,
+                                                            options.pop("connect_args", {}))
+        self.engine = create_async_engine(self.url, **options)
+        if login is not None:
+            login.dialect = self.engine.sync_engine.dialect
         self.session_factory = async_sessionmaker(self.engine, class_=_AsyncSession,
                                                   expire_on_commit=False)
         self._tables = _Tables()

@@ -2,7 +2,8 @@
 
 Every engine checks a pooled connection before handing it out (``pool_pre_ping``), so a
 connection the server closed (``KILL``, a restart, ``wait_timeout``) is replaced instead
-of failing the caller, and recycles connections older than ``recycle`` seconds.
+of failing the caller, and recycles connections older than ``recycle`` seconds. Its
+driver gets a connect and a read timeout unless the caller set them (see ``_timeouts``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Any
 
 from sqlalchemy.engine import URL
 
+from fastkit.database._timeouts import with_timeouts
 from fastkit.database._url import DatabaseConfigError
 
 __all__ = ["engine_options", "whole_number"]
@@ -29,7 +31,8 @@ def whole_number(value: Any, what: str, minimum: int) -> int:
 
 def engine_options(url: URL, recycle: Any, pool_size: Any, max_overflow: Any,
                    extra: dict[str, Any]) -> dict[str, Any]:
-    """``create_engine`` keyword arguments: pre-ping, recycle and pool sizes, validated."""
+    """``create_engine`` keyword arguments: pre-ping, recycle and pool sizes, validated;
+    the driver's default timeouts in ``connect_args``."""
     options: dict[str, Any] = {"pool_pre_ping": True}
     recycle = whole_number(recycle, "recycle rate (seconds)", -1)
     pool_size = whole_number(pool_size, "pool size", 1)
@@ -38,4 +41,4 @@ def engine_options(url: URL, recycle: Any, pool_size: Any, max_overflow: Any,
         # SQLite's in-memory pool takes no sizes; its file pool needs no recycling.
         options.update(pool_recycle=recycle, pool_size=pool_size, max_overflow=max_overflow)
     options.update(extra)
-    return options
+    return with_timeouts(url, options)

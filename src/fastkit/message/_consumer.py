@@ -19,7 +19,8 @@ Before partitions move to another member of the group, the message being handled
 that batch is left to the new owner. :meth:`~AsyncConsumer.stop` does the same, then
 leaves the group. A handler may be ``async def`` (run on the loop) or ``def`` (run in a
 worker thread, as FastAPI runs sync endpoints, so heartbeats go on). The request id in a
-message's ``x-request-id`` header is bound while it is handled.
+message's ``x-request-id`` header is bound while it is handled. Connecting and every
+request to the broker time out after ``request_timeout_ms`` (40 s unless given).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from fastkit.message._codec import REQUEST_ID_HEADER
 from fastkit.message._loop import LoopThread
 from fastkit.message._producer import (
     CONNECTION_OPTIONS,
+    REQUEST_TIMEOUT_MS,
     AsyncProducer,
     MessageError,
     bootstrap,
@@ -146,7 +148,7 @@ class AsyncConsumer:
         kwargs.pop("enable_auto_commit", None)
         self._options = {"bootstrap_servers": self.servers, "group_id": group_id,
                          "enable_auto_commit": False, "auto_offset_reset": auto_offset_reset,
-                         **kwargs}
+                         "request_timeout_ms": REQUEST_TIMEOUT_MS, **kwargs}
         # How long a rebalance waits for the message being handled: half the time the
         # group gives its members to rejoin.
         rebalance_ms = kwargs.get("rebalance_timeout_ms") or kwargs.get("session_timeout_ms",
@@ -189,7 +191,7 @@ class AsyncConsumer:
         self._stopping, self._io = asyncio.Event(), asyncio.Lock()
         consumer = AIOKafkaConsumer(**self._options)
         consumer.subscribe(self.topics, listener=_CommitBeforeMoving())
-        await connect(consumer, self.servers, ConsumeError)
+        await connect(consumer, self.servers, ConsumeError, self._options["request_timeout_ms"])
         self._consumer = consumer
         if self._stopping.is_set():  # stop() came while connecting
             await self.stop()
@@ -208,7 +210,7 @@ class AsyncConsumer:
         io = self._io
         try:  # the reader lets go of the connection once it sees the stop
             await asyncio.wait_for(io.acquire(), max(deadline - time.monotonic(), 0.5))
-        except asyncio.TimeoutError:
+        except TimeoutError:
             reader = self._reader
             if reader is not None and reader is not asyncio.current_task():
                 reader.cancel()  # stuck in a fetch or commit the broker does not answer
@@ -257,7 +259,7 @@ class AsyncConsumer:
         self._idle_waiters.append(waiter)
         try:
             await asyncio.wait_for(waiter, timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return False
         return True
 

@@ -14,13 +14,16 @@ so. The current request id travels in the ``x-request-id`` header. ``Producer`` 
 ``AsyncProducer`` on a private event loop thread, started at its first send, so one
 client library serves both. Concurrent sends from one event loop share batches:
 ``asyncio.gather`` over many ``send`` calls costs about one round trip, not one each.
+
+Timeouts: aiokafka bounds its TCP connect and every request by ``request_timeout_ms``;
+producers and consumers here set it to :data:`REQUEST_TIMEOUT_MS` (40 s) unless given.
+``send`` bounds the whole call, connecting included, by its ``timeout`` (10 s).
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
 from typing import Any
@@ -29,13 +32,8 @@ from fastkit.logging import logger
 from fastkit.message._codec import encode_headers, encode_key, encode_value
 from fastkit.message._loop import LoopThread
 
-if sys.version_info >= (3, 11):
-    from asyncio import timeout as _deadline
-else:  # aiokafka depends on async-timeout
-    from async_timeout import timeout as _deadline
-
-__all__ = ["CONNECTION_OPTIONS", "AsyncProducer", "MessageError", "ProduceError", "Producer",
-           "bootstrap", "connect", "kafka_error"]
+__all__ = ["CONNECTION_OPTIONS", "REQUEST_TIMEOUT_MS", "AsyncProducer", "MessageError",
+           "ProduceError", "Producer", "bootstrap", "connect", "kafka_error"]
 
 Headers = Mapping[str, str | bytes] | Iterable[tuple[str, str | bytes]] | None
 
@@ -47,6 +45,9 @@ CONNECTION_OPTIONS = frozenset({
     "sasl_mechanism", "sasl_plain_username", "sasl_plain_password",
     "sasl_kerberos_service_name", "sasl_kerberos_domain_name", "sasl_oauth_token_provider",
 })
+
+# Milliseconds: aiokafka's bound on its TCP connect and on each request's answer.
+REQUEST_TIMEOUT_MS = 40000
 
 # Servers that refused idempotent producing: later producers do not ask again.
 _NO_IDEMPOTENCE: set[str] = set()
@@ -68,13 +69,20 @@ def kafka_error() -> type[Exception]:
     return error
 
 
-async def connect(client: Any, servers: str, error: type[MessageError]) -> None:
-    """Start an aiokafka producer or consumer; ``error`` naming the servers if it cannot."""
+async def connect(client: Any, servers: str, error: type[MessageError],
+                  request_timeout_ms: int) -> None:
+    """Start an aiokafka producer or consumer; ``error`` naming the servers and the
+    timeout if it cannot. A start cut short (cancelled, a caller's deadline) is stopped:
+    it leaves no connection or task behind."""
     try:
         await client.start()
-    except kafka_error() as exc:
+    except BaseException as exc:
         await client.stop()
-        raise error(f"cannot reach Kafka at {servers}: {type(exc).__name__}: {exc}") from exc
+        if isinstance(exc, kafka_error()):
+            raise error(f"cannot reach Kafka at {servers} (connect and requests time out "
+                        f"after request_timeout_ms={request_timeout_ms}): "
+                        f"{type(exc).__name__}: {exc}") from exc
+        raise
 
 
 def bootstrap(servers: str | Sequence[str]) -> str:
@@ -136,7 +144,8 @@ class AsyncProducer:
         self.servers = bootstrap(servers)
         self.topic = topic
         self._idempotence = enable_idempotence
-        self._options = {"bootstrap_servers": self.servers, "acks": acks, **kwargs}
+        self._options = {"bootstrap_servers": self.servers, "acks": acks,
+                         "request_timeout_ms": REQUEST_TIMEOUT_MS, **kwargs}
         self._producer: Any = None
         self._expiry = _Expiry(self.servers)
 
@@ -168,7 +177,7 @@ class AsyncProducer:
         from aiokafka import AIOKafkaProducer
 
         producer = AIOKafkaProducer(enable_idempotence=idempotent, **self._options)
-        await connect(producer, self.servers, ProduceError)
+        await connect(producer, self.servers, ProduceError, self._options["request_timeout_ms"])
         return producer
 
     async def send(self, msg: Any, topic: str | None = None, key: str | bytes | None = None,
@@ -176,8 +185,9 @@ class AsyncProducer:
         """Send one message; its ``RecordMetadata`` (topic, partition, offset).
 
         Raises :class:`ProduceError` when the broker does not acknowledge it within
-        ``timeout`` seconds (to a tenth), ``ValueError`` without a topic and ``TypeError``
-        for a value or key it cannot send (before anything is sent).
+        ``timeout`` seconds (to a tenth; connecting, at the first send, has the same
+        bound), ``ValueError`` without a topic and ``TypeError`` for a value or key it
+        cannot send (before anything is sent).
         """
         target = topic or self.topic
         if not target:
@@ -185,12 +195,17 @@ class AsyncProducer:
         value, key_bytes = encode_value(msg), encode_key(key)
         wire_headers = encode_headers(headers)  # here: the caller's request id
         if self._producer is None:
-            await self.start()
+            try:
+                async with asyncio.timeout(timeout):
+                    await self.start()
+            except TimeoutError:
+                raise ProduceError(f"message to {target!r} not sent: no connection to Kafka "
+                                   f"at {self.servers} within {timeout:g} s") from None
         producer = self._producer
         try:
             if producer.client.cluster.partitions_for_topic(target) is None:
                 # The topic's metadata comes first, within the timeout too.
-                async with _deadline(timeout):
+                async with asyncio.timeout(timeout):
                     await producer.partitions_for(target)
             # Queued at once (or once the buffer has room, within request_timeout_ms).
             delivery = await producer.send(target, value, key=key_bytes, headers=wire_headers)
@@ -201,7 +216,7 @@ class AsyncProducer:
                 return await delivery
             finally:
                 waiting.pop(delivery, None)
-        except asyncio.TimeoutError:  # TimeoutError from 3.11; async-timeout's before
+        except TimeoutError:
             raise ProduceError(f"message to {target!r} not acknowledged within {timeout:g} s "
                                f"(Kafka at {self.servers})") from None
         except kafka_error() as exc:
