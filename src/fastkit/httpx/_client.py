@@ -5,12 +5,15 @@ They run httpx's own constructor, so everything httpx offers works (``with``,
 ``base_url``, limits, transports). The constructor also takes the retry keys of
 :class:`~fastkit.httpx.RetryPolicy`, ``retry=`` (a policy, a dict or ``False``)
 and ``report_log``. Every request method takes ``retry=`` for that one call.
+Timeouts default to :data:`DEFAULT_TIMEOUT`: 5 s to connect, to read, to write and to
+wait for a pooled connection (httpx's own default, set here explicitly); ``timeout=``
+on the client or on a call sets others (``None`` turns them off: avoid it).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager, suppress
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any, TypedDict
 
 import httpx
@@ -36,8 +39,9 @@ if TYPE_CHECKING:
     )
     from typing_extensions import Unpack
 
-__all__ = ["DEFAULT_USER_AGENT", "AsyncClient", "Client"]
+__all__ = ["DEFAULT_TIMEOUT", "DEFAULT_USER_AGENT", "AsyncClient", "Client"]
 
+DEFAULT_TIMEOUT = httpx.Timeout(5.0)
 DEFAULT_USER_AGENT = f"fastkit/{__version__} httpx/{httpx.__version__}"
 
 _POLICY = "fastkit.retry"  # request extension carrying a per-call policy
@@ -107,6 +111,7 @@ def _split_kwargs(kwargs: dict[str, Any]) -> tuple[RetryPolicy, CallLog, dict[st
     headers.update(kwargs.get("headers") or {})  # case-insensitive: a caller's header wins
     kwargs["headers"] = headers
     kwargs.setdefault("follow_redirects", True)
+    kwargs.setdefault("timeout", DEFAULT_TIMEOUT)
     return policy, CallLog.from_env(report_log), kwargs
 
 
@@ -143,9 +148,14 @@ class Client(_FastCookies, httpx.Client):
 
     def __del__(self) -> None:
         # A client dropped without close() releases its sockets instead of leaking them.
-        if "_transport" in self.__dict__ and not self.is_closed:
-            with suppress(Exception):
-                self.close()
+        if "_transport" in self.__dict__:
+            # At interpreter exit module globals may be gone (httpx's, this module's):
+            # builtins only here, and no error out of it.
+            try:
+                if not self.is_closed:
+                    self.close()
+            except Exception:
+                pass
 
     def send(self, request: httpx.Request, *, stream: bool = False,
              auth: AuthTypes | UseClientDefault | None = httpx.USE_CLIENT_DEFAULT,
