@@ -17,6 +17,12 @@ request validation         422          ``detail``: ``[{"loc": [...], "msg": ...
 anything else              500          "Internal Server Error"; traceback to the log only
 =========================  ===========  ==============================================
 
+The traceback of a 500 is one ERROR record (:func:`log_unhandled`): the request id, the
+method and route path, the exception's type and message, and the frames of the app's
+own code and of fastflyer/fastkit only (Starlette, FastAPI, anyio, uvicorn and the
+standard library are left out; the frame that raised is always kept). No local
+variables: they may hold secrets.
+
 ``FlyerError``'s HTTP status: an HTTP code (100-599) is itself; 604 answers 504 and the
 other 60x codes 502 (the failure is upstream); any other business code answers 400
 unless ``http_status=`` says otherwise. With ``flyer_always_http_200=1`` every error
@@ -25,8 +31,13 @@ answers HTTP 200 as the original framework did, the body still telling the error
 
 from __future__ import annotations
 
+import functools
 import json
+import site
+import sysconfig
+import traceback
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from fastapi.exceptions import RequestValidationError
@@ -37,12 +48,15 @@ from starlette.types import Receive, Scope, Send
 
 from fastkit.httpx import status
 from fastkit.logging import logger
+from fastkit.request_id import get_request_id
 
 __all__ = [
     "ErrorRenderer",
     "FlyerError",
     "error_body",
     "http_status_for",
+    "log_unhandled",
+    "short_traceback",
     "validation_detail",
 ]
 
@@ -109,6 +123,76 @@ def validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _roots(paths: Sequence[str | None]) -> tuple[str, ...]:
+    return tuple(sorted({str(Path(p).resolve()) + "/" for p in paths if p}, key=len,
+                        reverse=True))
+
+
+@functools.cache
+def _where() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The framework's directories, and those of the standard library and of installed
+    packages (worked out at the first error, not at import)."""
+    here = Path(__file__).resolve().parent
+    own = _roots([str(here), str(here.parent / "fastkit")])
+    library = _roots([*(sysconfig.get_paths().get(k) for k in
+                        ("stdlib", "platstdlib", "purelib", "platlib")),
+                      *site.getsitepackages(), site.getusersitepackages()])
+    return own, library
+
+
+@functools.lru_cache(maxsize=1024)
+def _is_library(filename: str) -> bool:
+    if filename.startswith("<"):  # <frozen runpy> is the library's; <string> may be the app's
+        return filename.startswith("<frozen ")
+    try:
+        path = str(Path(filename).resolve())
+    except (OSError, RuntimeError):
+        return False
+    own, library = _where()
+    return not path.startswith(own) and path.startswith(library)
+
+
+def _keep_own_frames(te: traceback.TracebackException, seen: set[int]) -> int:
+    """Drop the library frames of ``te`` and of its chain; how many were dropped."""
+    if id(te) in seen:
+        return 0
+    seen.add(id(te))
+    frames = list(te.stack)
+    kept = [f for i, f in enumerate(frames)
+            if i == len(frames) - 1 or not _is_library(f.filename)]
+    te.stack = traceback.StackSummary.from_list(kept)
+    dropped = len(frames) - len(kept)
+    for linked in (te.__cause__, te.__context__, *(te.exceptions or ())):
+        if linked is not None:
+            dropped += _keep_own_frames(linked, seen)
+    return dropped
+
+
+def short_traceback(exc: BaseException) -> tuple[str, int]:
+    """``exc``'s traceback as Python prints it (chained exceptions included), with the
+    frames of libraries and the standard library left out; and how many were left out.
+
+    Kept: frames of the app's own files and of fastflyer/fastkit, and the frame that
+    raised. Source lines, never local variables.
+    """
+    te = traceback.TracebackException.from_exception(exc, capture_locals=False)
+    dropped = _keep_own_frames(te, set())
+    return "".join(te.format()).rstrip("\n"), dropped
+
+
+def log_unhandled(exc: BaseException, method: str, path: str) -> None:
+    """Log ``exc``, which nothing answered, as one ERROR record: the request id being
+    served, ``method`` and ``path`` (the request's path, without its query string, which
+    may hold secrets) and :func:`short_traceback`. Never raises."""
+    try:
+        text, dropped = short_traceback(exc)
+    except Exception:  # a traceback that cannot be formatted still gets its line
+        text, dropped = traceback.format_exception_only(type(exc), exc)[-1].rstrip("\n"), 0
+    left_out = f", {dropped} library frames left out" if dropped else ""
+    logger.error("unhandled {} in {} {} (request {}{}):\n{}", type(exc).__name__, method, path,
+                 get_request_id() or "-", left_out, text)
+
+
 class ErrorRenderer:
     """Builds the envelope responses and holds the handlers the app installs."""
 
@@ -124,9 +208,12 @@ class ErrorRenderer:
                         headers=dict(headers or {}), media_type="application/json")
 
     async def send(self, scope: Scope, receive: Receive, send: Send, http_status: int,
-                   message: str | None = None) -> None:
-        """Answer a raw ASGI request with an error envelope (for middleware)."""
-        response = self.response(http_status, http_status, message or _phrase(http_status))
+                   message: str | None = None,
+                   headers: Mapping[str, str] | None = None) -> None:
+        """Answer a raw ASGI request with an error envelope (for middleware), with
+        ``headers`` added."""
+        response = self.response(http_status, http_status, message or _phrase(http_status),
+                                 headers=headers)
         await response(scope, receive, send)
 
     async def http_exception(self, request: Request, exc: Exception) -> Response:
@@ -150,7 +237,6 @@ class ErrorRenderer:
         return self.response(exc.http_status, exc.code, exc.message, exc.detail, exc.headers)
 
     async def unhandled(self, request: Request, exc: Exception) -> Response:
-        logger.opt(exception=exc).error(
-            "unhandled {} in {} {}", type(exc).__name__, request.method, request.url.path)
+        log_unhandled(exc, request.method, request.scope["path"])
         return self.response(status.HTTP_500_INTERNAL_SERVER_ERROR,
                              status.HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error")

@@ -5,21 +5,26 @@
      "request_id":"6f1c...","user_agent":"curl/8.5.0"}
 
 Written to ``flyer_access_logfile`` or, for ``-``, to standard output. The file opens
-at the first line, never at import. Lines are buffered and written out at least once a
-second, when the buffer fills, and when the app shuts down (the lifespan closes the
-log), so a busy server does not pay one system call per request. Paths in
+at the first line, never at import. Lines are buffered, so a busy server does not pay
+one system call per request, and written out when the buffer fills, when the app shuts
+down (the lifespan closes the log), and at most ``flush_interval`` (1 s) after they were
+logged, idle server or not: a line that finds nothing flushed for a second flushes the
+buffer, and one that stays buffered arms a single flush ``flush_interval`` later (a
+timer on the running event loop, else a daemon ``threading.Timer``; none while nothing
+is buffered). A process killed outright loses at most its last second of lines. Paths in
 ``flyer_access_log_exclude_uris`` are skipped (``/health*`` skips a prefix). Secret query
 values are masked as in FastKit's call log; no header but the user agent is logged.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import threading
 import time
 from collections.abc import Iterable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import IO
 
 from pydantic_core import to_json
@@ -49,6 +54,9 @@ class AccessLog:
         self._stream: IO[bytes] | None = None
         self._lock = threading.Lock()
         self._flushed = 0.0
+        # The one pending flush (a loop timer or a thread timer) and the loop it runs on.
+        self._timer: asyncio.TimerHandle | threading.Timer | None = None
+        self._timer_loop: asyncio.AbstractEventLoop | None = None
 
     def wanted(self, path: str) -> bool:
         """False for a path the configuration excludes."""
@@ -65,7 +73,7 @@ class AccessLog:
               client_ip: str | None, request_id: str, user_agent: str | None) -> None:
         """Write one line. Never raises: an unwritable file falls back to the console."""
         line = to_json({
-            "time": datetime.now(timezone.utc).isoformat(timespec="milliseconds"),
+            "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "method": method,
             "path": path,
             "query": redact_query(query.decode("latin-1")) if query else "",
@@ -84,8 +92,39 @@ class AccessLog:
                 if now - self._flushed >= self.flush_interval:
                     self._stream.flush()
                     self._flushed = now
+                else:
+                    self._arm_flush()
             except OSError as exc:
                 self._fail(exc, line)
+
+    def _arm_flush(self) -> None:
+        """Flush ``flush_interval`` from now unless a flush is pending (lock held)."""
+        if self._timer is not None and not (self._timer_loop is not None
+                                            and self._timer_loop.is_closed()):
+            return
+        try:
+            loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # a thread with no loop: a timer thread of its own
+            loop = None
+        if loop is not None:
+            self._timer = loop.call_later(self.flush_interval, self._timed_flush)
+        else:
+            timer = threading.Timer(self.flush_interval, self._timed_flush)
+            timer.daemon = True
+            timer.start()
+            self._timer = timer
+        self._timer_loop = loop
+
+    def _timed_flush(self) -> None:
+        with self._lock:
+            self._timer = self._timer_loop = None
+            if self._stream is None:
+                return
+            try:
+                self._stream.flush()
+            except OSError as exc:
+                self._fail(exc, b"")
+            self._flushed = time.monotonic()
 
     def _fail(self, exc: OSError, line: bytes) -> None:
         # Fall back to the console so no line is lost, and say why once.
@@ -107,6 +146,10 @@ class AccessLog:
     def close(self) -> None:
         """Write out buffered lines and close the file (the console stays open)."""
         with self._lock:
+            if isinstance(self._timer, threading.Timer):
+                self._timer.cancel()
+            # A loop timer may be on another thread's loop: left to find nothing to do.
+            self._timer = self._timer_loop = None
             stream, self._stream = self._stream, None
             if stream is not None:
                 stream.flush()
