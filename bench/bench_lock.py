@@ -21,7 +21,7 @@ import os
 import statistics
 import time
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import redis
 
@@ -47,7 +47,7 @@ def main() -> None:
     def noop() -> None:
         pass
 
-    start = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    start = datetime(2026, 1, 1, tzinfo=UTC)
     timings: dict[str, list[float]] = {"acquire": [], "release": [], "guarded call": [],
                                        "bare SET NX PX": []}
     for _ in range(50):  # warm up: connections, script cache

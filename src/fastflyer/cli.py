@@ -87,9 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
         "serve", help="production server: gunicorn with uvicorn workers",
         description="Serve main:app of the project with gunicorn and uvicorn workers. "
                     "flyer_workers (default: the CPUs this process may use), "
-                    "flyer_worker_connections, flyer_timeout, flyer_graceful_timeout, "
-                    "flyer_keepalive, flyer_enable_max_requests, flyer_max_requests and "
-                    "flyer_max_requests_jitter configure it.")
+                    "flyer_timeout, flyer_graceful_timeout, "
+                    "flyer_shutdown_timeout, flyer_keepalive, flyer_enable_max_requests, "
+                    "flyer_max_requests and flyer_max_requests_jitter configure it. "
+                    "flyer_reload=1 is refused (use run).")
     _add_server_options(serve)
     serve.add_argument("--workers", type=int, help="worker processes (default: flyer_workers)")
 
@@ -196,6 +197,13 @@ def _serve(args: argparse.Namespace) -> int:
         return 1
     # --port 0: any free port (flyer_port itself must be a real port)
     settings = _flag_settings(args)  # SettingsError: one line per bad value, exit 1
+    if args.command == "serve" and settings.reload:
+        # Reloading is a development server's job; a production one that silently did not
+        # would be a surprise, and one that did would be a risk.
+        print("fastflyer: error: flyer_reload=1 is for fastflyer run (development, as "
+              "./start-reload.sh does); fastflyer serve never reloads: unset flyer_reload",
+              file=sys.stderr)
+        return 1
     try:  # bound before the server says anything: a port in use is one line, not a banner
         sock = listen(settings.host, 0 if args.port == 0 else settings.port)
     except BindError as exc:

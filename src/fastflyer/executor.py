@@ -9,7 +9,7 @@
     background_scheduler.add_job(customfunc, "interval", seconds=5, id="customjob")
 
 The app's lifespan starts both schedulers and the thread pool and stops them within
-``flyer_graceful_timeout``. Locks live in the Redis of ``flyer_redis_host`` (the same for
+``flyer_shutdown_timeout``. Locks live in the Redis of ``flyer_redis_host`` (the same for
 every worker and every instance); without it they hold within one process, and a warning
 says so at the first lock. ``flyer_lock_ttl`` is how long a lock outlives a holder that
 died.
@@ -17,7 +17,6 @@ died.
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from fastkit.executor import (
@@ -29,6 +28,7 @@ from fastkit.executor import (
     current_fire,
     current_lease,
 )
+from fastkit.utils.threads import run_in_daemon_thread
 
 if TYPE_CHECKING:
     from fastflyer.lifespan import Lifecycle
@@ -62,14 +62,14 @@ def register_executors(settings: FlyerSettings, lifecycle: Lifecycle) -> None:
     """Start the schedulers and the thread pool with ``lifecycle`` and stop them with it.
 
     An app starts only what is not running yet (several apps in one process share them)
-    and stops only what it started, waiting up to ``flyer_graceful_timeout`` for jobs.
+    and stops only what it started, waiting up to ``flyer_shutdown_timeout`` for jobs.
     """
     lifecycle.add("locks", start=lambda: locks.configure(lambda: lock_backend(settings),
                                                          ttl=settings.lock_ttl))
     for name, component in (("background scheduler", background_scheduler),
                             ("asyncio scheduler", asyncio_scheduler),
                             ("thread pool", threadpool)):
-        owner = _Owner(component, settings.graceful_timeout)
+        owner = _Owner(component, settings.shutdown_timeout)
         lifecycle.add(name, start=owner.start, stop=owner.stop)
 
 
@@ -91,4 +91,5 @@ class _Owner:
         if isinstance(self.component, Scheduler) and self.component.scheduler_type == "asyncio":
             await self.component.aclose(self.timeout)
         else:
-            await asyncio.to_thread(self.component.shutdown, wait=True, timeout=self.timeout)
+            # Not asyncio.to_thread: a thread left behind must not hold the process's exit.
+            await run_in_daemon_thread(self.component.shutdown, wait=True, timeout=self.timeout)

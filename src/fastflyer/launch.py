@@ -10,22 +10,30 @@ project directory, leave the client address to the app and write no server acces
 Both serve a socket from :func:`listen`, bound before anything says where the server is: a
 port in use fails there, with :class:`BindError`, instead of after a banner claiming it
 serves; port 0 takes a free port, which the socket tells (``getsockname()``). Ctrl-C
-(SIGINT) and SIGTERM stop either gracefully with status 0.
+(SIGINT) and SIGTERM stop either gracefully (see :mod:`fastflyer.server`): requests in
+flight get ``flyer_graceful_timeout`` to finish, then the stop hooks run within
+``flyer_shutdown_timeout``. The status is 0 for a clean stop, else
+:data:`~fastflyer.server.EXIT_UNCLEAN`. A second Ctrl-C stops at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import math
+import os
 import signal
 import socket
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastflyer.cpus import usable_cpus
 from fastflyer.settings import FlyerSettings
+
+if TYPE_CHECKING:  # imported where used: the CLI sets flyer_* variables before logging starts
+    from fastflyer.server import FlyerServer
 
 __all__ = ["BindError", "gunicorn_options", "listen", "run", "serve"]
 
@@ -79,10 +87,15 @@ def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
     return sock
 
 
-def _stop(signum: int, frame: object) -> None:
-    # uvicorn shuts down gracefully, then raises the signal again for the handler it found:
-    # Ctrl-C and SIGTERM are how a server is meant to stop, so status 0 and no traceback.
-    raise SystemExit(0)
+def _outside_serving(server: FlyerServer) -> Any:
+    """The SIGTERM/SIGINT handler around uvicorn's own (which it installs while serving)."""
+
+    def handler(signum: int, frame: object) -> None:
+        if not server.should_exit:  # before serving: stop now (status 0, no traceback)
+            raise SystemExit(0)
+        # else: uvicorn stopped, and raised the signal again for this handler: done
+
+    return handler
 
 
 def run(settings: FlyerSettings, project: Path, sock: socket.socket | None = None) -> None:
@@ -93,6 +106,9 @@ def run(settings: FlyerSettings, project: Path, sock: socket.socket | None = Non
     import uvicorn
     from uvicorn.supervisors import ChangeReload
 
+    from fastflyer.reloading import reload_target
+    from fastflyer.serverlog import uvicorn_log_config
+
     if sock is None:
         sock = listen(settings.host, settings.port)
     if str(project) not in sys.path:
@@ -101,11 +117,13 @@ def run(settings: FlyerSettings, project: Path, sock: socket.socket | None = Non
         APP, host=settings.host, port=sock.getsockname()[1],
         reload=settings.reload, reload_dirs=[str(project)] if settings.reload else None,
         loop="auto", http="auto", proxy_headers=False, access_log=False,
-        timeout_keep_alive=int(settings.keepalive),
-        timeout_graceful_shutdown=int(settings.graceful_timeout) or None,
+        timeout_keep_alive=math.ceil(settings.keepalive),  # whole seconds, as under serve
         log_level=_log_level(settings),
+        log_config=uvicorn_log_config(_log_level(settings)),  # lines through fastkit.logging
     )
-    server = uvicorn.Server(config)
+    from fastflyer.server import EXIT_UNCLEAN, FlyerServer, stop_problems
+
+    server = FlyerServer(config, settings)  # sets the drain (timeout_graceful_shutdown)
     if not config.should_reload:
         config.load()  # the app is built (its settings checked) before the line below
     # uvicorn says where it runs only for sockets it binds itself: the same line, for ours.
@@ -113,8 +131,8 @@ def run(settings: FlyerSettings, project: Path, sock: socket.socket | None = Non
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     logging.getLogger("uvicorn.error").info(
         "Uvicorn running on http://%s:%d (Press CTRL+C to quit)", host, config.port)
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _outside_serving(server))
+    signal.signal(signal.SIGINT, _outside_serving(server))
     if not config.should_reload and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
         # A closed terminal stops the server as SIGTERM does (so `finally` blocks run);
         # under nohup SIGHUP stays ignored.
@@ -122,11 +140,17 @@ def run(settings: FlyerSettings, project: Path, sock: socket.socket | None = Non
             signal.SIGTERM, frame))
     with sock:
         if config.should_reload:
-            ChangeReload(config, target=server.run, sockets=[sock]).run()
+            ChangeReload(config, target=reload_target(server, project), sockets=[sock]).run()
         else:
             server.run(sockets=[sock])
-    if not server.started and not config.should_reload:
+    if config.should_reload:
+        return
+    if not server.started:
         raise SystemExit(3)  # uvicorn's status for a failed start-up; it logged why
+    from uvicorn.importer import import_from_string
+
+    if stop_problems(import_from_string(APP)):  # each was logged as it happened
+        raise SystemExit(EXIT_UNCLEAN)
 
 
 def gunicorn_options(settings: FlyerSettings, project: Path) -> dict[str, Any]:
@@ -135,10 +159,11 @@ def gunicorn_options(settings: FlyerSettings, project: Path) -> dict[str, Any]:
         "bind": [f"{settings.host}:{settings.port}"],
         "workers": settings.workers or usable_cpus(),
         "worker_class": "fastflyer.worker.FlyerWorker",
-        "worker_connections": settings.worker_connections,
         # gunicorn takes whole seconds
         "timeout": math.ceil(settings.timeout),
-        "graceful_timeout": math.ceil(settings.graceful_timeout),
+        # SIGTERM to SIGKILL: the drain, the stop hooks, the exit; a worker ends itself
+        # before (fastflyer.server), so a kill means something held it.
+        "graceful_timeout": math.ceil(settings.stop_budget) + 1,
         "keepalive": math.ceil(settings.keepalive),
         "max_requests": settings.max_requests if settings.enable_max_requests else 0,
         "max_requests_jitter": settings.max_requests_jitter if settings.enable_max_requests else 0,
@@ -146,6 +171,7 @@ def gunicorn_options(settings: FlyerSettings, project: Path) -> dict[str, Any]:
         "accesslog": None,
         "errorlog": "-",
         "loglevel": _log_level(settings),
+        "logger_class": "fastflyer.serverlog.GunicornLogger",  # lines through fastkit.logging
         "proc_name": f"fastflyer:{project.name}",
         "preload_app": False,
         # gunicorn ≥ 23 opens a control socket under $HOME: nothing outside the project
@@ -160,6 +186,9 @@ def serve(settings: FlyerSettings, project: Path, sock: socket.socket | None = N
     handed to gunicorn as ``fd://N``.
     """
     from gunicorn.app.base import BaseApplication
+    from gunicorn.arbiter import Arbiter
+
+    from fastflyer.server import EXIT_UNCLEAN
 
     if sock is None:
         sock = listen(settings.host, settings.port)
@@ -180,4 +209,48 @@ def serve(settings: FlyerSettings, project: Path, sock: socket.socket | None = N
                 sys.path.insert(0, str(project))
             return import_from_string(APP)
 
-    Application().run()
+        def report_unclean_stop(self, pid: int, problems: list[str]) -> None:
+            """In a worker: tell the master its stop was not clean."""
+            with contextlib.suppress(OSError):
+                os.write(report_w, f"{pid}\n".encode())
+
+        def run(self) -> None:
+            _StopReportingArbiter(self).run()
+
+    class _StopReportingArbiter(Arbiter):  # type: ignore[misc]
+        """gunicorn's master, exiting with EXIT_UNCLEAN after a stop that was not clean:
+        a worker that reported so, or one still alive when the stop budget ran out."""
+
+        unclean = False
+
+        def handle_int(self) -> None:
+            # Ctrl-C stops as SIGTERM does, draining (gunicorn's own is a quick stop);
+            # a second one, while stopping, is the quick stop.
+            raise StopIteration
+
+        def kill_workers(self, sig: int) -> None:
+            if sig == signal.SIGKILL and self.WORKERS:
+                self.log.error("%d worker(s) still running %d s after the stop signal: "
+                               "killed", len(self.WORKERS), self.cfg.graceful_timeout)
+                self.unclean = True
+            super().kill_workers(sig)
+
+        def halt(self, reason: str | None = None, exit_status: int = 0) -> None:
+            try:
+                super().halt(reason, exit_status)
+            except SystemExit as exc:
+                with contextlib.suppress(OSError):
+                    if os.read(report_r, 65536):
+                        self.unclean = True
+                if exc.code in (0, None) and self.unclean:
+                    self.log.error("the stop was not clean (see above)")
+                    raise SystemExit(EXIT_UNCLEAN) from None
+                raise
+
+    report_r, report_w = os.pipe()
+    os.set_blocking(report_r, False)
+    try:
+        Application().run()
+    finally:
+        os.close(report_r)
+        os.close(report_w)

@@ -10,10 +10,15 @@
 
 Start hooks run in the order they were added, before the first request is served; if
 one fails, the stop hooks of those already started run and start-up fails with the
-error. Stop hooks run in reverse order, all of them within ``flyer_graceful_timeout``
-seconds in total: a hook that overruns is logged and left behind so the others still
-run (each later hook gets at least 0.1 s). Hooks may be sync (run in a worker thread at
-shutdown) or async.
+error. Stop hooks run once the server has drained its requests (``flyer_graceful_timeout``),
+in reverse order, all of them within ``flyer_shutdown_timeout`` seconds in total: a hook
+that overruns is logged and left behind so the others still run (each later hook gets at
+least 0.1 s). Hooks may be sync (run in a daemon thread, so that one left behind never
+holds the process's exit) or async.
+
+What went wrong while stopping (requests still in flight when the drain ended, a hook
+that overran or failed) is kept in :attr:`Lifecycle.stop_problems`: the servers
+(``fastflyer run``/``serve``) exit with status 1 when it is not empty.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from fastkit.logging import logger
+from fastkit.utils.threads import run_in_daemon_thread
 
 __all__ = ["Hook", "Lifecycle"]
 
@@ -51,12 +57,27 @@ async def _call(hook: Hook) -> None:
         await result
 
 
+def _sync(hook: Hook) -> None:
+    result = hook()
+    if inspect.isawaitable(result):  # a sync callable that returned an awaitable
+        raise TypeError(f"{hook!r} returned an awaitable: declare it async def")
+
+
 class Lifecycle:
     """Start and stop hooks of an app's components."""
 
-    def __init__(self, graceful_timeout: float = 1.0) -> None:
-        self.graceful_timeout = graceful_timeout
+    def __init__(self, shutdown_timeout: float = 10.0) -> None:
+        self.shutdown_timeout = shutdown_timeout
         self._components: list[_Component] = []
+        #: Requests the server still runs or has cut off; set by the app (checked when
+        #: stopping).
+        self.in_flight: Callable[[], int] = lambda: 0
+        #: What went wrong while stopping, one line each (empty: a clean stop).
+        self.stop_problems: list[str] = []
+        #: True once the stop hooks ran (a server that skipped them did not stop cleanly).
+        self.stopped = False
+        #: Why start-up failed (a start hook's or the user's lifespan's error), if it did.
+        self.start_error: BaseException | None = None
 
     def add(self, name: str, start: Hook | None = None, stop: Hook | None = None) -> None:
         """Register a component by ``name`` with its ``start`` and/or ``stop`` hook."""
@@ -86,7 +107,8 @@ class Lifecycle:
             if component.start is not None:
                 try:
                     await _call(component.start)
-                except BaseException:
+                except BaseException as exc:
+                    self.start_error = exc
                     logger.error("start-up of {} failed; stopping what started", component.name)
                     await self.shutdown(started)
                     raise
@@ -94,22 +116,34 @@ class Lifecycle:
         return started
 
     async def shutdown(self, components: list[_Component] | None = None) -> None:
-        """Run the stop hooks in reverse order within ``graceful_timeout`` in total."""
-        deadline = time.monotonic() + self.graceful_timeout
+        """Run the stop hooks in reverse order within ``shutdown_timeout`` in total."""
+        cut_off = self.in_flight()
+        if cut_off:
+            self._problem(f"{cut_off} request(s) cut off: still in flight when the drain "
+                          "ended (flyer_graceful_timeout)")
+        deadline = time.monotonic() + self.shutdown_timeout
         for component in reversed(self._components if components is None else components):
             if component.stop is None:
                 continue
             # A hook after one that overran still gets a moment: it may be quick.
             remaining = max(deadline - time.monotonic(), _FLOOR)
             stop = component.stop
-            call = _call(stop) if inspect.iscoroutinefunction(stop) else asyncio.to_thread(stop)
+            # A sync hook on a daemon thread: one left behind never holds the exit.
+            call = (_call(stop) if inspect.iscoroutinefunction(stop)
+                    else run_in_daemon_thread(_sync, stop))
             try:
                 await asyncio.wait_for(call, timeout=remaining)
             except TimeoutError:
-                logger.warning("shutdown of {} did not finish within the graceful timeout "
-                               "({:g} s); going on", component.name, self.graceful_timeout)
+                self._problem(f"shutdown of {component.name} did not finish within "
+                              f"flyer_shutdown_timeout ({self.shutdown_timeout:g} s); going on")
             except Exception as exc:
-                logger.opt(exception=exc).error("shutdown of {} failed", component.name)
+                self._problem(f"shutdown of {component.name} failed: "
+                              f"{type(exc).__name__}: {exc}", exc)
+        self.stopped = True
+
+    def _problem(self, line: str, exc: BaseException | None = None) -> None:
+        self.stop_problems.append(line)
+        logger.opt(exception=exc).error(line)
 
     def lifespan(
         self, inner: Callable[[Any], AbstractAsyncContextManager[Any]] | None = None,
@@ -119,12 +153,19 @@ class Lifecycle:
         @asynccontextmanager
         async def lifespan(app: Any) -> AsyncIterator[Any]:
             started = await self.startup()
+            serving = False
             try:
                 if inner is None:
+                    serving = True
                     yield None
                 else:
                     async with inner(app) as state:
+                        serving = True
                         yield state
+            except BaseException as exc:
+                if not serving:  # the user's lifespan failed to start
+                    self.start_error = exc
+                raise
             finally:
                 await self.shutdown(started)
 

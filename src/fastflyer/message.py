@@ -16,7 +16,7 @@
 
 An app's ``kafka`` (a :class:`KafkaRouter`) is found like its ``router``. Its consumers
 start with the app's lifespan, each in its own task, and stop within
-``flyer_graceful_timeout``, committing what was handled. A consumer that fails (the
+``flyer_shutdown_timeout``, committing what was handled. A consumer that fails (the
 broker went away, a dead-letter topic refused a message) is logged and started again,
 waiting 1 s, then 2, 4... up to 10 s. With consumers declared or ``flyer_kafka_servers``
 set, readiness reports ``kafka``: the broker answers and every consumer runs. Messages
@@ -25,6 +25,8 @@ sent while a request is served carry its request id, and the consumer binds it a
 Settings: ``flyer_kafka_servers`` (``host:port[,host:port]``), and for secured clusters
 ``flyer_kafka_security_protocol`` and ``flyer_kafka_sasl_mechanism``, ``_username``,
 ``_password``. Declaring consumers without ``flyer_kafka_servers`` stops start-up.
+Every Kafka client here times out: consumers and producers after aiokafka's
+``request_timeout_ms`` (40 s, :mod:`fastkit.message`), the readiness check's after 1.5 s.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from fastkit.logging import logger
+from fastkit.utils.threads import run_in_daemon_thread
 
 if TYPE_CHECKING:
     from fastflyer.health import Readiness
@@ -175,8 +178,8 @@ async def close_default_producers() -> None:
     for kind, producer in closing:
         if kind == "async":
             await producer.close()
-        else:
-            await asyncio.to_thread(producer.close)
+        else:  # on a daemon thread: a broker that never answers cannot hold up exit
+            await run_in_daemon_thread(producer.close)
 
 
 class KafkaNotReady(RuntimeError):
@@ -216,7 +219,7 @@ class _Supervised:
                 await consumer.stop(timeout=0)
             try:
                 await asyncio.wait_for(self.stopping.wait(), wait)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 wait = min(wait * 2, RESTART_BACKOFF[1])
 
     @property
@@ -282,7 +285,7 @@ class _Kafka:
     async def stop(self) -> None:
         running, self.running = self.running, []
         # The rest of the graceful time goes to committing and leaving the group.
-        timeout = self.settings.graceful_timeout * 0.6
+        timeout = self.settings.shutdown_timeout * 0.6
         await asyncio.gather(*(s.stop(timeout) for s in running))
         await close_default_producers()
         if self.settings in _serving:

@@ -48,6 +48,8 @@ BASE_URL_PATTERN = (r"^(/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0
                     r"|\.\.[A-Za-z0-9._-]+))+$")
 
 CommaList = Annotated[list[str], NoDecode]
+# Seconds a stopping process gets beyond its drain and stop hooks (log flush, exit).
+STOP_MARGIN = 2.0
 
 # A label of a host name (RFC 1123): letters, digits and inner '-', at most 63 characters.
 _LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
@@ -242,7 +244,12 @@ class FlyerSettings(BaseSettings):
     max_requests: int = _allowed(0, "an integer ≥ 0", ge=0)
     max_requests_jitter: int = _allowed(0, "an integer ≥ 0", ge=0)
     timeout: float = _allowed(60, "a number of seconds ≥ 0", ge=0)
-    graceful_timeout: float = _allowed(1, "a number of seconds ≥ 0", ge=0)
+    graceful_timeout: float | None = _allowed(
+        None, "a number of seconds ≥ 0 (how long requests in flight get to finish after a "
+        "stop signal; unset: 30, or 1 with flyer_reload=1)", ge=0)
+    shutdown_timeout: float = _allowed(
+        10, "a number of seconds > 0 (how long the stop hooks get, in total, once the "
+        "requests are drained)", gt=0)
     keepalive: float = _allowed(5, "a number of seconds ≥ 0", ge=0)
     console_log_level: str = _allowed("info", "one of debug, info, warn, error, critical")
     file_log_level: str = _allowed("info", "one of debug, info, warn, error, critical")
@@ -300,6 +307,25 @@ class FlyerSettings(BaseSettings):
     # Schedulers and the thread pool.
     lock_ttl: float = _allowed(30, "a number of seconds > 0 (how long a lock outlives a "
                                "holder that died)", gt=0)
+    service_name: str | None = _allowed(
+        None, "a name of letters, digits, '.', '_' and '-' shared by every worker and "
+        "instance of the service (unset: the app's title, else the project directory's name)",
+        pattern=r"^[\w.-]*[^\W_][\w.-]*$")
+
+    @property
+    def drain_timeout(self) -> float:
+        """Seconds requests in flight get to finish after a stop signal
+        (``flyer_graceful_timeout``; unset: 30, or 1 while reloading, so that a reload
+        after an edit is quick)."""
+        if self.graceful_timeout is not None:
+            return self.graceful_timeout
+        return 1.0 if self.reload else 30.0
+
+    @property
+    def stop_budget(self) -> float:
+        """Seconds from a stop signal to the end of the process: the drain, then the stop
+        hooks, then a margin for the interpreter's exit."""
+        return self.drain_timeout + self.shutdown_timeout + STOP_MARGIN
 
     @field_validator("console_log_level", "file_log_level", mode="before")
     @classmethod

@@ -3,30 +3,66 @@
 uvloop and httptools when installed; the client address is left to the app (which believes
 ``X-Forwarded-For`` only from ``flyer_trusted_proxies``); no uvicorn access log (the app
 writes its own).
+
+It stops as :mod:`fastflyer.server` says: SIGTERM or SIGINT drain the requests in flight
+for ``flyer_graceful_timeout``, then the stop hooks run; SIGQUIT (gunicorn's quick stop)
+skips the drain. A worker that stopped cleanly exits with status 0, quietly; one that did
+not exits with :data:`~fastflyer.server.EXIT_UNCLEAN` and tells the master, which then
+exits with that status too. ``FASTFLYER_WORKERS`` holds gunicorn's number of workers, for
+the app (one process of several cannot act for the whole service alone).
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
+from types import FrameType
 from typing import Any
 
 from gunicorn.arbiter import Arbiter
 from uvicorn_worker import UvicornWorker
 
+from fastflyer.server import EXIT_UNCLEAN, FlyerServer, stop_problems
+from fastflyer.service import WORKERS_VARIABLE
+
 __all__ = ["FlyerWorker"]
 
 
 class FlyerWorker(UvicornWorker):  # type: ignore[misc]
-    """``uvicorn_worker.UvicornWorker`` without proxy headers or access log."""
+    """``uvicorn_worker.UvicornWorker`` without proxy headers or access log, with a
+    bounded, quiet, reported stop (see the module docstring)."""
 
     CONFIG_KWARGS: dict[str, Any] = {  # noqa: RUF012 (uvicorn-worker's own attribute)
         "loop": "auto", "http": "auto", "proxy_headers": False, "access_log": False,
     }
 
+    server: FlyerServer | None = None
+
+    def init_signals(self) -> None:
+        super().init_signals()
+        # uvicorn handles SIGTERM/SIGINT while it serves, then raises the signal again for
+        # the handler it found. With gunicorn's default that kills the worker by the signal
+        # ("Worker was sent SIGTERM!"); this one lets a served worker end with its status.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._signal_outside_serving)
+
+    def _signal_outside_serving(self, sig: int, frame: FrameType | None) -> None:
+        if self.server is None:  # still booting: stop now
+            sys.exit(0)
+        # else: the signal uvicorn raises again once it has stopped; nothing left to do
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """SIGQUIT from the master (its quick stop): stop without waiting for requests."""
+        super().handle_exit(sig, frame)
+        if self.server is not None:
+            self.server.force_exit = self.server.should_exit = True
+
     def load_wsgi(self) -> None:
         """Import the app. One that stops itself (a bad setting is a ``SystemExit`` with
         its one line) ends with gunicorn's boot-error status, so that the master stops
         with it instead of starting the worker again and again."""
+        os.environ[WORKERS_VARIABLE] = str(self.cfg.workers)
         try:
             super().load_wsgi()
         except SystemExit as exc:
@@ -35,3 +71,20 @@ class FlyerWorker(UvicornWorker):  # type: ignore[misc]
             if not isinstance(exc.code, int):
                 print(exc.code, file=sys.stderr, flush=True)
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
+
+    async def _serve(self) -> None:
+        self.config.app = self.wsgi
+        self.server = FlyerServer(self.config, getattr(self.wsgi, "settings", None))
+        self._install_sigquit_handler()
+        # The sockets themselves, not gunicorn's wrappers: uvicorn closes what it is given
+        # once the event loop's server closed them, and a wrapper says so ("Error while
+        # closing socket [Errno 9]") at every stop.
+        await self.server.serve(sockets=[getattr(s, "sock", s) for s in self.sockets])
+        if not self.server.started:
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
+        problems = stop_problems(self.wsgi)
+        if problems:
+            report = getattr(self.app, "report_unclean_stop", None)
+            if report is not None:
+                report(os.getpid(), problems)
+            sys.exit(EXIT_UNCLEAN)

@@ -398,3 +398,15 @@ def test_start_reload_sh_picks_up_code_changes(tmp_path):
         assert httpx.get(f"{base}/flyer/hello").json()["data"] == "reloaded"
     assert process.returncode == 0, log.read_text()
     assert "Will watch for changes" in log.read_text()
+
+
+@pytest.mark.parametrize("value", ["1", "true"])
+def test_serve_refuses_flyer_reload_in_one_line(tmp_path, value):
+    # A setting with no effect under serve is refused rather than silently ignored.
+    assert fastflyer("create_app", "--name", "shop", cwd=tmp_path).returncode == 0
+    result = fastflyer("serve", "--port", "0", cwd=tmp_path, flyer_reload=value)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "fastflyer: error: flyer_reload=1 is for fastflyer run (development, as "
+        "./start-reload.sh does); fastflyer serve never reloads: unset flyer_reload"]
+    assert "Listening" not in result.stdout + result.stderr

@@ -73,8 +73,10 @@ def test_gunicorn_options_follow_the_settings(monkeypatch, tmp_path):
         monkeypatch.setenv(f"flyer_{name}", value)
     options = gunicorn_options(load_settings(), tmp_path)
     assert options["bind"] == ["127.0.0.1:9000"]
-    assert (options["workers"], options["worker_connections"]) == (3, 500)
-    assert (options["timeout"], options["graceful_timeout"], options["keepalive"]) == (30, 10, 7)
+    assert options["workers"] == 3
+    assert "worker_connections" not in options  # the app's own limit (uvicorn ignores it)
+    # SIGTERM to SIGKILL: the drain (10), the stop hooks (10 by default), a margin
+    assert (options["timeout"], options["graceful_timeout"], options["keepalive"]) == (30, 23, 7)
     assert (options["max_requests"], options["max_requests_jitter"]) == (1000, 50)
     assert options["worker_class"] == "fastflyer.worker.FlyerWorker"
     assert options["chdir"] == str(tmp_path)

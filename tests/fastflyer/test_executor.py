@@ -89,7 +89,7 @@ def test_the_lifespan_starts_and_stops_schedulers_and_pool(build):
         stopped.append(1)
 
     assert ran == []  # registered, not run
-    with TestClient(build(graceful_timeout=5)):
+    with TestClient(build(shutdown_timeout=5)):
         assert threadpool.running and background_scheduler.running
         wait_until(lambda: ran)
     assert stopped == [1] and not threadpool.running

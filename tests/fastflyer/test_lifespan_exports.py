@@ -49,8 +49,8 @@ def test_a_failing_start_stops_what_started_and_fails_start_up(build):
     assert events == ["start first", "stop first"]
 
 
-def test_shutdown_is_bounded_by_the_graceful_timeout(build):
-    app = build(graceful_timeout=0.3)
+def test_shutdown_is_bounded_by_the_shutdown_timeout(build):
+    app = build(shutdown_timeout=0.3)
     events: list[str] = []
 
     async def hangs():

@@ -45,7 +45,10 @@ def test_defaults_are_the_seed_defaults():
         ("0.0.0.0", 8080, "/flyer", "v1")
     assert (settings.reload, settings.threads, settings.worker_connections) == (False, 5, 1000)
     assert (settings.max_requests, settings.max_requests_jitter) == (0, 0)
-    assert (settings.timeout, settings.graceful_timeout, settings.keepalive) == (60, 1, 5)
+    assert (settings.timeout, settings.graceful_timeout, settings.keepalive) == (60, None, 5)
+    # unset, the drain lets ordinary requests finish; while reloading it is the seed's 1 s
+    assert (settings.drain_timeout, settings.shutdown_timeout) == (30, 10)
+    assert load_settings(reload=True).drain_timeout == 1
     assert (settings.console_log_level, settings.file_log_level) == ("INFO", "INFO")
     assert settings.access_logfile == "-"
     assert settings.workers is None  # the CPU count is decided at launch

@@ -31,6 +31,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC
 from os import getenv
 from pathlib import Path
 
@@ -147,7 +148,7 @@ def _scheduler_blocks() -> None:
 
 def check_scheduler(redis: bool) -> None:
     """The seed's blocks, the app's lifespan started, one fire of each job brought forward."""
-    from datetime import datetime, timezone
+    from datetime import datetime
 
     from fastflyer import FlyerAPI, asyncio_scheduler, background_scheduler
 
@@ -161,7 +162,7 @@ def check_scheduler(redis: bool) -> None:
         async with app.router.lifespan_context(app):
             assert background_scheduler.running and asyncio_scheduler.running
             for scheduler in (background_scheduler, asyncio_scheduler):
-                scheduler.get_job("customjob").modify(next_run_time=datetime.now(timezone.utc))
+                scheduler.get_job("customjob").modify(next_run_time=datetime.now(UTC))
             deadline = time.monotonic() + 20
             while printed.getvalue().count("hello world!") < 2:
                 if time.monotonic() > deadline:

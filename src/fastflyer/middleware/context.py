@@ -15,13 +15,14 @@ For every HTTP request:
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fastflyer.errors import ErrorRenderer
+from fastflyer.errors import ErrorRenderer, log_unhandled
 from fastflyer.middleware.access_log import AccessLog
 from fastkit.logging import logger
 from fastkit.request_id import new_request_id, reset_request_id, set_request_id
@@ -48,6 +49,10 @@ class RequestContextMiddleware:
         self.renderer = renderer
         self.health_paths = frozenset(health_paths)
         self.access_log = access_log
+        #: HTTP requests this process is serving now (health probes answered here aside).
+        self.in_flight = 0
+        #: HTTP requests cut off by the server's stop (see ``__call__``).
+        self.cut_off = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,15 +95,26 @@ class RequestContextMiddleware:
                 await send(message)
 
             token = set_request_id(request_id)
+            self.in_flight += 1
             try:
                 await self.app(scope, receive, send_with_headers)
             except Exception as exc:
                 if status == 0:  # nothing answered yet: answer in the envelope
-                    logger.opt(exception=exc).error(
-                        "unhandled {} in {} {}", type(exc).__name__, scope["method"], path)
+                    log_unhandled(exc, scope["method"], path)
                     await self.renderer.send(scope, receive, send_with_headers, 500)
                 # else: the app's error handler answered and logged it already
+            except asyncio.CancelledError:
+                # The server stopped before the request finished (its drain,
+                # flyer_graceful_timeout, ran out). The request ends here, answered 503 if
+                # nothing was sent yet; counted, so that the stop is not called clean.
+                self.cut_off += 1
+                logger.warning("{} {} cut off: the server stopped before it finished",
+                               scope["method"], path)
+                if status == 0:
+                    await self.renderer.send(scope, receive, send_with_headers, 503,
+                                             "Service Unavailable: the server is stopping")
             finally:
+                self.in_flight -= 1
                 reset_request_id(token)
 
         log = self.access_log

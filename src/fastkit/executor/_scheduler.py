@@ -33,7 +33,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from functools import partial
 from typing import Any, Literal
 
@@ -70,7 +70,7 @@ from fastkit.logging import logger
 __all__ = ["EPOCH", "JOB_ID_PATTERN", "JobNotFound", "Scheduler"]
 
 SchedulerType = Literal["background", "asyncio"]
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 JOB_ID_PATTERN = r"^[A-Za-z0-9._~-]+$"
 _UNSAFE = re.compile(r"[^A-Za-z0-9._~-]+")
 _JOB_DEFAULTS = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 30}
@@ -370,7 +370,7 @@ class Scheduler:
         job = self.get_job(job_id)
         if not self.running:
             raise RuntimeError(f"scheduler {self.name!r} is not running")
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         executor = self.apscheduler._lookup_executor(job.executor)
         loop = getattr(self.apscheduler, "_eventloop", None)
         if loop is not None and _other_loop(loop):

@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 import httpx
@@ -87,8 +87,8 @@ def parse_retry_after(value: str | None) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def is_replayable(request: httpx.Request) -> bool:
@@ -177,8 +177,4 @@ class Attempts:
         note = (f"fastkit: {description} failed after {self.number} attempt"
                 f"{'s' if self.number != 1 else ''}"
                 + (f" ({self.reason})" if self.reason else ""))
-        if hasattr(error, "add_note"):
-            error.add_note(note)
-        else:  # Python 3.10
-            notes = getattr(error, "__notes__", None)
-            error.__notes__ = [*(notes or []), note]  # type: ignore[attr-defined]
+        error.add_note(note)

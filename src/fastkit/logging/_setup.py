@@ -177,7 +177,10 @@ def _open_files() -> None:
             _State.handler_ids.append(logger.add(
                 path, level=level, format=settings.log_format, serialize=settings.json,
                 rotation=settings.rotation, retention=settings.retention, encoding="utf-8",
-                diagnose=False,  # tracebacks without local variables: they may hold secrets
+                # tracebacks without local variables (they may hold secrets), and from the
+                # frame that caught the error down, as Python prints them (loguru's backtrace
+                # would add every frame above it, from the thread's bootstrap on)
+                diagnose=False, backtrace=False,
             ))
     if problem:
         logger.warning("log files written to {} ({})", directory, problem)
@@ -195,7 +198,7 @@ def configure(settings: LogSettings) -> None:
         _State.handler_ids.append(
             logger.add(sys.stderr, level=settings.console_level, format=settings.log_format,
                        serialize=settings.json, colorize=None if not settings.json else False,
-                       diagnose=False)
+                       diagnose=False, backtrace=False)
         )
         _State.pending_files = None
         if settings.to_file:

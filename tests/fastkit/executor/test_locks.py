@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 import redis
@@ -30,7 +30,7 @@ def backend(request, prefix):
     return LocalLockBackend()
 
 
-FIRE = Fire("s", "job", datetime(2026, 1, 1, tzinfo=timezone.utc))
+FIRE = Fire("s", "job", datetime(2026, 1, 1, tzinfo=UTC))
 
 
 def test_a_run_is_held_once_and_every_take_gets_a_higher_fence(backend):
@@ -50,7 +50,7 @@ def test_a_fire_runs_once_even_after_its_run_ended(backend):
     assert lease is not None
     locks.release(lease)
     assert locks.acquire("name", FIRE) is None  # the fire key is left to expire
-    other = Fire("s", "job", datetime(2026, 1, 1, 0, 0, 5, tzinfo=timezone.utc))
+    other = Fire("s", "job", datetime(2026, 1, 1, 0, 0, 5, tzinfo=UTC))
     assert locks.acquire("name", other) is not None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -48,7 +48,7 @@ def test_interval_fires_are_aligned_to_the_epoch(scheduler):
     next_fire = scheduler.get_job("aligned").next_run_time
     assert next_fire.timestamp() % 5 == 0
     own = scheduler.add_job(print, "interval", seconds=5, id="own",
-                            start_date=datetime(2026, 1, 1, 0, 0, 1, tzinfo=timezone.utc))
+                            start_date=datetime(2026, 1, 1, 0, 0, 1, tzinfo=UTC))
     assert own.next_run_time.timestamp() % 5 == 1  # a start_date given is kept
 
 

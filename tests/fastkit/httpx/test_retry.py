@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
 
@@ -249,7 +249,7 @@ def test_retry_after_seconds_replaces_the_backoff(kind, server, key, logs):
 
 
 def test_retry_after_http_date(server, key, logs):
-    when = format_datetime(datetime.now(timezone.utc) + timedelta(seconds=4), usegmt=True)
+    when = format_datetime(datetime.now(UTC) + timedelta(seconds=4), usegmt=True)
     response = call("sync", "GET", f"{server.url}/flaky",
                     params={"key": key, "fail": 1, "status": 503, "retry_after": when})
     assert response.status_code == 200

@@ -1,0 +1,86 @@
+"""The uvicorn server both launchers run, and how a stop is bounded and reported.
+
+A stop signal (SIGTERM, SIGINT) starts the stop: the server stops accepting, lets the
+requests in flight finish for up to ``flyer_graceful_timeout`` seconds (the drain; any
+still running then are cut off), then runs the app's stop hooks for up to
+``flyer_shutdown_timeout`` seconds. A process still alive ``STOP_MARGIN`` seconds after
+that (a thread stuck in a call without a timeout, say) logs which threads hold it and
+exits with status :data:`EXIT_UNCLEAN` anyway: no value of any setting means "wait
+forever".
+
+The stop was clean when nothing was cut off, every stop hook finished in time and the
+process exited on its own; ``fastflyer run`` and ``fastflyer serve`` then exit with 0,
+otherwise with :data:`EXIT_UNCLEAN`, after one ERROR line per problem.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from types import FrameType
+from typing import Any
+
+import uvicorn
+
+from fastflyer.settings import STOP_MARGIN, FlyerSettings
+from fastkit.logging import logger
+
+__all__ = ["EXIT_UNCLEAN", "FlyerServer", "stop_problems"]
+
+#: Exit status of a server whose stop was not clean (see the module docstring).
+EXIT_UNCLEAN = 1
+
+
+def stop_problems(app: Any) -> list[str]:
+    """What went wrong while ``app`` stopped, one line each (empty: a clean stop).
+
+    ``app`` is the ASGI app the server ran; one that is no FastFlyer app reports nothing.
+    """
+    lifecycle = getattr(app, "lifecycle", None)
+    if lifecycle is None:
+        return []
+    if not lifecycle.stopped:
+        return ["the stop hooks did not run (a forced stop, or the server never started)"]
+    return list(lifecycle.stop_problems)
+
+
+class FlyerServer(uvicorn.Server):
+    """uvicorn's server, draining for the app's ``flyer_graceful_timeout`` and exiting
+    within ``settings.stop_budget`` seconds of the first stop signal, whatever hangs.
+
+    ``settings``: the served app's settings (``None``: the environment's).
+    """
+
+    def __init__(self, config: uvicorn.Config, settings: FlyerSettings | None = None) -> None:
+        super().__init__(config)
+        if settings is None:
+            from fastflyer.settings import load_settings
+
+            settings = load_settings(warn_unknown=False)
+        self.settings = settings
+        # uvicorn reads None (and, before 0.29, 0) as "wait forever": always a number.
+        config.timeout_graceful_shutdown = settings.drain_timeout  # type: ignore[assignment]
+        self._watchdog: threading.Timer | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """A stop signal: start the stop, and the clock that bounds it."""
+        super().handle_exit(sig, frame)
+        if self._watchdog is None:
+            self._watchdog = threading.Timer(self.settings.stop_budget, self._overran)
+            self._watchdog.daemon = True
+            self._watchdog.start()
+
+    def _overran(self) -> None:
+        held = sorted(thread.name for thread in threading.enumerate()
+                      if thread is not threading.current_thread() and thread.is_alive()
+                      and not thread.daemon and thread is not threading.main_thread())
+        logger.error("the server did not stop within {:g} s (flyer_graceful_timeout {:g} s + "
+                     "flyer_shutdown_timeout {:g} s + {:g} s); exiting{}",
+                     self.settings.stop_budget, self.settings.drain_timeout,
+                     self.settings.shutdown_timeout, STOP_MARGIN,
+                     f"; threads still running: {', '.join(held)}" if held else "")
+        logger.remove()  # flushes and closes the sinks
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_UNCLEAN)

@@ -1,0 +1,888 @@
+"""Every ``flyer_*`` setting changes something one can observe: none is accepted and ignored.
+
+:data:`EFFECTS` holds one check per field of :class:`~fastflyer.settings.FlyerSettings`; a
+field added without one fails :func:`test_every_setting_has_a_check`. Each check sets its
+variable to a value other than the default and observes what that changes, through the
+framework's public objects: the demo project's app (``tests/fastflyer/demo_project``) and
+its answers through the test client with the lifespan run, the launchers' options
+(:func:`~fastflyer.launch.gunicorn_options`, :class:`~fastflyer.server.FlyerServer`), the
+``fastflyer`` command, the access log, the readiness report against the machine's Redis and
+MariaDB and a real Kafka-protocol broker (tansu). Where the server's answer cannot tell (a
+password sent to a Redis that asks for none, SASL credentials a broker refuses), a TCP relay
+in front of the real server shows what the client sends it. Where the default is cheap to
+observe too, the check compares the two. Validation is tested in ``test_settings.py``.
+
+A fresh Python process is used only where the effect is fixed when the process starts (the
+loguru sinks, OpenTelemetry's global tracer provider) or where a broken setting would make
+the command serve instead of failing (``flyer_port``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import io
+import json
+import math
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import uvicorn
+from starlette.testclient import TestClient
+
+from fastflyer import FlyerAPI
+from fastflyer.cli import main as fastflyer_command
+from fastflyer.cpus import usable_cpus
+from fastflyer.fastpath import FastPathMiddleware
+from fastflyer.launch import gunicorn_options
+from fastflyer.server import FlyerServer
+from fastflyer.settings import FlyerSettings, load_settings
+
+from conftest import DEMO
+
+MARIADB_URL = "mysql+pymysql://root@127.0.0.1:3306/test"
+ORIGIN = "https://shop.example"
+DOCUMENTATION_NET = "192.0.2.1"  # TEST-NET-1 (RFC 5737): never an address of this machine
+SUBPROCESS_TIMEOUT = 20  # seconds; a check whose setting broke fails instead of hanging
+
+
+@dataclass
+class Setting:
+    """What a check works with: the test's environment (``flyer_*`` variables), its
+    temporary directory, and the demo project's app built from that environment."""
+
+    monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path
+    request: pytest.FixtureRequest
+    builder: Callable[..., FlyerAPI]
+
+    def set(self, **env: object) -> None:
+        """Set ``flyer_<name>=value`` for each keyword."""
+        for name, value in env.items():
+            self.monkeypatch.setenv(f"flyer_{name}", str(value))
+
+    def unset(self, *names: str) -> None:
+        for name in names:
+            self.monkeypatch.delenv(f"flyer_{name}", raising=False)
+
+    def build(self, **env: object) -> FlyerAPI:
+        """The demo project's app, built with ``flyer_<name>=value`` for each keyword."""
+        self.set(**env)
+        return self.builder()
+
+    def settings(self, **env: object) -> FlyerSettings:
+        self.set(**env)
+        return load_settings()
+
+    def fixture(self, name: str) -> Any:
+        return self.request.getfixturevalue(name)
+
+
+def serve(app: FlyerAPI, **options: Any) -> TestClient:
+    """A test client running ``app``'s lifespan (use it in a ``with``)."""
+    return TestClient(app, raise_server_exceptions=False, **options)
+
+
+def readiness(app: FlyerAPI) -> dict[str, Any]:
+    """The components of ``app``'s readiness report, by name."""
+    with serve(app) as client:
+        components: dict[str, Any] = client.get("/health_check/ready").json()["data"][
+            "components"]
+    return components
+
+
+def options(setting: Setting, **env: object) -> dict[str, Any]:
+    """gunicorn's options for the environment with ``env`` set."""
+    return gunicorn_options(setting.settings(**env), DEMO)
+
+
+def drain(settings: FlyerSettings) -> float:
+    """The drain the server of ``fastflyer run`` and of each worker gets (uvicorn's
+    ``timeout_graceful_shutdown``)."""
+    config = uvicorn.Config("main:app", log_config=None)
+    return float(FlyerServer(config, settings).config.timeout_graceful_shutdown or 0)
+
+
+@contextlib.contextmanager
+def busy_port() -> Iterator[int]:
+    """A port of 127.0.0.1 that a listening socket holds while the block runs."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        yield sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A port of 127.0.0.1 bound but not listening: a connection to it is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield sock.getsockname()[1]
+
+
+def command(*argv: str) -> tuple[int, str]:
+    """The ``fastflyer`` command run in this process: its status and standard error."""
+    errors = io.StringIO()
+    with contextlib.redirect_stderr(errors):
+        status = fastflyer_command(list(argv))
+    return status, errors.getvalue()
+
+
+def python(code: str, cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``code`` run by a fresh interpreter in ``cwd`` with this test's environment."""
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, env=dict(os.environ),
+                          capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT,
+                          check=False)
+
+
+def access_lines(setting: Setting, path: Path, calls: Callable[[TestClient], None],
+                 **client: Any) -> list[dict[str, Any]]:
+    """The access lines ``calls`` leave in ``path`` (closed with the lifespan)."""
+    with serve(setting.build(), **client) as test_client:
+        calls(test_client)
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+class Relay:
+    """A TCP relay on 127.0.0.1 (port 0) to a real server, keeping the bytes each way
+    unchanged: what a client really sends the server, and what the server answers."""
+
+    def __init__(self, servers: str) -> None:
+        host, _, port = servers.rpartition(":")
+        self.target = (host, int(port))
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.sent = bytearray()  # client to server
+        self.received = bytearray()  # server to client
+        self.lock = threading.Lock()
+        self.connections: list[socket.socket] = []
+        threading.Thread(target=self._accept, name="relay", daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:  # closed
+                return
+            server = socket.create_connection(self.target, timeout=5)
+            server.settimeout(None)
+            self.connections += [client, server]
+            for source, sink, kept in ((client, server, self.sent),
+                                       (server, client, self.received)):
+                threading.Thread(target=self._pump, args=(source, sink, kept),
+                                 name="relay pump", daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, kept: bytearray) -> None:
+        try:
+            while data := source.recv(65536):
+                with self.lock:
+                    kept += data
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            with contextlib.suppress(OSError):
+                sink.shutdown(socket.SHUT_WR)
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.listener.shutdown(socket.SHUT_RDWR)
+        self.listener.close()
+        for connection in self.connections:
+            connection.close()
+
+
+@contextlib.contextmanager
+def relayed(servers: str) -> Iterator[Relay]:
+    relay = Relay(servers)
+    try:
+        yield relay
+    finally:
+        relay.close()
+
+
+# --- the server and its launchers -------------------------------------------------------
+
+def check_host(setting: Setting) -> None:
+    # The port is taken on 127.0.0.1: a command that ignored flyer_host (0.0.0.0) fails on
+    # the port instead, never serves.
+    with busy_port() as port:
+        _, default = command("run", "--app-dir", str(DEMO), "--port", str(port))
+        setting.set(host=DOCUMENTATION_NET)
+        status, error = command("run", "--app-dir", str(DEMO), "--port", str(port))
+    assert f"cannot listen on 0.0.0.0:{port}: port {port} is already in use" in default
+    assert status == 1
+    assert (f"cannot listen on {DOCUMENTATION_NET}:{port}: {DOCUMENTATION_NET} is not an "
+            "address of this machine") in error
+
+
+def check_port(setting: Setting) -> None:
+    # A project that cannot be served, in a fresh process: if flyer_port were ignored, the
+    # command would bind 8080 and stop at the app, not serve.
+    project = setting.tmp_path / "unservable"
+    project.mkdir()
+    (project / "main.py").write_text("raise RuntimeError('not to be served')\n")
+    with busy_port() as port:
+        setting.set(host="127.0.0.1", port=port)
+        done = python("from fastflyer.cli import main; raise SystemExit(main())", project,
+                      "run", "--app-dir", str(project))
+    assert done.returncode == 1, done.stderr
+    assert f"cannot listen on 127.0.0.1:{port}: port {port} is already in use" in done.stderr
+    assert gunicorn_options(load_settings(), DEMO)["bind"] == [f"127.0.0.1:{port}"]
+
+
+def check_reload(setting: Setting) -> None:
+    default = drain(load_settings())
+    setting.set(reload=1)
+    assert (default, drain(load_settings())) == (30.0, 1.0)  # a reload after an edit is quick
+    # The port is taken: a serve that went on would fail on it, not serve.
+    with busy_port() as port:
+        status, error = command("serve", "--app-dir", str(DEMO), "--host", "127.0.0.1",
+                                "--port", str(port))
+    assert status == 1
+    assert error.count("\n") == 1 and "flyer_reload=1" in error and "never reloads" in error
+
+
+def check_workers(setting: Setting) -> None:
+    assert options(setting)["workers"] == usable_cpus()
+    assert options(setting, workers=usable_cpus() + 1)["workers"] == usable_cpus() + 1
+
+
+def check_threads(setting: Setting) -> None:
+    def pool_size(app: FlyerAPI) -> int:
+        with serve(app) as client:  # the limiter of the server's event loop
+            return int(client.get("/flyer/errors/held", params={"key": "threads"})
+                       .json()["data"]["threads"])
+
+    assert pool_size(setting.build()) == 5
+    assert pool_size(setting.build(threads=7)) == 7
+
+
+def check_worker_connections(setting: Setting) -> None:
+    def while_a_websocket_is_open(app: FlyerAPI) -> tuple[int, str | None]:
+        with serve(app) as client, client.websocket_connect("/flyer/errors/echo") as socket_:
+            socket_.send_text("x")
+            assert socket_.receive_text() == "x"
+            answer = client.get("/flyer/demo", params={"id": 1})
+        return answer.status_code, answer.headers.get("retry-after")
+
+    assert while_a_websocket_is_open(setting.build()) == (200, None)
+    assert while_a_websocket_is_open(setting.build(worker_connections=1)) == (503, "1")
+
+
+def check_enable_max_requests(setting: Setting) -> None:
+    setting.set(max_requests=500, max_requests_jitter=50)
+    off = options(setting)
+    on = options(setting, enable_max_requests=1)
+    assert (off["max_requests"], off["max_requests_jitter"]) == (0, 0)
+    assert (on["max_requests"], on["max_requests_jitter"]) == (500, 50)
+
+
+def check_max_requests(setting: Setting) -> None:
+    setting.set(enable_max_requests=1)
+    assert options(setting)["max_requests"] == 0
+    assert options(setting, max_requests=500)["max_requests"] == 500
+
+
+def check_max_requests_jitter(setting: Setting) -> None:
+    setting.set(enable_max_requests=1, max_requests=500)
+    assert options(setting)["max_requests_jitter"] == 0
+    assert options(setting, max_requests_jitter=50)["max_requests_jitter"] == 50
+
+
+def check_timeout(setting: Setting) -> None:
+    assert options(setting)["timeout"] == 60
+    assert options(setting, timeout=7.5)["timeout"] == 8  # gunicorn takes whole seconds
+
+
+def check_graceful_timeout(setting: Setting) -> None:
+    default_drain, default_kill = drain(load_settings()), options(setting)["graceful_timeout"]
+    settings = setting.settings(graceful_timeout=2.5)
+    assert (default_drain, drain(settings)) == (30.0, 2.5)
+    assert settings.drain_timeout == 2.5
+    # gunicorn kills a worker after the whole stop budget: drain, stop hooks, margin, 1 s.
+    assert default_kill == math.ceil(30 + 10 + 2) + 1
+    assert options(setting)["graceful_timeout"] == math.ceil(2.5 + 10 + 2) + 1
+
+
+def check_shutdown_timeout(setting: Setting) -> None:
+    app = setting.build(shutdown_timeout=0.3)
+
+    async def stuck() -> None:
+        await asyncio.Event().wait()  # never set: only the timeout ends this stop hook
+
+    app.lifecycle.add("stuck", stop=stuck)
+    with serve(app):
+        pass
+    assert app.lifecycle.stop_problems == [
+        "shutdown of stuck did not finish within flyer_shutdown_timeout (0.3 s); going on"]
+    assert options(setting)["graceful_timeout"] == math.ceil(30 + 0.3 + 2) + 1
+    assert load_settings().stop_budget == 30 + 0.3 + 2
+
+
+def check_keepalive(setting: Setting) -> None:
+    assert options(setting)["keepalive"] == 5
+    assert options(setting, keepalive=12)["keepalive"] == 12
+
+
+# --- logs ---------------------------------------------------------------------------------
+
+# What a process logs at three levels, through FastKit's logger (its sinks are set up from
+# the flyer_* variables when it is imported).
+LOG_LINES = ("from fastkit.logging import logger\n"
+             "for level in ('DEBUG', 'INFO', 'ERROR'):\n"
+             "    logger.log(level, f'effect-{level.lower()}')\n")
+
+
+def check_console_log_level(setting: Setting) -> None:
+    default = python(LOG_LINES, setting.tmp_path)
+    assert "effect-info" in default.stderr and "effect-debug" not in default.stderr
+    setting.set(console_log_level="error")
+    quiet = python(LOG_LINES, setting.tmp_path)
+    assert "effect-error" in quiet.stderr and "effect-info" not in quiet.stderr
+    assert options(setting)["loglevel"] == "error"  # gunicorn's and uvicorn's own lines
+
+
+def check_file_log_level(setting: Setting) -> None:
+    log_dir = setting.tmp_path / "file-level"
+    setting.set(log_path=log_dir)
+    log_file = log_dir / "fastkit.log"
+    python(LOG_LINES, setting.tmp_path)
+    default = log_file.read_text()
+    assert "effect-info" in default and "effect-debug" not in default
+    log_file.unlink()
+    setting.set(file_log_level="debug")
+    python(LOG_LINES, setting.tmp_path)
+    assert "effect-debug" in log_file.read_text()
+
+
+def check_log_path(setting: Setting) -> None:
+    setting.unset("log_path")
+    python(LOG_LINES, setting.tmp_path)
+    assert "effect-info" in (setting.tmp_path / "logs" / "fastkit.log").read_text()
+    chosen = setting.tmp_path / "elsewhere"
+    setting.set(log_path=chosen)
+    python(LOG_LINES, setting.tmp_path)
+    assert "effect-info" in (chosen / "fastkit.log").read_text()
+
+
+def check_access_log(setting: Setting) -> None:
+    path = setting.tmp_path / "access.log"
+    setting.set(access_logfile=path)
+
+    def call(client: TestClient) -> None:
+        client.get("/flyer/demo", params={"id": 1})
+
+    assert access_lines(setting, path, call) == []  # flyer_access_log=0 (the test's)
+    setting.set(access_log=1)
+    assert [line["path"] for line in access_lines(setting, path, call)] == ["/flyer/demo"]
+
+
+def check_access_logfile(setting: Setting) -> None:
+    capture = setting.fixture("capfd")
+    setting.set(access_log=1)
+    with serve(setting.build()) as client:
+        client.get("/flyer/demo", params={"id": 1})
+    assert '"path":"/flyer/demo"' in capture.readouterr().out  # the default, -: the console
+    path = setting.tmp_path / "access" / "requests.log"
+    setting.set(access_logfile=path)
+    with serve(setting.build()) as client:
+        client.get("/flyer/demo", params={"id": 2})
+    assert '"path":"/flyer/demo"' not in capture.readouterr().out
+    assert json.loads(path.read_text())["query"] == "id=2"
+
+
+def check_access_log_exclude_uris(setting: Setting) -> None:
+    path = setting.tmp_path / "access.log"
+    setting.set(access_log=1, access_logfile=path, access_log_exclude_uris="/flyer/demo")
+
+    def calls(client: TestClient) -> None:
+        client.get("/flyer/demo", params={"id": 1})
+        client.get("/flyer/errors/missing")
+
+    assert [line["path"] for line in access_lines(setting, path, calls)] == [
+        "/flyer/errors/missing"]
+
+
+def check_trusted_proxies(setting: Setting) -> None:
+    path = setting.tmp_path / "access.log"
+    setting.set(access_log=1, access_logfile=path)
+
+    def call(client: TestClient) -> None:
+        client.get("/flyer/demo", params={"id": 1}, headers={"X-Forwarded-For": "203.0.113.9"})
+
+    proxy = ("10.0.0.1", 40000)
+    assert [line["client_ip"] for line in access_lines(setting, path, call, client=proxy)] \
+        == ["10.0.0.1"]
+    path.unlink()
+    setting.set(trusted_proxies="10.0.0.1")
+    assert [line["client_ip"] for line in access_lines(setting, path, call, client=proxy)] \
+        == ["203.0.113.9"]
+
+
+# --- what the app answers -----------------------------------------------------------------
+
+def check_base_url(setting: Setting) -> None:
+    with serve(setting.build(base_url="/api/v2")) as client:
+        assert client.get("/api/v2/demo", params={"id": 1}).json()["data"] == {"itemId": 1}
+        assert client.get("/flyer/demo", params={"id": 1}).status_code == 404
+        assert client.get("/api/v2/docs").status_code == 200
+
+
+def check_version(setting: Setting) -> None:
+    def version(app: FlyerAPI) -> str:
+        with serve(app) as client:
+            return str(client.get(f"{app.base_url}/openapi.json").json()["info"]["version"])
+
+    assert (version(setting.build()), version(setting.build(version="v9"))) == ("v1", "v9")
+
+
+def check_docs_enabled(setting: Setting) -> None:
+    def docs(app: FlyerAPI) -> list[int]:
+        with serve(app) as client:
+            return [client.get(f"/flyer/{page}").status_code
+                    for page in ("docs", "redoc", "openapi.json")]
+
+    assert docs(setting.build()) == [200, 200, 200]
+    assert docs(setting.build(docs_enabled=0)) == [404, 404, 404]
+
+
+def check_auth_enable(setting: Setting) -> None:
+    with serve(setting.build()) as client:
+        assert client.get("/flyer/demo", params={"id": 1}).status_code == 200
+    with serve(setting.build(auth_enable=1, auth_user="ann", auth_pass="s3cret")) as client:
+        refused = client.get("/flyer/demo", params={"id": 1})
+        assert refused.status_code == 401 and refused.headers["www-authenticate"].startswith(
+            "Basic")
+        assert client.get("/flyer/demo", params={"id": 1},
+                          auth=("ann", "s3cret")).status_code == 200
+
+
+def check_auth_user(setting: Setting) -> None:
+    setting.set(auth_enable=1, auth_pass="s3cret")
+    with serve(setting.build(auth_user="ann")) as client:
+        assert client.get("/flyer/demo", params={"id": 1}, auth=("ann", "s3cret")).status_code \
+            == 200
+    with serve(setting.build(auth_user="bob")) as client:
+        assert client.get("/flyer/demo", params={"id": 1}, auth=("ann", "s3cret")).status_code \
+            == 401
+
+
+def check_auth_pass(setting: Setting) -> None:
+    setting.set(auth_enable=1, auth_user="ann")
+    with serve(setting.build(auth_pass="s3cret")) as client:
+        assert client.get("/flyer/demo", params={"id": 1}, auth=("ann", "s3cret")).status_code \
+            == 200
+    with serve(setting.build(auth_pass="other")) as client:
+        assert client.get("/flyer/demo", params={"id": 1}, auth=("ann", "s3cret")).status_code \
+            == 401
+
+
+def check_always_http_200(setting: Setting) -> None:
+    def missing(app: FlyerAPI) -> tuple[int, int]:
+        with serve(app) as client:
+            answer = client.get("/flyer/errors/missing")
+        return answer.status_code, answer.json()["code"]
+
+    assert missing(setting.build()) == (404, 404)
+    assert missing(setting.build(always_http_200=1)) == (200, 404)
+
+
+def preflight(app: FlyerAPI, method: str = "GET", headers: str = "") -> Any:
+    """A CORS preflight from :data:`ORIGIN` for ``method`` and ``headers``."""
+    asked = {"Origin": ORIGIN, "Access-Control-Request-Method": method}
+    if headers:
+        asked["Access-Control-Request-Headers"] = headers
+    with serve(app) as client:
+        return client.options("/flyer/demo", headers=asked)
+
+
+def check_cors_origins(setting: Setting) -> None:
+    def allowed(app: FlyerAPI) -> str | None:
+        with serve(app) as client:
+            answer = client.get("/flyer/demo", params={"id": 1}, headers={"Origin": ORIGIN})
+        origin: str | None = answer.headers.get("access-control-allow-origin")
+        return origin
+
+    assert allowed(setting.build()) is None
+    assert allowed(setting.build(cors_origins=ORIGIN)) == ORIGIN
+
+
+def check_cors_allow_credentials(setting: Setting) -> None:
+    setting.set(cors_origins=ORIGIN)
+    assert "access-control-allow-credentials" not in preflight(setting.build()).headers
+    answer = preflight(setting.build(cors_allow_credentials=1))
+    assert answer.headers["access-control-allow-credentials"] == "true"
+
+
+def check_cors_methods(setting: Setting) -> None:
+    setting.set(cors_origins=ORIGIN)
+    assert preflight(setting.build(), "PUT").status_code == 200
+    refused = preflight(setting.build(cors_methods="GET,POST"), "PUT")
+    assert refused.status_code == 400 and "method" in refused.text.lower()
+
+
+def check_cors_headers(setting: Setting) -> None:
+    setting.set(cors_origins=ORIGIN)
+    assert preflight(setting.build(), headers="X-Trace").status_code == 200
+    refused = preflight(setting.build(cors_headers="X-Other"), headers="X-Trace")
+    assert refused.status_code == 400 and "headers" in refused.text.lower()
+
+
+def check_gzip_min_size(setting: Setting) -> None:
+    def encodings(app: FlyerAPI) -> list[str | None]:
+        with serve(app) as client:  # a schema of ~20 KB, then an answer of ~50 bytes
+            return [client.get(path, headers={"Accept-Encoding": "gzip"})
+                    .headers.get("content-encoding")
+                    for path in ("/flyer/openapi.json", "/flyer/demo?id=1")]
+
+    assert encodings(setting.build()) == [None, None]
+    assert encodings(setting.build(gzip_min_size=1000)) == ["gzip", None]
+
+
+def check_max_body_size(setting: Setting) -> None:
+    body = {"name": "ann", "age": 7, "padding": "x" * 2000}  # the extra field is ignored
+
+    def post(app: FlyerAPI) -> int:
+        with serve(app) as client:
+            return int(client.post("/flyer/users", json=body).status_code)
+
+    assert post(setting.build()) == 201
+    assert post(setting.build(max_body_size=1000)) == 413
+
+
+def check_fast_path(setting: Setting) -> None:
+    def served_directly(app: FlyerAPI) -> bool:
+        with serve(app) as client:
+            assert client.get("/flyer/demo", params={"id": 1}).status_code == 200
+        layer = app.middleware_stack
+        while layer is not None and not isinstance(layer, FastPathMiddleware):
+            layer = getattr(layer, "app", None)
+        return layer is not None and ("GET", "/flyer/demo") in layer.table
+
+    assert served_directly(setting.build())
+    assert not served_directly(setting.build(fast_path=0))
+
+
+# A global tracer provider, written on OpenTelemetry's API alone (no SDK is installed),
+# that records the names of the spans started; then the span names of one request to the
+# demo app built from the environment, and to one built with the setting's default.
+SPANS = """
+import contextlib, json, sys
+from opentelemetry import trace
+from starlette.testclient import TestClient
+from fastflyer import FlyerAPI
+from fastflyer.settings import load_settings
+
+names = []
+
+class Tracer(trace.Tracer):
+    def start_span(self, name, *args, **kwargs):
+        names.append(name)
+        return trace.NonRecordingSpan(trace.INVALID_SPAN_CONTEXT)
+
+    @contextlib.contextmanager
+    def start_as_current_span(self, name, *args, **kwargs):
+        with trace.use_span(self.start_span(name), end_on_exit=True) as span:
+            yield span
+
+class Provider(trace.TracerProvider):
+    def get_tracer(self, *args, **kwargs):
+        return Tracer()
+
+trace.set_tracer_provider(Provider())
+
+def spans(settings):
+    names.clear()
+    with TestClient(FlyerAPI(app_path=sys.argv[1], settings=settings)) as client:
+        assert client.get("/flyer/demo", params={"id": 1}).status_code == 200
+    return list(names)
+
+print(json.dumps({"set": spans(load_settings()),
+                  "default": spans(load_settings(opentelemetry_enabled=False))}))
+"""
+
+
+def check_opentelemetry_enabled(setting: Setting) -> None:
+    setting.set(opentelemetry_enabled=1)
+    done = python(SPANS, setting.tmp_path, str(DEMO))
+    assert done.returncode == 0, done.stderr
+    spans = json.loads(done.stdout.splitlines()[-1])
+    # FastAPI names the server span after the method (and renames it to the route on
+    # spans that record, which these do not).
+    assert spans == {"set": ["GET"], "default": []}
+
+
+# --- data components ------------------------------------------------------------------------
+
+def check_redis_host(setting: Setting) -> None:
+    assert "redis" not in readiness(setting.build())
+    assert readiness(setting.build(redis_host="127.0.0.1"))["redis"]["status"] == "up"
+
+
+def check_redis_port(setting: Setting) -> None:
+    setting.set(redis_host="127.0.0.1")
+    assert readiness(setting.build())["redis"]["status"] == "up"  # 6379
+    with closed_port() as port:
+        down = readiness(setting.build(redis_port=port))["redis"]
+    assert down["status"] == "down" and "Connection" in down["error"]
+
+
+def check_redis_pass(setting: Setting) -> None:
+    # The machine's Redis asks for no password, and redis-py takes its refusal of one as
+    # no error: what the client sends it shows the password.
+    with relayed("127.0.0.1:6379") as relay:
+        setting.set(redis_host="127.0.0.1", redis_port=relay.address.rpartition(":")[2])
+        assert readiness(setting.build())["redis"]["status"] == "up"
+        assert b"AUTH" not in relay.sent
+        assert readiness(setting.build(redis_pass="not-the-password"))["redis"]["status"] \
+            == "up"
+    assert b"AUTH" in relay.sent and b"not-the-password" in relay.sent
+
+
+def check_redis_db(setting: Setting) -> None:
+    from fastflyer.cache import default_redis
+
+    key = f"test-every-setting:{uuid.uuid4().hex}"
+    setting.set(redis_host="127.0.0.1", redis_db=7)
+    default_redis().set(key, "here", ex=60)
+    try:
+        assert redis.Redis(db=7).get(key) == b"here"
+        assert redis.Redis(db=0).get(key) is None
+    finally:
+        redis.Redis(db=7).delete(key)
+
+
+def check_db_url(setting: Setting) -> None:
+    assert "database" not in readiness(setting.build())
+    up = readiness(setting.build(db_url=MARIADB_URL))["database"]
+    assert up["status"] == "up", up
+
+
+def check_data_dir(setting: Setting) -> None:
+    from fastflyer.database import data_dir, get_dataset_pool
+
+    setting.build()  # the demo project is the one whose data directory holds the database
+    assert data_dir() == DEMO.resolve() / "data"
+    chosen = setting.tmp_path / "store"
+    setting.set(data_dir=chosen)
+    database = get_dataset_pool()  # no arguments: the default database
+    try:
+        database["effects"].insert({"setting": "data_dir"})
+    finally:
+        database.close()
+    assert (chosen / "fastflyer.sqlite3").is_file()
+
+
+# --- Kafka ----------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def secured_broker() -> Iterator[Any]:
+    """A tansu broker that requires SASL (SCRAM) and lets nobody in: enough for a client to
+    show which mechanism, user name and password it authenticates with."""
+    from kafka_broker import KafkaBroker
+
+    class SecuredBroker(KafkaBroker):
+        options = ("--authentication",)
+
+    broker = SecuredBroker()
+    broker.start()
+    yield broker
+    broker.stop()
+
+
+def kafka_readiness(setting: Setting, servers: str, **env: object) -> dict[str, Any]:
+    """Kafka's entry in the readiness report of the demo app, for ``servers`` and ``env``."""
+    kafka: dict[str, Any] = readiness(setting.build(kafka_servers=servers, **env))["kafka"]
+    return kafka
+
+
+SASL = {"kafka_security_protocol": "SASL_PLAINTEXT", "kafka_sasl_username": "svc",
+        "kafka_sasl_password": "s3cret"}
+# A SCRAM message field: printable ASCII but ','.
+_FIELD = rb"[\x21-\x2b\x2d-\x7e]+"
+
+
+def scram_proof_is_of(relay: Relay, password: str, hash_name: str = "sha256") -> bool:
+    """Whether the SCRAM client proof the relay saw (RFC 5802) was computed from
+    ``password`` (it is sent only as that proof)."""
+    first = re.search(rb"n,,(n=[^,]*,r=" + _FIELD + rb")", relay.sent)
+    server_first = re.search(rb"r=" + _FIELD + rb",s=[A-Za-z0-9+/=]+,i=\d+", relay.received)
+    final = re.search(rb"(c=biws,r=" + _FIELD + rb"),p=([A-Za-z0-9+/=]+)", relay.sent)
+    assert first and server_first and final, (bytes(relay.sent), bytes(relay.received))
+    fields = dict(pair.split(b"=", 1) for pair in server_first[0].split(b","))
+    salted = hashlib.pbkdf2_hmac(hash_name, password.encode(), base64.b64decode(fields[b"s"]),
+                                 int(fields[b"i"]))
+    client_key = hmac.new(salted, b"Client Key", hash_name).digest()
+    stored_key = hashlib.new(hash_name, client_key).digest()
+    auth_message = first[1] + b"," + server_first[0] + b"," + final[1]
+    signature = hmac.new(stored_key, auth_message, hash_name).digest()
+    proof = bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+    return base64.b64decode(final[2]) == proof
+
+
+def check_kafka_servers(setting: Setting) -> None:
+    broker = setting.fixture("broker")
+    assert "kafka" not in readiness(setting.build())
+    assert kafka_readiness(setting, broker.servers)["status"] == "up"
+
+
+def check_kafka_security_protocol(setting: Setting) -> None:
+    broker = setting.fixture("broker")  # plain text, no SASL
+    setting.set(kafka_sasl_username="svc", kafka_sasl_password="s3cret")
+    assert kafka_readiness(setting, broker.servers)["status"] == "up"
+    assert kafka_readiness(setting, broker.servers,
+                           kafka_security_protocol="SASL_PLAINTEXT")["status"] == "down"
+
+
+def check_kafka_sasl_mechanism(setting: Setting) -> None:
+    broker = setting.fixture("secured_broker")
+    setting.set(**SASL)
+    with relayed(broker.servers) as relay:
+        assert kafka_readiness(setting, relay.address)["status"] == "down"  # nobody may in
+    assert b"\x00\x05PLAIN" in relay.sent and b"SCRAM" not in relay.sent
+    with relayed(broker.servers) as relay:
+        kafka_readiness(setting, relay.address, kafka_sasl_mechanism="SCRAM-SHA-512")
+    assert b"\x00\x0dSCRAM-SHA-512" in relay.sent and b"PLAIN" not in relay.sent
+    assert scram_proof_is_of(relay, "s3cret", "sha512")
+
+
+def check_kafka_sasl_username(setting: Setting) -> None:
+    broker = setting.fixture("secured_broker")
+    setting.set(**SASL, kafka_sasl_mechanism="SCRAM-SHA-256")
+    with relayed(broker.servers) as relay:
+        kafka_readiness(setting, relay.address, kafka_sasl_username="billing-svc")
+    assert b"n,,n=billing-svc,r=" in relay.sent
+
+
+def check_kafka_sasl_password(setting: Setting) -> None:
+    broker = setting.fixture("secured_broker")
+    setting.set(**SASL, kafka_sasl_mechanism="SCRAM-SHA-256")
+    with relayed(broker.servers) as relay:
+        kafka_readiness(setting, relay.address, kafka_sasl_password="another-s3cret")
+    assert scram_proof_is_of(relay, "another-s3cret")
+    assert not scram_proof_is_of(relay, "s3cret")
+
+
+# --- schedulers and the service ------------------------------------------------------------
+
+def check_lock_ttl(setting: Setting) -> None:
+    from fastflyer.executor import lock_backend, locks
+
+    store = redis.Redis()
+    setting.set(redis_host="127.0.0.1")
+
+    def lock_expiry_ms(app: FlyerAPI) -> int:
+        name = f"test-every-setting-{uuid.uuid4().hex[:12]}"
+        try:
+            with serve(app), locks.held(name) as lease:  # the lifespan configures the locks
+                assert lease is not None
+                return int(store.pttl(f"fastkit:lock:{{{name}}}:run"))
+        finally:
+            store.delete(*(f"fastkit:lock:{{{name}}}:{part}" for part in ("run", "fence")))
+
+    try:
+        assert 20_000 < lock_expiry_ms(setting.build()) <= 30_000
+        assert 250_000 < lock_expiry_ms(setting.build(lock_ttl=300)) <= 300_000
+    finally:
+        locks.configure(lock_backend, ttl=30.0)  # as it was before any app started
+
+
+def check_service_name(setting: Setting) -> None:
+    from fastflyer.executor import background_scheduler
+    from fastkit.executor import JobNotFound
+
+    store = redis.Redis(decode_responses=True)
+    name, job = f"test-every-setting-{uuid.uuid4().hex[:12]}", f"effect-{uuid.uuid4().hex[:8]}"
+    background_scheduler.add_job(print, "interval", hours=1, id=job)
+    try:
+        with serve(setting.build(redis_host="127.0.0.1", service_name=name)) as client:
+            paused = client.post(f"/flyer/tasks/background/{job}/pause")
+        assert paused.status_code == 200, paused.text
+        # Recorded for the service under its name, where its other workers look.
+        assert store.hgetall(f"fastflyer:{name}:tasks") == {f"background/{job}": "paused"}
+    finally:
+        with contextlib.suppress(JobNotFound):
+            background_scheduler.remove_job(job)
+        store.delete(f"fastflyer:{name}:tasks")
+
+
+EFFECTS: dict[str, Callable[..., None]] = {
+    "host": check_host,
+    "port": check_port,
+    "base_url": check_base_url,
+    "version": check_version,
+    "reload": check_reload,
+    "workers": check_workers,
+    "threads": check_threads,
+    "worker_connections": check_worker_connections,
+    "enable_max_requests": check_enable_max_requests,
+    "max_requests": check_max_requests,
+    "max_requests_jitter": check_max_requests_jitter,
+    "timeout": check_timeout,
+    "graceful_timeout": check_graceful_timeout,
+    "shutdown_timeout": check_shutdown_timeout,
+    "keepalive": check_keepalive,
+    "console_log_level": check_console_log_level,
+    "file_log_level": check_file_log_level,
+    "access_log": check_access_log,
+    "access_logfile": check_access_logfile,
+    "log_path": check_log_path,
+    "access_log_exclude_uris": check_access_log_exclude_uris,
+    "auth_enable": check_auth_enable,
+    "auth_user": check_auth_user,
+    "auth_pass": check_auth_pass,
+    "docs_enabled": check_docs_enabled,
+    "always_http_200": check_always_http_200,
+    "cors_origins": check_cors_origins,
+    "cors_allow_credentials": check_cors_allow_credentials,
+    "cors_methods": check_cors_methods,
+    "cors_headers": check_cors_headers,
+    "gzip_min_size": check_gzip_min_size,
+    "max_body_size": check_max_body_size,
+    "opentelemetry_enabled": check_opentelemetry_enabled,
+    "fast_path": check_fast_path,
+    "trusted_proxies": check_trusted_proxies,
+    "redis_host": check_redis_host,
+    "redis_port": check_redis_port,
+    "redis_pass": check_redis_pass,
+    "redis_db": check_redis_db,
+    "db_url": check_db_url,
+    "data_dir": check_data_dir,
+    "kafka_servers": check_kafka_servers,
+    "kafka_security_protocol": check_kafka_security_protocol,
+    "kafka_sasl_mechanism": check_kafka_sasl_mechanism,
+    "kafka_sasl_username": check_kafka_sasl_username,
+    "kafka_sasl_password": check_kafka_sasl_password,
+    "lock_ttl": check_lock_ttl,
+    "service_name": check_service_name,
+}
+
+
+def test_every_setting_has_a_check() -> None:
+    fields = set(FlyerSettings.model_fields)
+    missing = sorted(fields - set(EFFECTS))
+    assert not missing, ("no check of what these settings change; add one to EFFECTS: "
+                         + ", ".join(f"flyer_{name}" for name in missing))
+    stale = sorted(set(EFFECTS) - fields)
+    assert not stale, f"EFFECTS checks settings that no longer exist: {', '.join(stale)}"
+    assert set(EFFECTS) == fields
+
+
+@pytest.mark.parametrize("check", list(EFFECTS.values()), ids=list(EFFECTS))
+def test_the_setting_changes_what_it_says(
+        check: Callable[..., None], monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        request: pytest.FixtureRequest, build: Callable[..., FlyerAPI]) -> None:
+    check(Setting(monkeypatch, tmp_path, request, build))
