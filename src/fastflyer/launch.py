@@ -27,13 +27,10 @@ import signal
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from fastflyer.cpus import usable_cpus
 from fastflyer.settings import FlyerSettings
-
-if TYPE_CHECKING:  # imported where used: the CLI sets flyer_* variables before logging starts
-    from fastflyer.server import FlyerServer
 
 __all__ = ["BindError", "gunicorn_options", "listen", "run", "serve"]
 
@@ -87,17 +84,6 @@ def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:
     return sock
 
 
-def _outside_serving(server: FlyerServer) -> Any:
-    """The SIGTERM/SIGINT handler around uvicorn's own (which it installs while serving)."""
-
-    def handler(signum: int, frame: object) -> None:
-        if not server.should_exit:  # before serving: stop now (status 0, no traceback)
-            raise SystemExit(0)
-        # else: uvicorn stopped, and raised the signal again for this handler: done
-
-    return handler
-
-
 def run(settings: FlyerSettings, project: Path, sock: socket.socket | None = None) -> None:
     """Serve ``project`` with uvicorn in this process (reload when ``settings.reload``).
 
@@ -121,6 +107,7 @@ def run(settings: FlyerSettings, project: Path, sock: socket.socket | None = Non
         log_level=_log_level(settings),
         log_config=uvicorn_log_config(_log_level(settings)),  # lines through fastkit.logging
     )
+    # Imported here, not at the top: the CLI sets flyer_* variables before logging starts.
     from fastflyer.server import EXIT_UNCLEAN, FlyerServer, stop_problems
 
     server = FlyerServer(config, settings)  # sets the drain (timeout_graceful_shutdown)
@@ -131,8 +118,7 @@ def run(settings: FlyerSettings, project: Path, sock: socket.socket | None = Non
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     logging.getLogger("uvicorn.error").info(
         "Uvicorn running on http://%s:%d (Press CTRL+C to quit)", host, config.port)
-    signal.signal(signal.SIGTERM, _outside_serving(server))
-    signal.signal(signal.SIGINT, _outside_serving(server))
+    server.handle_signals_outside_serving()
     if not config.should_reload and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
         # A closed terminal stops the server as SIGTERM does (so `finally` blocks run);
         # under nohup SIGHUP stays ignored.
@@ -140,10 +126,14 @@ def run(settings: FlyerSettings, project: Path, sock: socket.socket | None = Non
             signal.SIGTERM, frame))
     with sock:
         if config.should_reload:
-            ChangeReload(config, target=reload_target(server, project), sockets=[sock]).run()
+            reloader = ChangeReload(config, target=reload_target(server, project),
+                                    sockets=[sock])
+            reloader.run()
         else:
             server.run(sockets=[sock])
-    if config.should_reload:
+    if config.should_reload:  # the last server process's status: was its stop clean?
+        if reloader.process.exitcode == EXIT_UNCLEAN:
+            raise SystemExit(EXIT_UNCLEAN)
         return
     if not server.started:
         raise SystemExit(3)  # uvicorn's status for a failed start-up; it logged why

@@ -76,6 +76,9 @@ class Lifecycle:
         self.stop_problems: list[str] = []
         #: True once the stop hooks ran (a server that skipped them did not stop cleanly).
         self.stopped = False
+        #: True when the server cancelled the lifespan (a forced stop) instead of
+        #: asking it to shut down.
+        self.forced = False
         #: Why start-up failed (a start hook's or the user's lifespan's error), if it did.
         self.start_error: BaseException | None = None
 
@@ -119,8 +122,12 @@ class Lifecycle:
         """Run the stop hooks in reverse order within ``shutdown_timeout`` in total."""
         cut_off = self.in_flight()
         if cut_off:
-            self._problem(f"{cut_off} request(s) cut off: still in flight when the drain "
-                          "ended (flyer_graceful_timeout)")
+            why = ("the server was stopped at once (a second Ctrl-C, or SIGQUIT)"
+                   if self.forced else
+                   "still in flight when the drain ended (flyer_graceful_timeout)")
+            self._problem(f"{cut_off} request(s) cut off: {why}")
+        elif self.forced:
+            self._problem("the server was stopped at once (a second Ctrl-C, or SIGQUIT)")
         deadline = time.monotonic() + self.shutdown_timeout
         for component in reversed(self._components if components is None else components):
             if component.stop is None:
@@ -162,6 +169,13 @@ class Lifecycle:
                     async with inner(app) as state:
                         serving = True
                         yield state
+            except asyncio.CancelledError:
+                if not serving:
+                    raise
+                # A forced stop (a second Ctrl-C, gunicorn's SIGQUIT): the server cancels
+                # the lifespan instead of asking it to shut down. The stop hooks still run
+                # (below), and the cancel ends here rather than as a lifespan error.
+                self.forced = True
             except BaseException as exc:
                 if not serving:  # the user's lifespan failed to start
                     self.start_error = exc

@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import socket
+import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ from uvicorn.importer import import_from_string
 
 from fastflyer.errors import ErrorRenderer
 from fastflyer.middleware.context import RequestContextMiddleware
+from fastflyer.server import EXIT_UNCLEAN, FlyerServer, stop_problems
 
 __all__ = ["LoadError", "LoadErrorApp", "describe_load_error", "reload_target", "serve_child"]
 
@@ -149,6 +151,8 @@ def serve_child(server: Server, project: Path,
     relative to. Returns when the server stops (SIGTERM, SIGINT).
     """
     config = server.config
+    if isinstance(server, FlyerServer):
+        server.handle_signals_outside_serving()  # so that the status below is the exit's
     try:
         # uvicorn's Config.load logs a failed import string and calls sys.exit(1); a
         # SyntaxError or an error raised at import it lets through: all are caught here.
@@ -162,6 +166,8 @@ def serve_child(server: Server, project: Path,
         return
     try:
         server.run(sockets=sockets)
+        if stop_problems(app):  # logged as they happened; the reloader passes the status on
+            sys.exit(EXIT_UNCLEAN)
     except SystemExit:
         if server.started or server.should_exit:
             raise

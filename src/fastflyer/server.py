@@ -10,12 +10,13 @@ forever".
 
 The stop was clean when nothing was cut off, every stop hook finished in time and the
 process exited on its own; ``fastflyer run`` and ``fastflyer serve`` then exit with 0,
-otherwise with :data:`EXIT_UNCLEAN`, after one ERROR line per problem.
+otherwise with :data:`EXIT_UNCLEAN`, after ERROR lines saying what went wrong.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 from types import FrameType
@@ -62,6 +63,20 @@ class FlyerServer(uvicorn.Server):
         # uvicorn reads None (and, before 0.29, 0) as "wait forever": always a number.
         config.timeout_graceful_shutdown = settings.drain_timeout  # type: ignore[assignment]
         self._watchdog: threading.Timer | None = None
+
+    def handle_signals_outside_serving(self) -> None:
+        """Handle SIGTERM and SIGINT while uvicorn's own handlers are not installed (they
+        are while it serves): before serving, a signal stops the process (status 0, no
+        traceback); after, the signal uvicorn raises again once it has stopped is taken as
+        done, so that the process ends with its own status rather than killed by it.
+        Call from the main thread."""
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            if not self.should_exit:
+                raise SystemExit(0)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, handler)
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """A stop signal: start the stop, and the clock that bounds it."""

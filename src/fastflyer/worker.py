@@ -87,4 +87,13 @@ class FlyerWorker(UvicornWorker):  # type: ignore[misc]
             report = getattr(self.app, "report_unclean_stop", None)
             if report is not None:
                 report(os.getpid(), problems)
-            sys.exit(EXIT_UNCLEAN)
+            self.exit_status = EXIT_UNCLEAN
+
+    exit_status = 0
+
+    def run(self) -> None:
+        super().run()
+        # Here, not inside the event loop: a SystemExit raised there goes through the
+        # tasks still running (a forced stop leaves the lifespan's) as an error.
+        if self.exit_status:
+            sys.exit(self.exit_status)

@@ -235,3 +235,50 @@ def test_the_master_kills_a_worker_that_outlives_the_budget_and_says_so(serve_pr
 def _children(pid: int) -> list[int]:
     children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
     return [int(child) for child in children]
+
+
+@pytest.mark.parametrize("command", ["run", "serve"])
+def test_a_second_ctrl_c_stops_at_once_and_says_so_without_a_traceback(serve_project,
+                                                                       command):
+    served = serve_project(command)
+    results, threads = requests_in_flight(served, "/flyer/slow?seconds=120", 4)
+    began = time.monotonic()
+    served.process.send_signal(signal.SIGINT)  # type: ignore[attr-defined]
+    wait_for("the drain", lambda: "Shutting down" in served.log.read_text(),
+             served.process, served.log)  # type: ignore[arg-type]
+    served.process.send_signal(signal.SIGINT)  # type: ignore[attr-defined]
+    status = served.process.wait(timeout=30)  # type: ignore[attr-defined]
+    took = time.monotonic() - began
+    for thread in threads:
+        thread.join(timeout=30)
+    log = served.log.read_text()
+    assert status == 1, log
+    assert took < 10, log  # not the 30 s drain
+    assert results == [503] * 4, log
+    assert "stopped at once (a second Ctrl-C, or SIGQUIT)" in log
+    assert "Traceback" not in log and "was sent SIG" not in log, log
+    assert served.stopped() == (2 if command == "serve" else 1), log  # hooks still ran
+
+
+def test_the_reloading_server_passes_on_an_unclean_stop(serve_project):
+    # Under reload the drain is 1 s: a 120 s request is cut off, and the reloader's own
+    # status says so, as run's does without reload.
+    served = serve_project("run", flyer_reload="1")
+    results, threads = requests_in_flight(served, "/flyer/slow?seconds=120", 1)
+    status, took = stop(served, within=30)
+    for thread in threads:
+        thread.join(timeout=30)
+    log = served.log.read_text()
+    assert results == [503], log
+    assert status == 1, log
+    assert took < 1 + 10, log
+
+
+def test_the_reloading_server_stops_cleanly_with_status_0(serve_project):
+    served = serve_project("run", flyer_reload="1")
+    results, threads = requests_in_flight(served, "/flyer/slow?seconds=0.2", 2)
+    for thread in threads:
+        thread.join(timeout=30)
+    status, _took = stop(served, within=30)
+    assert results == [200, 200]
+    assert status == 0, served.log.read_text()
