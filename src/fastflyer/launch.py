@@ -18,7 +18,6 @@ flight get ``flyer_graceful_timeout`` to finish, then the stop hooks run within
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import logging
 import math
@@ -111,6 +110,7 @@ def run(settings: FlyerSettings, project: Path, sock: socket.socket | None = Non
     from fastflyer.server import EXIT_UNCLEAN, FlyerServer, stop_problems
 
     server = FlyerServer(config, settings)  # sets the drain (timeout_graceful_shutdown)
+    server.handle_signals_outside_serving()  # Ctrl-C while the app loads: status 0, quietly
     if not config.should_reload:
         config.load()  # the app is built (its settings checked) before the line below
     # uvicorn says where it runs only for sockets it binds itself: the same line, for ours.
@@ -118,7 +118,6 @@ def run(settings: FlyerSettings, project: Path, sock: socket.socket | None = Non
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     logging.getLogger("uvicorn.error").info(
         "Uvicorn running on http://%s:%d (Press CTRL+C to quit)", host, config.port)
-    server.handle_signals_outside_serving()
     if not config.should_reload and signal.getsignal(signal.SIGHUP) is signal.SIG_DFL:
         # A closed terminal stops the server as SIGTERM does (so `finally` blocks run);
         # under nohup SIGHUP stays ignored.
@@ -199,24 +198,38 @@ def serve(settings: FlyerSettings, project: Path, sock: socket.socket | None = N
                 sys.path.insert(0, str(project))
             return import_from_string(APP)
 
-        def report_unclean_stop(self, pid: int, problems: list[str]) -> None:
-            """In a worker: tell the master its stop was not clean."""
-            with contextlib.suppress(OSError):
-                os.write(report_w, f"{pid}\n".encode())
-
         def run(self) -> None:
             _StopReportingArbiter(self).run()
 
     class _StopReportingArbiter(Arbiter):  # type: ignore[misc]
         """gunicorn's master, exiting with EXIT_UNCLEAN after a stop that was not clean:
-        a worker that reported so, or one still alive when the stop budget ran out."""
+        a worker that ended otherwise than with status 0 while stopping (it said why), or
+        one still alive when the stop budget ran out (killed)."""
 
         unclean = False
+        stopping = False
 
         def handle_int(self) -> None:
             # Ctrl-C stops as SIGTERM does, draining (gunicorn's own is a quick stop);
             # a second one, while stopping, is the quick stop.
             raise StopIteration
+
+        def stop(self, graceful: bool = True) -> None:
+            self.stopping = True
+            super().stop(graceful)
+
+        def reap_workers(self) -> None:
+            if self.stopping:  # peek (WNOWAIT) at how each ended; gunicorn reaps them
+                for pid in list(self.WORKERS):
+                    try:
+                        ended = os.waitid(os.P_PID, pid,
+                                          os.WEXITED | os.WNOHANG | os.WNOWAIT)
+                    except ChildProcessError:
+                        continue
+                    if ended is not None and (ended.si_code != os.CLD_EXITED
+                                              or ended.si_status != 0):
+                        self.unclean = True
+            super().reap_workers()
 
         def kill_workers(self, sig: int) -> None:
             if sig == signal.SIGKILL and self.WORKERS:
@@ -229,18 +242,9 @@ def serve(settings: FlyerSettings, project: Path, sock: socket.socket | None = N
             try:
                 super().halt(reason, exit_status)
             except SystemExit as exc:
-                with contextlib.suppress(OSError):
-                    if os.read(report_r, 65536):
-                        self.unclean = True
                 if exc.code in (0, None) and self.unclean:
                     self.log.error("the stop was not clean (see above)")
                     raise SystemExit(EXIT_UNCLEAN) from None
                 raise
 
-    report_r, report_w = os.pipe()
-    os.set_blocking(report_r, False)
-    try:
-        Application().run()
-    finally:
-        os.close(report_r)
-        os.close(report_w)
+    Application().run()

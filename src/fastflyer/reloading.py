@@ -159,6 +159,8 @@ def serve_child(server: Server, project: Path,
         app = import_from_string(config.app)
         config.load()
     except (Exception, SystemExit) as exc:
+        if server.should_exit:  # the reloader stopped this process while the app loaded
+            raise
         error = describe_load_error(exc, project)
         logger.error("the app cannot load: %s; every request answers 503 until a saved "
                      "change reloads it", error, exc_info=exc)

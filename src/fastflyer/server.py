@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import sys
 import threading
 from types import FrameType
@@ -48,31 +49,36 @@ def stop_problems(app: Any) -> list[str]:
 
 class FlyerServer(uvicorn.Server):
     """uvicorn's server, draining for the app's ``flyer_graceful_timeout`` and exiting
-    within ``settings.stop_budget`` seconds of the first stop signal, whatever hangs.
+    within ``settings.stop_budget`` seconds of the start of its stop, whatever hangs.
 
     ``settings``: the served app's settings (``None``: the environment's).
+    ``parent_pid``: a process whose end stops this server too (a gunicorn worker's master:
+    a worker whose master was killed stops rather than serve on alone).
     """
 
-    def __init__(self, config: uvicorn.Config, settings: FlyerSettings | None = None) -> None:
+    def __init__(self, config: uvicorn.Config, settings: FlyerSettings | None = None,
+                 parent_pid: int | None = None) -> None:
         super().__init__(config)
         if settings is None:
             from fastflyer.settings import load_settings
 
             settings = load_settings(warn_unknown=False)
         self.settings = settings
+        self.parent_pid = parent_pid
         # uvicorn reads None (and, before 0.29, 0) as "wait forever": always a number.
         config.timeout_graceful_shutdown = settings.drain_timeout  # type: ignore[assignment]
         self._watchdog: threading.Timer | None = None
 
     def handle_signals_outside_serving(self) -> None:
         """Handle SIGTERM and SIGINT while uvicorn's own handlers are not installed (they
-        are while it serves): before serving, a signal stops the process (status 0, no
-        traceback); after, the signal uvicorn raises again once it has stopped is taken as
-        done, so that the process ends with its own status rather than killed by it.
-        Call from the main thread."""
+        are while it serves): before serving (the app still loading), a signal stops the
+        process (``SystemExit(0)``, with ``should_exit`` set); after, the signal uvicorn
+        raises again once it has stopped is taken as done, so that the process ends with
+        its own status rather than killed by it. Call from the main thread."""
 
         def handler(signum: int, frame: FrameType | None) -> None:
             if not self.should_exit:
+                self.handle_exit(signum, frame)
                 raise SystemExit(0)
 
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -81,6 +87,21 @@ class FlyerServer(uvicorn.Server):
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """A stop signal: start the stop, and the clock that bounds it."""
         super().handle_exit(sig, frame)
+        self._arm()
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """The stop, however it came (a signal, ``limit_max_requests``), within the budget."""
+        self._arm()
+        await super().shutdown(sockets)
+
+    async def on_tick(self, counter: int) -> bool:
+        if (self.parent_pid is not None and not self.should_exit
+                and os.getppid() != self.parent_pid):
+            logger.warning("the master process ({}) is gone: stopping", self.parent_pid)
+            self.handle_exit(signal.SIGTERM, None)
+        return await super().on_tick(counter)
+
+    def _arm(self) -> None:
         if self._watchdog is None:
             self._watchdog = threading.Timer(self.settings.stop_budget, self._overran)
             self._watchdog.daemon = True

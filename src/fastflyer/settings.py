@@ -50,6 +50,8 @@ BASE_URL_PATTERN = (r"^(/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0
 CommaList = Annotated[list[str], NoDecode]
 # Seconds a stopping process gets beyond its drain and stop hooks (log flush, exit).
 STOP_MARGIN = 2.0
+# The longest any duration setting may be: "wait forever" (inf) is no value.
+DAY = 86400
 
 # A label of a host name (RFC 1123): letters, digits and inner '-', at most 63 characters.
 _LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
@@ -243,14 +245,17 @@ class FlyerSettings(BaseSettings):
     enable_max_requests: bool = _allowed(False, "1 or 0")
     max_requests: int = _allowed(0, "an integer ≥ 0", ge=0)
     max_requests_jitter: int = _allowed(0, "an integer ≥ 0", ge=0)
-    timeout: float = _allowed(60, "a number of seconds ≥ 0", ge=0)
+    timeout: float = _allowed(60, "a number of seconds from 0 to 86400", ge=0, le=DAY,
+                              allow_inf_nan=False)
     graceful_timeout: float | None = _allowed(
-        None, "a number of seconds ≥ 0 (how long requests in flight get to finish after a "
-        "stop signal; unset: 30, or 1 with flyer_reload=1)", ge=0)
+        None, "a number of seconds from 0 to 86400 (how long requests in flight get to "
+        "finish after a stop signal; unset: 30, or 1 with flyer_reload=1)", ge=0, le=DAY,
+        allow_inf_nan=False)
     shutdown_timeout: float = _allowed(
-        10, "a number of seconds > 0 (how long the stop hooks get, in total, once the "
-        "requests are drained)", gt=0)
-    keepalive: float = _allowed(5, "a number of seconds ≥ 0", ge=0)
+        10, "a number of seconds > 0, at most 86400 (how long the stop hooks get, in "
+        "total, once the requests are drained)", gt=0, le=DAY, allow_inf_nan=False)
+    keepalive: float = _allowed(5, "a number of seconds from 0 to 86400", ge=0, le=DAY,
+                                allow_inf_nan=False)
     console_log_level: str = _allowed("info", "one of debug, info, warn, error, critical")
     file_log_level: str = _allowed("info", "one of debug, info, warn, error, critical")
     access_log: bool = _allowed(True, "1 or 0")
@@ -305,8 +310,9 @@ class FlyerSettings(BaseSettings):
     kafka_sasl_password: SecretStr = _allowed(SecretStr(""), "a password")
 
     # Schedulers and the thread pool.
-    lock_ttl: float = _allowed(30, "a number of seconds > 0 (how long a lock outlives a "
-                               "holder that died)", gt=0)
+    lock_ttl: float = _allowed(30, "a number of seconds > 0, at most 86400 (how long a lock "
+                               "outlives a holder that died)", gt=0, le=DAY,
+                               allow_inf_nan=False)
     service_name: str | None = _allowed(
         None, "a name of letters, digits, '.', '_' and '-' shared by every worker and "
         "instance of the service (unset: the app's title, else the project directory's name)",

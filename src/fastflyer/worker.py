@@ -7,9 +7,10 @@ writes its own).
 It stops as :mod:`fastflyer.server` says: SIGTERM or SIGINT drain the requests in flight
 for ``flyer_graceful_timeout``, then the stop hooks run; SIGQUIT (gunicorn's quick stop)
 skips the drain. A worker that stopped cleanly exits with status 0, quietly; one that did
-not exits with :data:`~fastflyer.server.EXIT_UNCLEAN` and tells the master, which then
-exits with that status too. ``FASTFLYER_WORKERS`` holds gunicorn's number of workers, for
-the app (one process of several cannot act for the whole service alone).
+not exits with :data:`~fastflyer.server.EXIT_UNCLEAN`, and the master then exits with
+that status too. A worker whose master is gone (killed) stops. ``FASTFLYER_WORKERS``
+holds gunicorn's number of workers, for the app (one process of several cannot act for
+the whole service alone).
 """
 
 from __future__ import annotations
@@ -74,7 +75,8 @@ class FlyerWorker(UvicornWorker):  # type: ignore[misc]
 
     async def _serve(self) -> None:
         self.config.app = self.wsgi
-        self.server = FlyerServer(self.config, getattr(self.wsgi, "settings", None))
+        self.server = FlyerServer(self.config, getattr(self.wsgi, "settings", None),
+                                  parent_pid=self.ppid)
         self._install_sigquit_handler()
         # The sockets themselves, not gunicorn's wrappers: uvicorn closes what it is given
         # once the event loop's server closed them, and a wrapper says so ("Error while
@@ -82,11 +84,7 @@ class FlyerWorker(UvicornWorker):  # type: ignore[misc]
         await self.server.serve(sockets=[getattr(s, "sock", s) for s in self.sockets])
         if not self.server.started:
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
-        problems = stop_problems(self.wsgi)
-        if problems:
-            report = getattr(self.app, "report_unclean_stop", None)
-            if report is not None:
-                report(os.getpid(), problems)
+        if stop_problems(self.wsgi):  # each was logged as it happened
             self.exit_status = EXIT_UNCLEAN
 
     exit_status = 0

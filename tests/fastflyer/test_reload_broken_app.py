@@ -253,3 +253,21 @@ def test_the_broken_apps_server_closes_websockets_and_stops_like_the_real_one(
     assert "Stopping reloader process" in output
     assert output.count("Traceback (most recent call last)") >= 1
     assert "KeyboardInterrupt" not in output
+
+
+def test_a_save_while_the_app_loads_reloads_it_again(tmp_path, project):
+    # The reloader stops the server process while it is still importing the app: that
+    # process stops (it does not serve "SystemExit" as a load error and hang the reloader),
+    # the next one serves, and SIGTERM still stops everything.
+    main = project / "main.py"
+    save(main, main.read_text(encoding="utf-8") + "\nimport time\ntime.sleep(2)\n", tmp_path)
+    module = project / "app" / "items" / "router.py"
+    original = module.read_text(encoding="utf-8")
+    with reloading(project, tmp_path) as server:
+        save(module, original + "\n# first save\n", tmp_path)
+        server.poll("the first reload", lambda: server.output().count("Reloading...") >= 1)
+        save(module, original + "\n# second save, while the app loads\n", tmp_path)
+        server.poll("the second reload", lambda: server.output().count("Reloading...") >= 2)
+        server.answering(200)
+        assert LOAD_ERROR not in server.output()
+        assert stopped(server, "SIGTERM") == 0, server.output()

@@ -85,7 +85,11 @@ def test_an_empty_variable_counts_as_unset(monkeypatch):
     ("file_log_level", "verbose", "one of debug, info, warn, error"),
     ("reload", "maybe", "1 or 0"),
     ("access_log", "2", "1 or 0"),
-    ("timeout", "-1", "a number of seconds ≥ 0"),
+    ("timeout", "-1", "a number of seconds from 0 to 86400"),
+    # No duration means "wait forever": inf, overflowing and out-of-range numbers are refused.
+    *[(name, value, "86400") for name in ("timeout", "graceful_timeout", "shutdown_timeout",
+                                          "keepalive", "lock_ttl")
+      for value in ("inf", "1e400", "nan", "86401")],
     ("max_requests", "-5", "an integer ≥ 0"),
     ("trusted_proxies", "10.0.0.0/8,not-an-ip", "IP addresses or networks"),
 ])

@@ -51,13 +51,23 @@ import os, threading
 from pathlib import Path
 from fastflyer import FlyerAPI
 
-app = FlyerAPI(app_path=__file__)
 MARKS = Path(os.environ["MARKS"])
+if os.environ.get("SLOW_IMPORT"):  # an app that takes a while to load
+    (MARKS / f"importing-{os.getpid()}").touch()
+    threading.Event().wait(float(os.environ["SLOW_IMPORT"]))
+app = FlyerAPI(app_path=__file__)
 
 
 @app.lifecycle.on_shutdown
 def leave_a_mark():
     (MARKS / f"stopped-{os.getpid()}").touch()
+
+
+if os.environ.get("SLOW_HOOK"):  # a stop hook that takes a while, then finishes
+    @app.lifecycle.on_shutdown
+    def slow():
+        (MARKS / f"stopping-{os.getpid()}").touch()
+        threading.Event().wait(float(os.environ["SLOW_HOOK"]))
 
 
 if os.environ.get("STUCK_HOOK"):
@@ -282,3 +292,94 @@ def test_the_reloading_server_stops_cleanly_with_status_0(serve_project):
     status, _took = stop(served, within=30)
     assert results == [200, 200]
     assert status == 0, served.log.read_text()
+
+
+def _workers(served: Served) -> list[int]:
+    return _children(served.process.pid)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("killed", [True, False], ids=["one killed", "none killed"])
+def test_a_worker_killed_while_stopping_makes_the_stop_unclean(serve_project, killed):
+    # Each worker's stop hook takes 2 s and finishes; one worker is SIGKILLed meanwhile
+    # (by the OOM killer, say): the master's status says so.
+    served = serve_project("serve", SLOW_HOOK="2")
+    workers = _workers(served)
+    served.process.send_signal(signal.SIGTERM)  # type: ignore[attr-defined]
+    wait_for("the stop hooks", lambda: len(list(served.marks.glob("stopping-*"))) == 2,
+             served.process, served.log)  # type: ignore[arg-type]
+    if killed:
+        os.kill(workers[0], signal.SIGKILL)
+    status = served.process.wait(timeout=60)  # type: ignore[attr-defined]
+    assert status == (1 if killed else 0), served.log.read_text()
+
+
+def test_an_unclean_worker_restart_earlier_does_not_make_a_clean_stop_unclean(serve_project):
+    # SIGHUP replaces the workers; the old one cuts off a request (drain 0.5 s) and ends
+    # with status 1. The later stop, with nothing in flight, is clean: status 0.
+    served = serve_project("serve", flyer_graceful_timeout="0.5")
+    results, threads = requests_in_flight(served, "/flyer/slow?seconds=120", 1)
+    old = set(_workers(served))
+    served.process.send_signal(signal.SIGHUP)  # type: ignore[attr-defined]
+    for thread in threads:
+        thread.join(timeout=30)
+    assert results == [503]
+    wait_for("new workers", lambda: len(set(_workers(served)) - old) == 2
+             and not old & set(_workers(served)), served.process,  # type: ignore[arg-type]
+             served.log)
+    wait_for("their start-up", lambda: served.log.read_text().count(
+        "Application startup complete") >= 4, served.process, served.log)  # type: ignore[arg-type]
+    status, _took = stop(served)
+    assert status == 0, served.log.read_text()
+
+
+def test_workers_stop_when_their_master_is_killed(serve_project):
+    served = serve_project("serve")
+    workers = _workers(served)
+    served.process.kill()  # type: ignore[attr-defined]
+    served.process.wait(timeout=10)  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 15
+    while any(Path(f"/proc/{pid}").exists() and "zombie" not in _state(pid) for pid in workers):
+        assert time.monotonic() < deadline, f"workers still serving:\n{served.log.read_text()}"
+        time.sleep(0.05)
+    assert "the master process" in served.log.read_text()
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:", 1)[1].split("\n", 1)[0]
+    except (OSError, IndexError):
+        return "zombie"
+
+
+def test_a_worker_recycled_after_max_requests_is_bounded_too(serve_project):
+    # A recycled worker stops as a signalled one does: a thread stuck in a sync endpoint
+    # cannot keep it alive past the budget, and the master goes on serving.
+    served = serve_project("serve", flyer_enable_max_requests="1", flyer_max_requests="2",
+                           flyer_graceful_timeout="0.5", flyer_shutdown_timeout="1")
+    _results, _threads = requests_in_flight(served, "/flyer/stuck?", 1, timeout=30)
+    for tag in range(4):  # reach max_requests on whichever worker holds the stuck one
+        httpx.get(f"{served.url}/flyer/slow?seconds=0&tag=n{tag}", timeout=10)
+    wait_for("the watchdog", lambda: "did not stop within" in served.log.read_text(),
+             served.process, served.log)  # type: ignore[arg-type]
+    assert httpx.get(f"{served.url}/health_check", timeout=10).status_code == 200
+
+
+@pytest.mark.parametrize("command", ["run", "serve"])
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_while_the_app_loads_stops_at_once_and_quietly(tmp_path, project,
+                                                                     command, signum):
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    log = tmp_path / "console.log"
+    args = [FASTFLYER, command, "--host", "127.0.0.1", "--port", "0"]
+    with started(args, project, env_for(tmp_path, MARKS=str(marks), SLOW_IMPORT="30",
+                                         flyer_log_path=str(tmp_path / "logs")),
+                 log) as process:
+        wait_for("the import", lambda: any(marks.glob("importing-*")), process, log)
+        began = time.monotonic()
+        process.send_signal(signum)
+        status = process.wait(timeout=20)
+    output = log.read_text()
+    assert status == 0, output
+    assert time.monotonic() - began < 10, output
+    assert "Traceback" not in output and "KeyboardInterrupt" not in output, output

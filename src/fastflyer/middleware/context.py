@@ -112,7 +112,8 @@ class RequestContextMiddleware:
                                scope["method"], path)
                 if status == 0:
                     await self.renderer.send(scope, receive, send_with_headers, 503,
-                                             "Service Unavailable: the server is stopping")
+                                             "Service Unavailable: the server is stopping",
+                                             headers={"Retry-After": "1"})
             finally:
                 self.in_flight -= 1
                 reset_request_id(token)

@@ -326,9 +326,12 @@ class Scheduler:
 
     def _job_id(self, given: str | None, func: Callable[..., Any]) -> str:
         if given is not None:
-            if not isinstance(given, str) or not re.match(JOB_ID_PATTERN, given):
+            # fullmatch: "$" alone lets a trailing newline through; "." and ".." are
+            # path segments clients resolve away, so the task API could never reach them.
+            if (not isinstance(given, str) or not re.fullmatch(JOB_ID_PATTERN, given)
+                    or given in (".", "..")):
                 raise ValueError(f"job id {given!r} is not URL-safe: use letters, digits, "
-                                 "'.', '_', '~' and '-'")
+                                 "'.', '_', '~' and '-' (not '.' or '..' alone)")
             return given
         target = getattr(func, "__wrapped__", func)
         base = _UNSAFE.sub("_", f"{target.__module__}.{target.__qualname__}")

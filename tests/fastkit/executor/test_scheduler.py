@@ -61,8 +61,9 @@ def test_job_ids_are_url_safe_and_default_to_the_function_name(scheduler):
     assert first.id == "test_scheduler.test_job_ids_are_url_safe_and_default_to_the_function_name" \
         "._locals_.report"
     assert second.id == f"{first.id}-2"
-    with pytest.raises(ValueError, match="not URL-safe"):
-        scheduler.add_job(report, "interval", seconds=5, id="a/b c")
+    for bad in ("a/b c", "x\n", ".", ".."):  # "x\n" passed a "$"-anchored match once
+        with pytest.raises(ValueError, match="not URL-safe"):
+            scheduler.add_job(report, "interval", seconds=5, id=bad)
 
 
 def test_a_coroutine_function_is_refused_by_the_background_scheduler(scheduler):
