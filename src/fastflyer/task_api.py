@@ -17,7 +17,12 @@ The routes act on the service, not on the worker that answers (see
 recorded in Redis under the service's name and applied by every worker of every instance
 at once, by workers started later too; a listing shows that state whichever worker
 answers, as soon as the change has returned; "run" runs the job once, in the worker that
-answers. Redis not answering is a 503, and nothing changed. Without Redis, an instance
+answers. Redis not answering is a 503, and nothing changed. A job removed service-wide
+stays removed: a pause, resume or delete sent at the same time as a delete of the same job
+either comes first (and the delete removes the job after it) or answers 404 and changes
+nothing; an action on a job removed while it was being answered (this worker's listener,
+another request) answers 404 too, never 500; "run" of a removed job runs nothing. Without
+Redis, an instance
 served by one worker (``fastflyer run``, ``serve --workers 1``) works alone as before;
 with several workers a pause, resume or delete answers 409 (a lasting conflict with how
 the service is configured, which retrying does not cure: 503 would invite retries) rather
@@ -32,6 +37,7 @@ from typing import Any, Literal
 
 from apscheduler.executors.base import MaxInstancesReachedError
 from apscheduler.job import Job
+from apscheduler.jobstores.base import JobLookupError
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
@@ -108,19 +114,32 @@ def build_task_router(tasks: TaskState) -> APIRouter:
             raise HTTPException(503, "the service-wide job state cannot be read: "
                                      "flyer_redis_host does not answer") from None
 
+    def gone(scheduler: str, job_id: str) -> HTTPException:
+        """The 404 of a job that is not (or no longer) there."""
+        return HTTPException(404, f"no job {job_id!r} in scheduler {scheduler!r}")
+
     async def find(scheduler: str, job_id: str) -> tuple[Scheduler, Job, JobState | None]:
         owner = schedulers[scheduler]
         state = await read(tasks.state(scheduler, job_id))
         try:
             if state == "removed":
-                raise JobNotFound(f"no job {job_id!r} in scheduler {owner.name!r}")
+                raise gone(owner.name, job_id)
             return owner, owner.get_job(job_id), state
-        except JobNotFound as exc:
-            raise HTTPException(404, str(exc)) from None
+        except JobNotFound:
+            raise gone(owner.name, job_id) from None
+
+    def current(owner: Scheduler, job_id: str) -> Job:
+        """The job as it is now, after an await: 404 if it was removed meanwhile."""
+        try:
+            return owner.get_job(job_id)
+        except (JobNotFound, JobLookupError):
+            raise gone(owner.name, job_id) from None
 
     async def change(scheduler: str, job_id: str, state: JobState) -> None:
         try:
             await tasks.change(scheduler, job_id, state)
+        except JobNotFound:  # removed service-wide meanwhile (JobRemoved): nothing changed
+            raise gone(scheduler, job_id) from None
         except NotServiceWide as exc:
             raise HTTPException(409, str(exc)) from None
         except TaskStateUnavailable as exc:
@@ -148,7 +167,7 @@ def build_task_router(tasks: TaskState) -> APIRouter:
                          job_id: str = JobId) -> DataResponse[TaskInfo]:
         owner, job, _ = await find(scheduler, job_id)
         await change(scheduler, job.id, "paused")
-        return DataResponse(data=_info(owner, owner.get_job(job.id), "paused"))
+        return DataResponse(data=_info(owner, current(owner, job.id), "paused"))
 
     @router.post("/{scheduler}/{job_id}/resume", summary="Resume a paused job",
                  responses=_CHANGE)
@@ -156,16 +175,20 @@ def build_task_router(tasks: TaskState) -> APIRouter:
                           job_id: str = JobId) -> DataResponse[TaskInfo]:
         owner, job, _ = await find(scheduler, job_id)
         await change(scheduler, job.id, "resumed")
-        return DataResponse(data=_info(owner, owner.get_job(job.id), "resumed"))
+        return DataResponse(data=_info(owner, current(owner, job.id), "resumed"))
 
     @router.post("/{scheduler}/{job_id}/run", summary="Run a job now, once",
                  responses=_NOT_NOW)
     async def run_task(scheduler: SchedulerName,
                        job_id: str = JobId) -> DataResponse[TaskInfo]:
         # In this worker only: once for the service, whichever worker answers.
+        # No await between the state read in find() and the submission: a job removed
+        # before is a 404 and runs nothing.
         owner, job, state = await find(scheduler, job_id)
         try:
             owner.run_job(job.id)
+        except (JobNotFound, JobLookupError):
+            raise gone(owner.name, job.id) from None
         except MaxInstancesReachedError:
             raise HTTPException(409, f"job {job.id!r} is already running") from None
         except RuntimeError as exc:  # the scheduler is not running

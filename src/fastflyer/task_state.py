@@ -5,17 +5,27 @@ removed, kept in Redis and applied by every worker and every instance of the ser
     await state.change("background", "heartbeat", "paused")          # every worker pauses it
     await state.states()     # {("background", "heartbeat"): "paused"}
 
-With ``flyer_redis_host`` set, a change is one Redis transaction on two names (``{name}``
-is :func:`fastflyer.service.service_name`)::
+With ``flyer_redis_host`` set, a change is one Lua script in Redis (one atomic step) on
+these names (``{name}`` is :func:`fastflyer.service.service_name`)::
 
-    fastflyer:{name}:tasks           hash: "<scheduler>/<job id>" -> paused | resumed | removed
-    fastflyer:{name}:tasks:changes   channel: {"scheduler", "id", "state"} of each change
+    fastflyer:{name}:tasks            hash: "<scheduler>/<job id>" -> paused | resumed | removed
+    fastflyer:{name}:tasks:versions   hash: "<scheduler>/<job id>" -> version of that state
+    fastflyer:{name}:tasks:changes    channel: {"scheduler", "id", "state", "version"}
 
-and is then applied in the process that made it. Every process listens on the channel and
-applies each change as it comes; it applies the whole hash when it starts, before its
-schedulers start (a worker started later, or restarted, neither brings back a removed job
-nor fires a paused one), and again every :data:`RESYNC` seconds (a change published while
-it was disconnected). The state outlives the processes: a job removed service-wide stays
+The script reads the stored state and, unless it is "removed", stores the new one with a
+new version and publishes it; the process that made the change then applies it. "removed"
+is final: a pause, resume or delete of a removed job stores nothing and raises
+:class:`JobRemoved`, so of concurrent changes the ones after a delete fail, and a delete
+that returned is never undone. A version is the Redis server's clock in microseconds, and
+always above the job's previous one: it orders the changes of one job.
+
+Every process listens on the channel and applies each change as it comes; it applies the
+whole hash when it starts, before its schedulers start (a worker started later, or
+restarted, neither brings back a removed job nor fires a paused one), and again every
+:data:`RESYNC` seconds (a change published while it was disconnected). A process applies a
+state only if its version is newer than the last it applied for that job: the change a
+request applies after its script and the listener's messages may come in either order, and
+the older one is skipped. The state outlives the processes: a job removed service-wide stays
 removed across restarts and deploys until the hash's field is deleted.
 
 Without Redis the state is this process's alone. With one worker (``fastflyer run``, or
@@ -33,6 +43,8 @@ import json
 from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
+from apscheduler.jobstores.base import JobLookupError
+
 from fastflyer.executor import SCHEDULERS
 from fastflyer.service import worker_count
 from fastkit.executor import JobNotFound, Scheduler
@@ -44,7 +56,7 @@ if TYPE_CHECKING:
     from fastflyer.lifespan import Lifecycle
     from fastflyer.settings import FlyerSettings
 
-__all__ = ["REDIS_TIMEOUT", "RESYNC", "JobState", "NotServiceWide", "TaskState",
+__all__ = ["REDIS_TIMEOUT", "RESYNC", "JobRemoved", "JobState", "NotServiceWide", "TaskState",
            "TaskStateUnavailable", "register_task_state"]
 
 JobState = Literal["paused", "resumed", "removed"]
@@ -55,6 +67,28 @@ _POLL = 1.0          # seconds the listener waits for a message before looking a
 _STOP_TIMEOUT = 2.0  # seconds the listener gets to end at shutdown
 _RETRY = (0.5, 10.0)  # first and longest pause before the listener reconnects
 
+# KEYS: the states hash, the versions hash. ARGV: the field, the new state, the channel,
+# the scheduler, the job id. Returns {stored state, its version, 1 if written else 0}: the
+# job was removed already when 0 (and then nothing was written or published).
+_CHANGE_SCRIPT = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+local last = redis.call('HGET', KEYS[2], ARGV[1]) or '0'
+if current == 'removed' then
+  return {current, last, 0}
+end
+local now = redis.call('TIME')
+local version = tonumber(now[1]) * 1000000 + tonumber(now[2])
+if version <= tonumber(last) then
+  version = tonumber(last) + 1
+end
+version = string.format('%d', version)
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[1], version)
+redis.call('PUBLISH', ARGV[3], cjson.encode(
+  {scheduler = ARGV[4], id = ARGV[5], state = ARGV[2], version = version}))
+return {ARGV[2], version, 1}
+"""
+
 
 class NotServiceWide(RuntimeError):
     """Several workers and no Redis: a change would reach only the worker that answers."""
@@ -62,6 +96,11 @@ class NotServiceWide(RuntimeError):
 
 class TaskStateUnavailable(RuntimeError):
     """Redis does not answer: the service-wide state can be neither read nor changed."""
+
+
+class JobRemoved(JobNotFound):
+    """The job was removed service-wide (maybe by a concurrent request): a pause, resume or
+    delete of it changes nothing."""
 
 
 class TaskState:
@@ -77,9 +116,12 @@ class TaskState:
         self.namespace = namespace
         self.shared = bool(settings.redis_host)
         self.key = f"fastflyer:{namespace}:tasks"
+        self.versions_key = f"{self.key}:versions"
         self.channel = f"{self.key}:changes"
         self.schedulers = SCHEDULERS if schedulers is None else schedulers
         self._listener: asyncio.Task[None] | None = None
+        self._applied: dict[tuple[str, str], int] = {}  # version last applied, by job
+        self._script: Any = None  # the change script, registered on the current client
 
     def __repr__(self) -> str:
         where = f"Redis key {self.key!r}" if self.shared else "this process"
@@ -90,14 +132,26 @@ class TaskState:
     async def states(self) -> dict[tuple[str, str], JobState]:
         """``{(scheduler, job id): state}`` of every job changed service-wide (``{}``
         without Redis). Raises :class:`TaskStateUnavailable`."""
+        return {job: state for job, (state, _) in (await self._stored()).items()}
+
+    async def _stored(self) -> dict[tuple[str, str], tuple[JobState, int]]:
+        """``{(scheduler, job id): (state, version)}``, both hashes read at one instant
+        (version 0: stored without one). Raises :class:`TaskStateUnavailable`."""
         if not self.shared:
             return {}
-        stored: dict[str, str] = await self._call(self._redis().hgetall(self.key))
-        found: dict[tuple[str, str], JobState] = {}
+        pipeline = self._redis().pipeline(transaction=True)
+        pipeline.hgetall(self.key)
+        pipeline.hgetall(self.versions_key)
+        stored, versions = await self._call(pipeline.execute())
+        found: dict[tuple[str, str], tuple[JobState, int]] = {}
         for field, value in stored.items():
             scheduler, slash, job_id = field.partition("/")
             if slash and value in _STATES:
-                found[scheduler, job_id] = cast(JobState, value)
+                try:
+                    version = _version(versions.get(field)) or 0
+                except ValueError:  # not written by this module: as if unversioned
+                    version = 0
+                found[scheduler, job_id] = (cast(JobState, value), version)
         return found
 
     async def state(self, scheduler: str, job_id: str) -> JobState | None:
@@ -122,27 +176,45 @@ class TaskState:
     async def change(self, scheduler: str, job_id: str, state: JobState) -> None:
         """Record ``state`` for the whole service, tell every process, and apply it here.
 
-        Raises :class:`NotServiceWide` (several workers, no Redis: nothing changed) and
+        With Redis, the check that the job is not removed, the write and the publication
+        are one atomic step (see the module docstring).
+
+        Raises :class:`NotServiceWide` (several workers, no Redis: nothing changed),
+        :class:`JobRemoved` (removed service-wide already: nothing changed) and
         :class:`TaskStateUnavailable` (Redis does not answer: nothing changed).
         """
         action = {"paused": "pause", "resumed": "resume", "removed": "delete"}[state]
         refused = self.refusal(action, job_id)
         if refused is not None:
             raise NotServiceWide(refused)
+        version: int | None = None
         if self.shared:
-            message = json.dumps({"scheduler": scheduler, "id": job_id, "state": state})
-            pipeline = self._redis().pipeline(transaction=True)
-            pipeline.hset(self.key, f"{scheduler}/{job_id}", state)
-            pipeline.publish(self.channel, message)
-            await self._call(pipeline.execute())
-        self.apply(scheduler, job_id, state)
+            client = self._redis()
+            if self._script is None or self._script.registered_client is not client:
+                self._script = client.register_script(_CHANGE_SCRIPT)
+            _, stored_version, written = await self._call(self._script(
+                keys=[self.key, self.versions_key],
+                args=[f"{scheduler}/{job_id}", state, self.channel, scheduler, job_id]))
+            version = _version(stored_version)
+            if not written:  # removed before: remove it here too, if not done yet
+                self.apply(scheduler, job_id, "removed", version)
+                raise JobRemoved(f"no job {job_id!r} in scheduler {scheduler!r}")
+        self.apply(scheduler, job_id, state, version)
 
-    def apply(self, scheduler: str, job_id: str, state: str) -> bool:
-        """Bring this process's job to ``state``; True when that changed it. A job this
-        process does not have, or a state it does not know, changes nothing."""
+    def apply(self, scheduler: str, job_id: str, state: str, version: int | None = None) -> bool:
+        """Bring this process's job to ``state``; True when that changed it.
+
+        ``version``: the stored state's version (None: unversioned, applied whatever came
+        before). A state older than the one last applied for the job (a stale message), a
+        job this process does not have, or a state it does not know, changes nothing.
+        """
         owner = self.schedulers.get(scheduler)
         if owner is None or state not in _STATES:
             return False
+        if version is not None:
+            if version < self._applied.get((scheduler, job_id), -1):
+                return False
+            self._applied[scheduler, job_id] = version
         try:
             job = owner.get_job(job_id)
             paused = hasattr(job, "next_run_time") and job.next_run_time is None
@@ -154,15 +226,16 @@ class TaskState:
                 owner.resume_job(job_id)
             else:
                 return False
-        except JobNotFound:
+        except (JobNotFound, JobLookupError):  # not here, or removed meanwhile
             return False
         logger.info("job {!r} of scheduler {!r} {} (service-wide)", job_id, scheduler, state)
         return True
 
     async def sync(self) -> None:
-        """Apply the whole stored state here. Raises :class:`TaskStateUnavailable`."""
-        for (scheduler, job_id), state in (await self.states()).items():
-            self.apply(scheduler, job_id, state)
+        """Apply the whole stored state here (each job's state unless a newer one was
+        applied meanwhile). Raises :class:`TaskStateUnavailable`."""
+        for (scheduler, job_id), (state, version) in (await self._stored()).items():
+            self.apply(scheduler, job_id, state, version or None)
 
     # --- life -----------------------------------------------------------------------
 
@@ -227,8 +300,9 @@ class TaskState:
     def _on_message(self, data: Any) -> None:
         try:
             change = json.loads(data)
-            self.apply(str(change["scheduler"]), str(change["id"]), str(change["state"]))
-        except (TypeError, ValueError, KeyError) as exc:
+            self.apply(str(change["scheduler"]), str(change["id"]), str(change["state"]),
+                       _version(change.get("version")))
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
             logger.warning("task API: ignored a message on {} that is no change ({})",
                            self.channel, exc)
 
@@ -247,6 +321,12 @@ class TaskState:
         except (redis.RedisError, OSError, TimeoutError) as exc:
             raise TaskStateUnavailable(
                 f"Redis does not answer ({type(exc).__name__}: {exc})") from exc
+
+
+def _version(value: Any) -> int | None:
+    """A stored or published version (a decimal string or an int), None when absent.
+    Raises ValueError for anything else."""
+    return None if value is None else int(value)
 
 
 def register_task_state(settings: FlyerSettings, namespace: str,

@@ -5,7 +5,8 @@ The project under test writes a line ``<job> <pid> <time>`` to a file at each ru
 jobs: ``tick`` (asyncio scheduler) and ``tack`` (background) every second, the ones the
 tests steer; ``tock`` every second, never touched: a worker that wrote ``tock`` after some
 moment has had its chances to fire ``tick`` and ``tack`` too; ``once`` and the locked
-``heartbeat``, which fire only in 2100, for "run now". Which worker answers a request is
+``heartbeat``, which fire only in 2100, for "run now"; with ``RACE_JOBS=n``, ``race0`` ..
+``race<n-1>`` too (see :func:`race_plan`). Which worker answers a request is
 gunicorn's choice, so every listing check asks many times over fresh connections and
 requires every answer to agree. Each test has its own ``flyer_service_name`` and deletes
 its Redis key at the end.
@@ -13,9 +14,12 @@ its Redis key at the end.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import signal
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -75,6 +79,23 @@ background_scheduler.add_job(tack, "interval", seconds=1, id="tack")
 background_scheduler.add_job(tock, "interval", seconds=1, id="tock")
 background_scheduler.add_job(once, "cron", year="2100", id="once")
 background_scheduler.add_job(heartbeat, "cron", year="2100", id="heartbeat")
+
+
+async def awrite(name: str) -> None:
+    write(name)
+
+
+# The race jobs (see race_plan in the tests): odd ones asyncio, even ones background; each
+# third fires only in 2100 (for "run now"), the others every second.
+for number in range(int(os.environ.get("RACE_JOBS", "0"))):
+    name = f"race{number}"
+    when = {"year": "2100"} if number % 3 == 2 else {"seconds": 1}
+    if number % 2:
+        asyncio_scheduler.add_job(awrite, "cron" if number % 3 == 2 else "interval",
+                                  args=[name], id=name, **when)
+    else:
+        background_scheduler.add_job(write, "cron" if number % 3 == 2 else "interval",
+                                     args=[name], id=name, **when)
 '''
 
 ASKS = 20    # answers each listing check collects, over fresh connections
@@ -89,6 +110,7 @@ class Instance:
     url: str
     jobs: Path          # its job lines
     pids: set[int]      # its workers
+    stop: Callable[[], None] = lambda: None  # SIGTERM, then its exit status must be 0
 
     def runs(self, job: str, after: float = 0.0) -> list[tuple[int, float]]:
         """``(pid, time)`` of each run of ``job`` written after ``after`` (epoch seconds)."""
@@ -145,22 +167,27 @@ def namespace() -> Iterator[str]:
     """A service name of the test's own; its Redis key is deleted at the end."""
     name = f"test-task-api-{uuid.uuid4().hex[:12]}"
     yield name
-    store.delete(f"fastflyer:{name}:tasks")
+    store.delete(f"fastflyer:{name}:tasks", f"fastflyer:{name}:tasks:versions")
 
 
 @pytest.fixture
 def serve(project: Path, tmp_path: Path) -> Iterator[Callable[..., Instance]]:
-    """Start ``fastflyer serve --port 0`` of the project, once every worker runs its jobs;
-    each is stopped with SIGTERM at the end, and must end with status 0."""
+    """Start ``fastflyer serve --port 0`` of the project (``command="run"``: ``fastflyer
+    run``, one worker), once every worker runs its jobs; each is stopped with SIGTERM at the
+    end (or by its ``stop``), and must end with status 0."""
     servers: list[tuple[subprocess.Popen[bytes], Path]] = []
     with contextlib.ExitStack() as stack:
 
-        def _serve(workers: int = 2, **env: str) -> Instance:
+        def _serve(workers: int = 2, command: str = "serve", **env: str) -> Instance:
             number = len(servers)
             log, jobs = tmp_path / f"serve{number}.log", tmp_path / f"jobs{number}.txt"
+            args = [FASTFLYER, command, "--host", "127.0.0.1", "--port", "0"]
+            if command == "serve":
+                args += ["--workers", str(workers)]
+            else:
+                assert workers == 1, "fastflyer run has one worker"
             process = stack.enter_context(started(
-                [FASTFLYER, "serve", "--host", "127.0.0.1", "--port", "0",
-                 "--workers", str(workers)], project,
+                args, project,
                 env_for(tmp_path, JOBS_LOG=str(jobs), flyer_graceful_timeout="1",
                         flyer_log_path=str(tmp_path / f"logs{number}"), **env), log))
             servers.append((process, log))
@@ -171,6 +198,12 @@ def serve(project: Path, tmp_path: Path) -> Iterator[Callable[..., Instance]]:
                 assert process.poll() is None and time.monotonic() < deadline, log.read_text()
                 time.sleep(0.05)
             instance.pids = {pid for pid, _ in instance.runs("tock")}
+
+            def stop() -> None:
+                process.send_signal(signal.SIGTERM)
+                assert process.wait(timeout=DEADLINE) == 0, log.read_text()
+
+            instance.stop = stop
             return instance
 
         yield _serve
@@ -262,6 +295,176 @@ def test_an_instance_started_later_applies_the_service_state(serve, namespace):
         assert job is not None and job["paused"] is False, job
 
 
+# --- a delete sent together with a pause, resume or run of the same job --------------------
+
+RACE = 20  # race jobs; their 40 requests are sent at once
+
+
+def race_plan(number: int) -> tuple[str, str]:
+    """``(scheduler, action)`` of ``race<number>``: the action sent with its DELETE (a
+    resume's job is paused first, so that the resume has something to undo)."""
+    return ("asyncio" if number % 2 else "background"), ("resume", "pause", "run")[number % 3]
+
+
+def send_at_once(service: Instance) -> dict[str, tuple[int, int]]:
+    """For every race job, its DELETE and its action, all :data:`RACE` pairs released at
+    once from one barrier, each over a fresh connection: ``{job: (delete, action) status}``."""
+    barrier = threading.Barrier(2 * RACE)
+
+    def send(number: int, method: str) -> int:
+        scheduler, action = race_plan(number)
+        barrier.wait(timeout=DEADLINE)
+        if method == "DELETE":
+            return service.change("DELETE", f"race{number}", scheduler=scheduler).status_code
+        return service.change("POST", f"race{number}", action, scheduler=scheduler).status_code
+
+    with ThreadPoolExecutor(2 * RACE) as pool:
+        sent = {(number, method): pool.submit(send, number, method)
+                for number in range(RACE) for method in ("DELETE", "POST")}
+        return {f"race{number}": (sent[number, "DELETE"].result(), sent[number, "POST"].result())
+                for number in range(RACE)}
+
+
+@pytest.mark.parametrize(("command", "workers", "shared"), [
+    ("serve", 2, True), ("run", 1, True), ("run", 1, False)],
+    ids=["serve-2-workers-redis", "run-redis", "run-no-redis"])
+def test_a_delete_sent_with_a_pause_resume_or_run_is_final(serve, namespace, command, workers,
+                                                           shared):
+    env = {"flyer_service_name": namespace, "RACE_JOBS": str(RACE)}
+    if shared:
+        env["flyer_redis_host"] = "127.0.0.1"
+    service = serve(workers=workers, command=command, **env)
+    for number in range(RACE):
+        scheduler, action = race_plan(number)
+        if action == "resume":
+            paused = service.change("POST", f"race{number}", "pause", scheduler=scheduler)
+            assert paused.status_code == 200, paused.text
+    asked = time.time()
+
+    answers = send_at_once(service)
+    done = time.time()
+
+    # Each answer is 200 or 404, never a 500; nothing else deletes, so every DELETE is a 200.
+    assert all(status in (200, 404) for pair in answers.values() for status in pair), answers
+    assert [deleted for deleted, _ in answers.values()] == [200] * RACE, answers
+    key = f"fastflyer:{namespace}:tasks"
+    if shared:  # the stored state is "removed" for each, whichever came first
+        stored = store.hgetall(key)
+        assert {f"{race_plan(n)[0]}/race{n}": stored.get(f"{race_plan(n)[0]}/race{n}")
+                for n in range(RACE)} == {f"{race_plan(n)[0]}/race{n}": "removed"
+                                          for n in range(RACE)}
+    else:
+        assert store.exists(key) == 0
+    for answer in service.tasks():
+        assert answer.status_code == 200, answer.text
+        assert not [job["id"] for job in answer.json()["data"] if job["id"].startswith("race")]
+
+    # A "run" answered 200 ran the job once; one answered 404 ran nothing. No deleted job
+    # fires any more: every worker has had its chances since.
+    service.wait_every_worker_ran("tock", done + LATE + 2)
+    for number in range(RACE):
+        job_id, (_, action) = f"race{number}", race_plan(number)
+        if action == "run":
+            assert len(service.runs(job_id, asked)) == (answers[job_id][1] == 200), (
+                job_id, answers[job_id], service.runs(job_id, asked))
+        assert service.runs(job_id, done + LATE) == [], job_id
+    if not shared:
+        return  # a restart brings back the jobs of a process that stands alone
+
+    # After a restart, no deleted job is listed, or fires, in any worker.
+    service.stop()
+    again = serve(workers=workers, command=command, **env)
+    for answer in again.tasks():
+        assert answer.status_code == 200, answer.text
+        assert not [job["id"] for job in answer.json()["data"] if job["id"].startswith("race")]
+    again.wait_every_worker_ran("tock", time.time() + 2)
+    assert {n: again.runs(f"race{n}") for n in range(RACE)} == {n: [] for n in range(RACE)}
+
+
+def _idle() -> None:
+    """A job that never fires while the tests run."""
+
+
+@pytest.fixture
+def steered() -> Iterator[Any]:
+    """A background scheduler of the test's own with the idle jobs ``a`` and ``b``."""
+    from fastkit.executor import Scheduler
+
+    scheduler = Scheduler("steered", "background")
+    for job_id in ("a", "b"):
+        scheduler.add_job(_idle, "interval", seconds=3600, id=job_id)
+    scheduler.start()
+    yield scheduler
+    scheduler.shutdown(wait=False)
+
+
+async def test_removed_is_final_in_redis_and_a_refused_change_writes_nothing(steered, namespace):
+    from fastflyer.task_state import JobRemoved, TaskState
+
+    state = TaskState(load_settings(redis_host="127.0.0.1"), namespace, {"background": steered})
+    changes = store.pubsub(ignore_subscribe_messages=True)
+    changes.subscribe(state.channel)
+    try:
+        await state.change("background", "a", "paused")
+        await state.change("background", "a", "removed")
+        versions = store.hgetall(state.versions_key)
+        for refused in ("resumed", "paused", "removed"):
+            with pytest.raises(JobRemoved, match="no job 'a' in scheduler 'background'"):
+                await state.change("background", "a", refused)
+        assert store.hget(state.key, "background/a") == "removed"
+        assert store.hgetall(state.versions_key) == versions
+        await state.change("background", "b", "paused")  # the last message to come
+
+        published: list[dict[str, Any]] = []
+        deadline = time.monotonic() + DEADLINE
+        while not published or published[-1]["id"] != "b":
+            assert time.monotonic() < deadline, published
+            message = changes.get_message(timeout=1)
+            if message is not None:
+                published.append(json.loads(message["data"]))
+    finally:
+        changes.close()
+    # Nothing was published for the refused changes; the versions grow with each change.
+    assert [(m["id"], m["state"]) for m in published] == [
+        ("a", "paused"), ("a", "removed"), ("b", "paused")]
+    assert int(published[0]["version"]) < int(published[1]["version"])
+    assert published[1]["version"] == versions["background/a"]
+    assert published[2]["version"] == store.hget(state.versions_key, "background/b")
+
+
+async def test_a_stale_change_does_not_undo_a_newer_one(steered, namespace):
+    from fastflyer.task_state import TaskState
+
+    state = TaskState(load_settings(redis_host="127.0.0.1"), namespace, {"background": steered})
+    await state.start()  # the listener, as in every worker
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while not store.pubsub_numsub(state.channel)[0][1]:  # it listens
+            assert time.monotonic() < deadline, "the listener did not subscribe"
+            await asyncio.sleep(0.05)
+        await state.change("background", "a", "paused")
+        paused = int(store.hget(state.versions_key, "background/a"))
+        # An older "resumed" (a request's own change applied after the listener's newer
+        # one, or a message that came late) changes nothing, by apply or by the listener.
+        assert state.apply("background", "a", "resumed", paused - 1) is False
+        store.publish(state.channel, json.dumps(
+            {"scheduler": "background", "id": "a", "state": "resumed", "version": paused - 1}))
+        store.publish(state.channel, json.dumps(  # then a current change, as a marker
+            {"scheduler": "background", "id": "b", "state": "paused", "version": paused}))
+        deadline = time.monotonic() + DEADLINE
+        while steered.get_job("b").next_run_time is not None:
+            assert time.monotonic() < deadline, "the listener applied nothing"
+            await asyncio.sleep(0.05)
+        assert steered.get_job("a").next_run_time is None  # still paused
+        # A re-read of the stored state keeps it so, and a newer change applies.
+        await state.sync()
+        assert steered.get_job("a").next_run_time is None
+        assert state.apply("background", "a", "resumed", paused + 1) is True
+        assert steered.get_job("a").next_run_time is not None
+    finally:
+        await state.stop()
+
+
 # --- without Redis -------------------------------------------------------------------------
 
 def test_without_redis_several_workers_refuse_changes(serve, namespace):
@@ -351,4 +554,5 @@ def test_the_namespaced_key_is_where_the_state_lives(namespace):
 
     state = TaskState(load_settings(redis_host="127.0.0.1"), namespace)
     assert state.key == f"fastflyer:{namespace}:tasks"
+    assert state.versions_key == f"fastflyer:{namespace}:tasks:versions"
     assert state.channel == f"fastflyer:{namespace}:tasks:changes"
