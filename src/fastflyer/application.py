@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fastflyer.auth import document_basic_auth, task_api_closed, task_api_is_open
 from fastflyer.components import register_components
 from fastflyer.database import use_project
 from fastflyer.discovery import LoadedApp, find_app_dir, load_apps
@@ -48,9 +49,14 @@ from fastflyer.middleware import (
     ConcurrencyLimitMiddleware,
     RequestContextMiddleware,
 )
+from fastflyer.middleware.auth import BasicAuthMiddleware
 from fastflyer.middleware.context import HEALTH_BODY
+from fastflyer.middleware.methods import HeadAsGetMiddleware, method_not_allowed
+from fastflyer.middleware.redirects import RelativeRedirectMiddleware
+from fastflyer.middleware.unanswered import UnansweredErrorMiddleware
+from fastflyer.middleware.websocket import WebSocketContextMiddleware
 from fastflyer.openapi import document_answers
-from fastflyer.schemas import DataResponse
+from fastflyer.schemas import DataResponse, ErrorResponse
 from fastflyer.service import service_name
 from fastflyer.settings import BaseConfig, FlyerSettings, load_settings
 from fastflyer.task_state import register_task_state
@@ -74,6 +80,11 @@ _READINESS_ANSWERS: dict[int | str, dict[str, Any]] = {
     503: {"model": DataResponse[ReadinessReport],
           "description": "A component is down (its error says why)"},
 }
+
+
+_TASK_API_CLOSED: dict[int | str, dict[str, Any]] = {
+    403: {"model": ErrorResponse, "description": "The task API is closed: flyer_auth_enable=1 "
+          "or flyer_task_api_open=1 opens it"}}
 
 
 class DuplicateRouteError(RuntimeError):
@@ -142,11 +153,9 @@ class FlyerAPI(FastAPI):
         self._health_direct: RequestContextMiddleware | None = None
 
         user_middleware = list(middlewares or ())
-        if settings.cors_origins:
-            user_middleware.append(Middleware(
-                CORSMiddleware, allow_origins=settings.cors_origins,
-                allow_methods=settings.cors_methods, allow_headers=settings.cors_headers,
-                allow_credentials=settings.cors_allow_credentials))
+        # CORS is not user middleware: that runs inside FastAPI's ServerErrorMiddleware,
+        # whose 500 would then carry no CORS header. It wraps the whole stack instead
+        # (see build_middleware_stack), so that every answer, errors included, has it.
         if settings.gzip_min_size:
             user_middleware.append(Middleware(GZipMiddleware,
                                               minimum_size=settings.gzip_min_size))
@@ -174,20 +183,15 @@ class FlyerAPI(FastAPI):
         register_executors(settings, self.lifecycle)
         self._include_kafka = register_kafka(settings, self.readiness, self.lifecycle)
         self._install_error_handlers()
-        guard: list[Any] = []
-        if settings.auth_enable:
-            from fastflyer.auth import authorize  # fastapi.security: only when auth is on
-
-            guard = [Depends(authorize)]
         if app_dir is not None:
             self.apps = load_apps(app_dir)
             for loaded in self.apps:
                 if loaded.enabled and loaded.router is not None:
-                    self.include_app(loaded.name, loaded.router, guard)
+                    self.include_app(loaded.name, loaded.router)
                 if loaded.enabled and loaded.kafka is not None:
                     self.include_kafka(loaded.kafka, loaded.name)
         # After the apps: routing tries routes in order, and the apps' are the busy ones.
-        self._install_framework_routes(guard)
+        self._install_framework_routes()
         self._refuse_duplicate_routes()
 
     # --- building -------------------------------------------------------------------
@@ -202,14 +206,16 @@ class FlyerAPI(FastAPI):
 
     def _install_error_handlers(self) -> None:
         self.add_exception_handler(HTTPException, self.renderer.http_exception)
+        # Allow: every method of the path; OPTIONS: 204 (fastflyer.middleware.methods).
+        self.add_exception_handler(405, method_not_allowed(self.renderer))
         self.add_exception_handler(RequestValidationError, self.renderer.validation_error)
         self.add_exception_handler(FlyerError, self.renderer.flyer_error)
         self.add_exception_handler(Exception, self.renderer.unhandled)
 
-    def _install_framework_routes(self, guard: list[Any]) -> None:
+    def _install_framework_routes(self) -> None:
         base = self.base_url
         if self.settings.docs_enabled:
-            install_docs(self, base, guard)
+            install_docs(self, base)  # behind the auth middleware when auth is on
             docs = f"{base}/docs"
 
             async def root(request: Request) -> RedirectResponse:
@@ -232,8 +238,10 @@ class FlyerAPI(FastAPI):
 
         from fastflyer.task_api import build_task_router
 
+        # Closed (403) unless auth is on or flyer_task_api_open=1 (fastflyer.auth).
+        closed = [] if task_api_is_open(self.settings) else [Depends(task_api_closed)]
         self.include_router(build_task_router(self.task_state), prefix=base,
-                            dependencies=guard)
+                            dependencies=closed, responses=_TASK_API_CLOSED if closed else None)
 
         for path in ("/health_check/ready", f"{base}/health_check/ready"):
             self.add_api_route(path, readiness, methods=["GET"], tags=["health"],
@@ -284,6 +292,8 @@ class FlyerAPI(FastAPI):
         if self.openapi_schema is None:
             self.openapi_schema = document_answers(
                 super().openapi(), always_http_200=self.settings.always_http_200)
+            if self.settings.auth_enable:
+                document_basic_auth(self.openapi_schema, self.base_url)
         return self.openapi_schema
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -303,13 +313,32 @@ class FlyerAPI(FastAPI):
             if table:
                 app = FastPathMiddleware(app, table, self.exception_handlers,
                                          lambda: bool(self.dependency_overrides))
+        # HTTP semantics of every route, fast path included: HEAD wherever GET is, and
+        # redirects relative, never to the request's Host.
+        app = HeadAsGetMiddleware(app, lambda: self.router.routes)
+        app = RelativeRedirectMiddleware(app)
         if self.settings.max_body_size:
             app = BodyLimitMiddleware(app, self.settings.max_body_size, self.renderer)
         app = ConcurrencyLimitMiddleware(app, self.settings.worker_connections, self.renderer)
+        if self.settings.auth_enable:  # before routing and any body is read
+            app = BasicAuthMiddleware(
+                app, user=self.settings.auth_user,
+                password=self.settings.auth_pass.get_secret_value(), base_url=self.base_url,
+                renderer=self.renderer, preflight_passes=bool(self.settings.cors_origins))
+        if self.settings.cors_origins:
+            # Outside every layer that answers by itself (the 500 of FastAPI's
+            # ServerErrorMiddleware, the 413, the 503): their answers carry CORS too, and
+            # so do the context layer's own last-resort 500 and 503, given just inside.
+            app = UnansweredErrorMiddleware(app, self.renderer)
+            app = CORSMiddleware(
+                app, allow_origins=self.settings.cors_origins,
+                allow_methods=self.settings.cors_methods,
+                allow_headers=self.settings.cors_headers,
+                allow_credentials=self.settings.cors_allow_credentials)
         context = RequestContextMiddleware(app, renderer=self.renderer,
                                            health_paths=health_paths(self.base_url),
                                            access_log=self.access_log)
-        app = context
+        app = WebSocketContextMiddleware(context)  # request id and refusals of websockets
         self.lifecycle.in_flight = lambda: context.in_flight + context.cut_off
         # Behind trusted proxies the client address needs the proxy layer first.
         self._health_direct = None if self.settings.trusted_proxies else context

@@ -26,7 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.staticfiles import StaticFiles
 
-__all__ = ["assets_directory", "install_docs"]
+__all__ = ["assets_directory", "install_docs", "with_root_server"]
 
 
 def assets_directory() -> Path:
@@ -50,7 +50,8 @@ def install_docs(app: FastAPI, base_url: str, dependencies: Sequence[Depends] = 
     app.mount(static, StaticFiles(directory=assets_directory()), name="fastflyer-docs-assets")
 
     async def openapi(request: Request) -> JSONResponse:
-        return JSONResponse(app.openapi())
+        return JSONResponse(with_root_server(app.openapi(), request.scope.get("root_path", ""),
+                                             app.root_path_in_servers))
 
     async def swagger(request: Request) -> HTMLResponse:
         return _local_only(get_swagger_ui_html(
@@ -89,6 +90,20 @@ _LOCAL_ONLY = "img-src 'self' data: blob:; font-src 'self' data:"
 def _local_only(page: HTMLResponse) -> HTMLResponse:
     page.headers["Content-Security-Policy"] = _LOCAL_ONLY
     return page
+
+
+def with_root_server(schema: dict[str, Any], root_path: str,
+                     root_path_in_servers: bool = True) -> dict[str, Any]:
+    """``schema`` as served at ``root_path`` (the ASGI scope's, e.g. ``/api`` under
+    ``uvicorn --root-path /api``): as FastAPI's own ``openapi.json`` route does, a
+    ``{"url": root_path}`` server comes first in ``servers`` unless it is there already or
+    ``root_path_in_servers`` is off, so that "Try it out" calls the API where it is.
+    The cached ``schema`` is not changed (one app may be reached under several paths)."""
+    root = root_path.rstrip("/")
+    servers = schema.get("servers") or []
+    if not root or not root_path_in_servers or any(s.get("url") == root for s in servers):
+        return schema
+    return {**schema, "servers": [{"url": root}, *servers]}
 
 
 def _rooted(request: Request, path: str) -> str:

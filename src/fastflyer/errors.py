@@ -13,9 +13,17 @@ error                      HTTP status  body
 ``HTTPException(404)``     404          code 404, message from ``detail`` or the phrase
 no route (404), method     404 / 405    the same envelope (405 keeps ``Allow``)
 request validation         422          ``detail``: ``[{"loc": [...], "msg": ...}]`` only
-``FlyerError(code)``       see below    code, message, detail as given
+``FlyerError(code)``       see below    code, message, detail as given (none for a
+                                        204, 205 or 304, which carry no content)
+client gone mid-request    499          (nobody reads it); one INFO line, no traceback
 anything else              500          "Internal Server Error"; traceback to the log only
 =========================  ===========  ==============================================
+
+A client that closes the connection before its request body has been read (Starlette's
+``ClientDisconnect``, raised where the body is read: FastAPI's parameter parsing, which
+turns it into a 400 "There was an error parsing the body", the fast path, or the route's
+own ``await request.body()``) is not a server error: it ends as 499, the status nginx
+named "client closed request", so the access log tells it apart from a 400 or a 500.
 
 The traceback of a 500 is one ERROR record (:func:`log_unhandled`): the request id, the
 method and route path, the exception's type and message, and the frames of the app's
@@ -42,7 +50,7 @@ from typing import Any
 
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
@@ -51,14 +59,30 @@ from fastkit.logging import logger
 from fastkit.request_id import get_request_id
 
 __all__ = [
+    "CLIENT_CLOSED_REQUEST",
     "ErrorRenderer",
     "FlyerError",
+    "client_went_away",
     "error_body",
     "http_status_for",
     "log_unhandled",
     "short_traceback",
     "validation_detail",
 ]
+
+
+#: Statuses whose answer has no content (RFC 9110, 15.3.5, 15.3.6 and 15.4.5): answered
+#: without the envelope, as Starlette answers ``HTTPException(204)``.
+_WITHOUT_CONTENT = frozenset({204, 205, 304})
+
+CLIENT_CLOSED_REQUEST = 499
+"""The status of a request whose client went away before it was read (nginx's 499)."""
+
+
+def client_went_away(exc: BaseException) -> bool:
+    """Whether ``exc`` is, or was raised because of, the client closing the connection
+    before its request was read (``ClientDisconnect``, itself or as the direct cause)."""
+    return isinstance(exc, ClientDisconnect) or isinstance(exc.__cause__, ClientDisconnect)
 
 
 class FlyerError(Exception):
@@ -204,6 +228,8 @@ class ErrorRenderer:
         shown = status.HTTP_200_OK if self.always_http_200 else http_status
         if not 200 <= shown < 600:  # 1xx or beyond: not a final status a client accepts
             shown = status.HTTP_500_INTERNAL_SERVER_ERROR
+        if shown in _WITHOUT_CONTENT:  # a body here breaks the connection (the server refuses it)
+            return Response(status_code=shown, headers=dict(headers or {}))
         return Response(error_body(code, message, detail), status_code=shown,
                         headers=dict(headers or {}), media_type="application/json")
 
@@ -216,8 +242,18 @@ class ErrorRenderer:
                                  headers=headers)
         await response(scope, receive, send)
 
+    def client_closed(self, request: Request) -> Response:
+        """The 499 of a request whose client went away before it was read: logged as one
+        INFO line (the client's doing, not the server's), whatever ``always_http_200``."""
+        logger.info("{} {}: the client closed the connection before its request was read "
+                    "(499)", request.method, request.scope["path"])
+        return Response(error_body(CLIENT_CLOSED_REQUEST, "Client Closed Request"),
+                        status_code=CLIENT_CLOSED_REQUEST, media_type="application/json")
+
     async def http_exception(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
+        if client_went_away(exc):  # FastAPI's 400 for a body it could not read
+            return self.client_closed(request)
         phrase = _phrase(exc.status_code)
         detail: Any = exc.detail
         if isinstance(detail, str):
@@ -237,6 +273,8 @@ class ErrorRenderer:
         return self.response(exc.http_status, exc.code, exc.message, exc.detail, exc.headers)
 
     async def unhandled(self, request: Request, exc: Exception) -> Response:
+        if client_went_away(exc):
+            return self.client_closed(request)
         log_unhandled(exc, request.method, request.scope["path"])
         return self.response(status.HTTP_500_INTERNAL_SERVER_ERROR,
                              status.HTTP_500_INTERNAL_SERVER_ERROR, "Internal Server Error")

@@ -14,16 +14,20 @@ costs more than the work itself. This middleware serves such a route directly:
 
 Anything out of the ordinary goes to FastAPI untouched, so the answer is FastAPI's own:
 invalid input (the body read so far is replayed, and FastAPI reports the error in its
-usual shape), a content type that is not JSON, ``HEAD``, dependency overrides. Exceptions
-from the endpoint go to the app's exception handlers, found as Starlette finds them.
+usual shape), a content type that is not JSON, dependency overrides. (``HEAD`` arrives here
+as ``GET``: see :mod:`fastflyer.middleware.methods`.) Exceptions
+from the endpoint go to the app's exception handlers, found as Starlette finds them; so
+does ``ClientDisconnect`` when the client goes away before its body is read (a 499, not a
+truncated body replayed to FastAPI as a 422).
 
 A route qualifies when it has no path parameters, no dependencies (the app's auth guard
-is one), no header, cookie, ``Request``, ``Response``, ``BackgroundTasks`` or security
-parameters, at most one non-embedded body parameter that is a pydantic model, a
-``response_model``, the default ``JSONResponse`` and no ``response_model_include``/
-``exclude``/``exclude_*``, and no earlier route could match the same request. An app with
-middleware of its own (CORS, GZip, ``middlewares=``) does not use it, since those run inside
-FastAPI's stack. ``flyer_fast_path=0`` turns it off.
+runs before, as middleware), no header, cookie, ``Request``, ``Response``,
+``BackgroundTasks`` or security parameters, at most one non-embedded body parameter that
+is a pydantic model, a ``response_model``, the default ``JSONResponse`` and no
+``response_model_include``/``exclude``/``exclude_*``, and no earlier route could match the
+same request. An app with
+middleware of its own (GZip, ``middlewares=``) does not use it, since those run inside
+FastAPI's stack; CORS wraps the whole stack, this included. ``flyer_fast_path=0`` turns it off.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import QueryParams
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -193,6 +197,8 @@ class FastPathMiddleware:
                 body = b""
                 while True:
                     message = await receive()
+                    if message["type"] == "http.disconnect":  # the client went away
+                        raise ClientDisconnect()  # answered by the app's handler: 499
                     body += message.get("body", b"")
                     if not message.get("more_body", False):
                         break

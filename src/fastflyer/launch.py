@@ -91,6 +91,7 @@ def run(settings: FlyerSettings, project: Path, sock: socket.socket | None = Non
     import uvicorn
     from uvicorn.supervisors import ChangeReload
 
+    from fastflyer.http_limits import http_protocol
     from fastflyer.reloading import reload_target
     from fastflyer.serverlog import uvicorn_log_config
 
@@ -101,7 +102,8 @@ def run(settings: FlyerSettings, project: Path, sock: socket.socket | None = Non
     config = uvicorn.Config(
         APP, host=settings.host, port=sock.getsockname()[1],
         reload=settings.reload, reload_dirs=[str(project)] if settings.reload else None,
-        loop="auto", http="auto", proxy_headers=False, access_log=False,
+        loop="auto", proxy_headers=False, access_log=False,
+        http=http_protocol(settings),  # httptools (else h11), the request head bounded
         timeout_keep_alive=math.ceil(settings.keepalive),  # whole seconds, as under serve
         log_level=_log_level(settings),
         log_config=uvicorn_log_config(_log_level(settings)),  # lines through fastkit.logging

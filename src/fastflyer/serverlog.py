@@ -15,23 +15,22 @@ request), and the standard logger's name in place of the module's::
   error log's handlers). gunicorn's access log stays off (the app writes its own).
 - :func:`uvicorn_log_config`: uvicorn's ``log_config`` for ``fastflyer run``.
 
-URLs in a message (a scheme's ``//`` or a path with a query) pass through
-:func:`fastkit.logging.redact.redact_url`, as the framework's own lines do. Nothing here
-configures anything when imported: the launcher installs it.
+Messages pass through :func:`fastkit.logging.redact.redact_text` (URLs' passwords and
+secret query values, secret headers and ``name=value`` pairs masked), as the framework's own
+lines do. Nothing here configures anything when imported: the launcher installs it.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
-import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from gunicorn import glogging
 
 from fastkit.logging import logger
-from fastkit.logging.redact import redact_url
+from fastkit.logging.redact import redact_text
 
 if TYPE_CHECKING:
     from loguru import Record
@@ -41,18 +40,6 @@ __all__ = ["GunicornLogger", "InterceptHandler", "uvicorn_log_config"]
 # Frames of these files are logging machinery, not the caller a line names: the standard
 # library's logging and gunicorn's logger (``self.log.info(...)`` wraps ``error_log.info``).
 _MACHINERY = frozenset({logging.__file__, glogging.__file__})
-# A URL with a scheme, or a path with a query string, up to a blank or a quote.
-_URL = re.compile(r"""[A-Za-z][A-Za-z0-9+.-]*://[^\s'"<>]+|/[^\s'"<>?]*\?[^\s'"<>]+""")
-
-
-def _redact(message: str) -> str:
-    """``message`` with each URL in it passed through ``redact_url`` (passwords, secret
-    query values masked as ``***``); a message without one comes back unchanged."""
-    if "://" not in message and "?" not in message:
-        return message
-    return _URL.sub(lambda found: redact_url(found.group(0)), message)
-
-
 def _named(name: str) -> Callable[[Record], None]:
     def patch(record: Record) -> None:
         record["name"] = name
@@ -94,7 +81,7 @@ class InterceptHandler(logging.Handler):
                 depth += 1
             logger.patch(_named(record.name)).opt(
                 depth=depth, exception=record.exc_info,
-            ).log(level, _redact(message))
+            ).log(level, redact_text(message))
         except Exception:
             self.handleError(record)
 

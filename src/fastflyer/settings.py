@@ -271,6 +271,9 @@ class FlyerSettings(BaseSettings):
 
     # New here.
     docs_enabled: bool = _allowed(True, "1 or 0")
+    task_api_open: bool = _allowed(False, "1 or 0 (1: the task API under {base_url}/tasks "
+                                   "answers without flyer_auth_enable; 0: it answers 403 "
+                                   "unless auth is on)")
     always_http_200: bool = _allowed(False, "1 or 0 (1: errors answer HTTP 200, as the "
                                      "original did; the body code still tells the error)")
     cors_origins: CommaList = _allowed([], "comma-separated origins (scheme://host[:port], "
@@ -280,6 +283,16 @@ class FlyerSettings(BaseSettings):
     cors_headers: CommaList = _allowed(["*"], "comma-separated header names, or *")
     gzip_min_size: int = _allowed(0, "a size in bytes ≥ 0 (0: no compression)", ge=0)
     max_body_size: int = _allowed(10 * 1024 * 1024, "a size in bytes ≥ 0 (0: no limit)", ge=0)
+    # The request head, refused by the server as it arrives (fastflyer.http_limits).
+    max_url_length: int = _allowed(
+        8192, "a size in bytes ≥ 1 (a longer request URL answers 414)", ge=1)
+    max_header_field_size: int = _allowed(
+        8192, "a size in bytes ≥ 1 (one header line, name and value; larger answers 431)",
+        ge=1)
+    max_header_size: int = _allowed(
+        16384, "a size in bytes ≥ 1 (all header lines together; larger answers 431)", ge=1)
+    max_headers: int = _allowed(
+        100, "an integer ≥ 1 (more header fields answer 431)", ge=1)
     opentelemetry_enabled: bool = _allowed(
         False, "1 or 0 (1: FastAPI's OpenTelemetry spans and metrics, where FastAPI has them)")
     fast_path: bool = _allowed(True, "1 or 0 (0: every route through FastAPI's full handling)")
@@ -408,6 +421,18 @@ class FlyerSettings(BaseSettings):
         return self
 
     @model_validator(mode="after")
+    def _cors_credentials_named(self) -> FlyerSettings:
+        # Starlette answers a credentialed request under allow_origins=["*"] with the
+        # caller's own Origin (browsers refuse "*" there), so every site on the web could
+        # read the answers with the user's cookies or Basic credentials.
+        if self.cors_allow_credentials and "*" in self.cors_origins:
+            raise ValueError("cors_origins=* with flyer_cors_allow_credentials=1 lets every "
+                             "site read answers with its users' credentials: list the "
+                             "origins in flyer_cors_origins, or set "
+                             "flyer_cors_allow_credentials=0")
+        return self
+
+    @model_validator(mode="after")
     def _auth_complete(self) -> FlyerSettings:
         if self.auth_enable and not (self.auth_user and self.auth_pass.get_secret_value()):
             raise ValueError("auth_enable needs flyer_auth_user and flyer_auth_pass")
@@ -466,7 +491,7 @@ def _describe_error(error: Mapping[str, Any], sources: Mapping[str, str]) -> str
     name = str(loc[0]) if loc else ""
     if not name:  # a model-level rule
         message = str(error.get("msg", "")).removeprefix("Value error, ")
-        return f"flyer_{message}" if message.startswith(("auth_", "kafka_")) else message
+        return f"flyer_{message}" if message.startswith(("auth_", "kafka_", "cors_")) else message
     field = FlyerSettings.model_fields.get(name)
     allowed = field.description if field is not None else error.get("msg", "")
     reason = (error.get("ctx") or {}).get("error")

@@ -1,6 +1,7 @@
 """The gunicorn worker ``fastflyer serve`` runs: uvicorn's, with the framework's choices.
 
-uvloop and httptools when installed; the client address is left to the app (which believes
+uvloop and httptools when installed, the request head bounded (:mod:`fastflyer.http_limits`,
+as under ``fastflyer run``); the client address is left to the app (which believes
 ``X-Forwarded-For`` only from ``flyer_trusted_proxies``); no uvicorn access log (the app
 writes its own).
 
@@ -24,6 +25,7 @@ from typing import Any
 from gunicorn.arbiter import Arbiter
 from uvicorn_worker import UvicornWorker
 
+from fastflyer.http_limits import http_protocol
 from fastflyer.server import EXIT_UNCLEAN, FlyerServer, stop_problems
 from fastflyer.service import WORKERS_VARIABLE
 
@@ -77,6 +79,8 @@ class FlyerWorker(UvicornWorker):  # type: ignore[misc]
         self.config.app = self.wsgi
         self.server = FlyerServer(self.config, getattr(self.wsgi, "settings", None),
                                   parent_pid=self.ppid)
+        # The request head bounded by the app's settings (before uvicorn loads the config).
+        self.config.http = http_protocol(self.server.settings)
         self._install_sigquit_handler()
         # The sockets themselves, not gunicorn's wrappers: uvicorn closes what it is given
         # once the event loop's server closed them, and a wrapper says so ("Error while

@@ -51,7 +51,8 @@ def test_unknown_path_is_404_in_the_envelope(http):
 def test_wrong_method_is_405_with_allow(http):
     response = http.delete("/flyer/demo")
     assert_envelope(response, 405)
-    assert response.headers["allow"] == "GET"
+    # RFC 9110: every method the path supports; HEAD wherever GET is, and OPTIONS
+    assert response.headers["allow"] == "GET, HEAD, OPTIONS"
 
 
 def test_validation_error_lists_location_and_message_only(http):

@@ -33,6 +33,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -48,7 +49,8 @@ from fastflyer import FlyerAPI
 from fastflyer.cli import main as fastflyer_command
 from fastflyer.cpus import usable_cpus
 from fastflyer.fastpath import FastPathMiddleware
-from fastflyer.launch import gunicorn_options
+from fastflyer.http_limits import http_protocol
+from fastflyer.launch import gunicorn_options, listen
 from fastflyer.server import FlyerServer
 from fastflyer.settings import FlyerSettings, load_settings
 
@@ -490,6 +492,17 @@ def check_auth_pass(setting: Setting) -> None:
             == 401
 
 
+def check_task_api_open(setting: Setting) -> None:
+    def tasks(app: FlyerAPI) -> tuple[int, int]:
+        with serve(app) as client:
+            listed = client.get("/flyer/tasks")
+            removed = client.delete("/flyer/tasks/background/no-such-job")
+        return listed.status_code, removed.status_code
+
+    assert tasks(setting.build()) == (403, 403)  # closed by default, listings too
+    assert tasks(setting.build(task_api_open=1)) == (200, 404)
+
+
 def check_always_http_200(setting: Setting) -> None:
     def missing(app: FlyerAPI) -> tuple[int, int]:
         with serve(app) as client:
@@ -561,6 +574,62 @@ def check_max_body_size(setting: Setting) -> None:
 
     assert post(setting.build()) == 201
     assert post(setting.build(max_body_size=1000)) == 413
+
+
+def head_answers(settings: FlyerSettings, *heads: bytes) -> list[int]:
+    """The statuses a real uvicorn server with :func:`~fastflyer.http_limits.http_protocol`
+    for ``settings`` answers, on 127.0.0.1 port 0, to a GET with each of ``heads`` (the
+    request target and header lines after ``GET``)."""
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    config = uvicorn.Config(app, http=http_protocol(settings), lifespan="off",
+                            log_config=None, log_level="critical")
+    server = uvicorn.Server(config)
+    sock = listen("127.0.0.1", 0)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    statuses = []
+    try:
+        deadline = time.monotonic() + SUBPROCESS_TIMEOUT
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.01)
+        for head in heads:
+            with socket.create_connection(sock.getsockname()[:2], timeout=10) as client:
+                client.sendall(b"GET " + head + b"\r\nConnection: close\r\n\r\n")
+                statuses.append(int(client.recv(4096).split(b" ", 2)[1]))
+    finally:
+        server.should_exit = True
+        thread.join(SUBPROCESS_TIMEOUT)
+        sock.close()
+    return statuses
+
+
+def check_max_url_length(setting: Setting) -> None:
+    head = b"/" + b"a" * 300 + b" HTTP/1.1\r\nHost: x"
+    assert head_answers(setting.settings(), head) == [200]
+    assert head_answers(setting.settings(max_url_length=200), head) == [414]
+
+
+def check_max_header_field_size(setting: Setting) -> None:
+    head = b"/ HTTP/1.1\r\nHost: x\r\nX-Field: " + b"v" * 1000
+    assert head_answers(setting.settings(), head) == [200]
+    assert head_answers(setting.settings(max_header_field_size=500), head) == [431]
+
+
+def check_max_header_size(setting: Setting) -> None:
+    head = b"/ HTTP/1.1\r\nHost: x" + b"".join(b"\r\nX-F%d: %s" % (n, b"v" * 100)
+                                                for n in range(20))  # ~2.3 KB
+    assert head_answers(setting.settings(), head) == [200]
+    assert head_answers(setting.settings(max_header_size=1000), head) == [431]
+
+
+def check_max_headers(setting: Setting) -> None:
+    head = b"/ HTTP/1.1\r\nHost: x" + b"".join(b"\r\nX-F%d: 1" % n for n in range(20))
+    assert head_answers(setting.settings(), head) == [200]
+    assert head_answers(setting.settings(max_headers=10), head) == [431]
 
 
 def check_fast_path(setting: Setting) -> None:
@@ -808,7 +877,8 @@ def check_service_name(setting: Setting) -> None:
     name, job = f"test-every-setting-{uuid.uuid4().hex[:12]}", f"effect-{uuid.uuid4().hex[:8]}"
     background_scheduler.add_job(print, "interval", hours=1, id=job)
     try:
-        with serve(setting.build(redis_host="127.0.0.1", service_name=name)) as client:
+        with serve(setting.build(redis_host="127.0.0.1", service_name=name,
+                                 task_api_open=1)) as client:
             paused = client.post(f"/flyer/tasks/background/{job}/pause")
         assert paused.status_code == 200, paused.text
         # Recorded for the service under its name, where its other workers look.
@@ -845,6 +915,7 @@ EFFECTS: dict[str, Callable[..., None]] = {
     "auth_user": check_auth_user,
     "auth_pass": check_auth_pass,
     "docs_enabled": check_docs_enabled,
+    "task_api_open": check_task_api_open,
     "always_http_200": check_always_http_200,
     "cors_origins": check_cors_origins,
     "cors_allow_credentials": check_cors_allow_credentials,
@@ -852,6 +923,10 @@ EFFECTS: dict[str, Callable[..., None]] = {
     "cors_headers": check_cors_headers,
     "gzip_min_size": check_gzip_min_size,
     "max_body_size": check_max_body_size,
+    "max_url_length": check_max_url_length,
+    "max_header_field_size": check_max_header_field_size,
+    "max_header_size": check_max_header_size,
+    "max_headers": check_max_headers,
     "opentelemetry_enabled": check_opentelemetry_enabled,
     "fast_path": check_fast_path,
     "trusted_proxies": check_trusted_proxies,

@@ -59,7 +59,7 @@ def test_the_seed_blocks_run_as_written(build, capfd):
     name = "test_executor.test_the_seed_blocks_run_as_written.<locals>.customfunc"
     fences = [f"fastkit:lock:{{{kind}:{name}}}:fence" for kind in ("background", "asyncio")]
     before = [int(store.get(key) or 0) for key in fences]
-    app = build(redis_host="127.0.0.1", redis_db=15)
+    app = build(redis_host="127.0.0.1", redis_db=15, task_api_open=1)
     with TestClient(app) as client:
         assert background_scheduler.running and asyncio_scheduler.running
         for scheduler in ("background", "asyncio"):
@@ -103,7 +103,7 @@ def test_async_locked_jobs_run_on_the_app_s_loop(build):
         loops.append(asyncio.get_running_loop())
 
     asyncio_scheduler.add_job(on_loop, "interval", seconds=3600, id="on-loop")
-    app = build()
+    app = build(task_api_open=1)
 
     @app.get("/loop")
     async def loop_of_app():
@@ -117,7 +117,7 @@ def test_async_locked_jobs_run_on_the_app_s_loop(build):
 
 def test_the_task_api(build):
     background_scheduler.add_job(print, "interval", seconds=60, id="report")
-    with TestClient(build()) as client:
+    with TestClient(build(task_api_open=1)) as client:
         listed = client.get("/flyer/tasks").json()
         assert listed["code"] == 200
         (job,) = [j for j in listed["data"] if j["id"] == "report"]
@@ -142,7 +142,7 @@ def test_the_task_api(build):
 
 def test_run_of_a_running_job_is_a_conflict(build):
     background_scheduler.add_job(time.sleep, "interval", args=[1], seconds=3600, id="busy")
-    with TestClient(build()) as client:
+    with TestClient(build(task_api_open=1)) as client:
         assert client.post("/flyer/tasks/background/busy/run").status_code == 200
         wait_until(lambda: background_scheduler._aps._lookup_executor("default").running)
         again = client.post("/flyer/tasks/background/busy/run")
@@ -197,7 +197,7 @@ def test_serve_with_three_workers_runs_each_fire_once(tmp_path):
     try:
         with running([FASTFLYER, "serve", "--workers", "3", "--port", "0",
                       "--host", "127.0.0.1"], tmp_path, log, FIRES_PREFIX=prefix,
-                     flyer_redis_host="127.0.0.1", flyer_redis_db="15",
+                     flyer_redis_host="127.0.0.1", flyer_redis_db="15", flyer_task_api_open="1",
                      flyer_log_path=str(tmp_path / "logs")) as process:
             base = bound_url(process, log)
             wait_log(lambda: log.read_text().count("Application startup complete") == 3,

@@ -79,8 +79,16 @@ def test_which_routes_are_served_directly(build):
 
 
 def test_auth_and_own_middleware_and_switch_turn_it_off(build):
-    assert fast_table(build(auth_enable=1, auth_user="u", auth_pass="p")) == set()
-    assert fast_table(build(cors_origins="https://a.example")) == set()
+    # Auth is a middleware in front of the fast path (fastflyer.middleware.auth): it stays on.
+    secured = build(auth_enable=1, auth_user="u", auth_pass="p")
+    assert ("GET", "/flyer/users") in fast_table(secured)
+    with TestClient(secured) as client:
+        assert client.get("/flyer/users").status_code == 401
+        assert client.get("/flyer/users", auth=("u", "p")).status_code == 200
+    assert fast_table(build(gzip_min_size=500)) == set()
+    # CORS wraps the whole stack (application.py): the fast path stays on under it.
+    # (gzip_min_size=0: build() keeps the variables set above.)
+    assert fast_table(build(gzip_min_size=0, cors_origins="https://a.example"))
     assert fast_table(build(fast_path=0)) == set()
 
 

@@ -51,7 +51,8 @@ def test_health_checks_skip_routing_and_auth(build, monkeypatch):
         for path in HEALTH:
             assert client.get(path).status_code == 200  # no credentials needed
             assert client.head(path).status_code == 200
-        assert client.get("/flyer/demo?id=1").status_code == 401
+        assert client.get("/flyer/demo?id=1").status_code == 401  # refused before it
+        assert client.get("/flyer/demo?id=1", auth=("admin", "pw")).status_code == 200
     assert seen == ["/flyer/demo"]
 
 

@@ -115,14 +115,19 @@ def held_port() -> Iterator[tuple[socket.socket, int]]:
         yield holder, holder.getsockname()[1]
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    path = tmp_path / "shop"
+def generate_project(where: Path) -> Path:
+    """``where``/shop, a project made by ``fastflyer create_app``."""
+    path = where / "shop"
     path.mkdir()
-    created = subprocess.run([FASTFLYER, "create_app"], cwd=path, env=env_for(tmp_path),
+    created = subprocess.run([FASTFLYER, "create_app"], cwd=path, env=env_for(where),
                              capture_output=True, text=True, timeout=120)
     assert created.returncode == 0, created.stderr
     return path
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return generate_project(tmp_path)
 
 
 # --- a port in use: one line, before any banner ----------------------------------------------
@@ -182,7 +187,8 @@ def test_the_demo_on_port_0_stops_with_status_0_and_leaves_nothing(tmp_path, sig
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     log = tmp_path / "demo.log"
-    with started([FASTFLYER, "demo", "--port", "0"], cwd, env_for(tmp_path), log) as process:
+    with started([FASTFLYER, "demo", "--port", "0"], cwd,
+                 env_for(tmp_path, flyer_task_api_open="1"), log) as process:
         url = served_url(process, log)
         assert not url.endswith(":0")
         assert httpx.get(f"{url}/flyer/demo?id=1").json()["data"] == {"itemId": 1}
@@ -204,7 +210,7 @@ def test_the_demo_keeps_a_directory_it_was_given(tmp_path):
     given = tmp_path / "mine"
     log = tmp_path / "demo.log"
     with started([FASTFLYER, "demo", "--port", "0", "--dir", str(given)], tmp_path,
-                 env_for(tmp_path), log) as process:
+                 env_for(tmp_path, flyer_task_api_open="1"), log) as process:
         write_a_log_line(served_url(process, log), given, process, log)
         process.send_signal(signal.SIGINT)
         process.wait(timeout=30)

@@ -79,13 +79,14 @@ class Project:
 def _start(name: str, root: Path) -> Project:
     if name == "generated":
         create_project(root / "shop", name="shop", prefix="/shop")
-        server = serve(root / "shop", {}, root / "logs")
+        server = serve(root / "shop", {"flyer_task_api_open": "1"}, root / "logs")
         return Project(server, "/shop", frozenset({
             ("GET", "/shop/demo"), ("POST", "/shop/items"), ("GET", "/shop/users"),
             ("POST", "/shop/users")}),
             # The template's demo answers a negative id with its third-party timeout, 504.
             answers_5xx=("/shop/demo",))
     env = {"flyer_always_http_200": "1"} if name == "demo-always-200" else {}
+    env["flyer_task_api_open"] = "1"  # the task API is closed by default
     server = serve(DEMO, env, root / "logs")
     return Project(server, "/flyer", frozenset({
         ("GET", "/flyer/demo"), ("POST", "/flyer/users"), ("GET", "/flyer/users")}),

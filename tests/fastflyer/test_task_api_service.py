@@ -189,6 +189,7 @@ def serve(project: Path, tmp_path: Path) -> Iterator[Callable[..., Instance]]:
             process = stack.enter_context(started(
                 args, project,
                 env_for(tmp_path, JOBS_LOG=str(jobs), flyer_graceful_timeout="1",
+                        flyer_task_api_open="1",
                         flyer_log_path=str(tmp_path / f"logs{number}"), **env), log))
             servers.append((process, log))
             instance = Instance(healthy_address(process, log), jobs, set())
@@ -513,7 +514,7 @@ def _no_jobs_left() -> Iterator[None]:
 def test_redis_not_answering_is_a_503_and_changes_nothing(build, namespace):
     background_scheduler.add_job(print, "interval", seconds=3600, id="report")
     # Port 1 of this machine: nothing listens there, a connection is refused at once.
-    app = build(redis_host="127.0.0.1", redis_port=1, service_name=namespace)
+    app = build(redis_host="127.0.0.1", redis_port=1, service_name=namespace, task_api_open=1)
     with TestClient(app) as client:
         for method, path in (("GET", ""), ("GET", "/background/report"),
                              ("POST", "/background/report/pause"),

@@ -7,7 +7,8 @@ front) can try another worker instead of waiting behind slow requests:
 - an HTTP request gets ``503`` in the error envelope (``{"code": 503, "message": ...}``,
   rendered by the app's :class:`~fastflyer.errors.ErrorRenderer`, so
   ``flyer_always_http_200`` applies) with ``Retry-After: 1``;
-- a websocket is accepted and closed at once with code ``1013`` (Try Again Later).
+- a websocket is accepted and closed at once with code ``1013`` (Try Again Later), its
+  reason naming the request id when it fits.
 
 A request counts from the moment it reaches this middleware until its handler returns
 (a streamed response: until its last chunk is sent; a websocket: until it closes).
@@ -20,12 +21,14 @@ from __future__ import annotations
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from fastflyer.errors import ErrorRenderer
+from fastkit.request_id import get_request_id
 
 __all__ = ["ConcurrencyLimitMiddleware"]
 
 _SERVICE_UNAVAILABLE = 503
 _TRY_AGAIN_LATER = 1013  # RFC 6455 §7.4.1 (IANA registry): the server is overloaded
 _RETRY_AFTER_SECONDS = 1
+_MAX_REASON_BYTES = 123  # RFC 6455 §5.5: a control frame carries ≤ 125 bytes
 
 
 class ConcurrencyLimitMiddleware:
@@ -70,5 +73,8 @@ class ConcurrencyLimitMiddleware:
         if message["type"] != "websocket.connect":
             return
         await send({"type": "websocket.accept"})
-        await send({"type": "websocket.close", "code": _TRY_AGAIN_LATER,
-                    "reason": "server busy; retry shortly"})
+        reason = "server busy; retry shortly"
+        request_id = get_request_id()  # bound by WebSocketContextMiddleware
+        if request_id and len(f"{reason}; request id {request_id}") <= _MAX_REASON_BYTES:
+            reason = f"{reason}; request id {request_id}"  # ids are ASCII: chars = bytes
+        await send({"type": "websocket.close", "code": _TRY_AGAIN_LATER, "reason": reason})

@@ -4,6 +4,11 @@ Importing configures the console sink only (no file, no thread). The files are
 opened when the first line is logged: their directory is ``flyer_log_path`` when
 set and writable, else ``./logs``, else a directory under the system temp dir, so
 a non-root process never crashes for want of a log directory.
+
+Every record passes one patcher before any sink sees it: it folds the exception's
+traceback into the message and masks the message's secrets
+(:func:`fastkit.logging.redact.redact_text`), so console, files and JSON lines alike
+carry no token, password or cookie, exceptions and tracebacks included.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import os
 import sys
 import tempfile
 import threading
+import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -20,10 +26,11 @@ from typing import TYPE_CHECKING, Any
 from loguru import logger
 from loguru._logger import Logger as _LoguruLogger
 
+from fastkit.logging.redact import redact_text
 from fastkit.request_id import get_request_id
 
 if TYPE_CHECKING:
-    from loguru import Logger, Record
+    from loguru import Logger, Record, RecordException
 
 __all__ = ["LogSettings", "configure", "get_logger", "log_settings_from_env", "logger"]
 
@@ -127,6 +134,14 @@ def _discard(_message: object) -> None:
 
 
 def _patch(record: Record) -> None:
+    # Secrets never reach a sink: the exception, which loguru would format in each sink
+    # (and serialize with its message for JSON), is formatted here once, as Python prints
+    # it (no local variables), into the message; the message is then redacted.
+    exception = record["exception"]
+    if exception is not None:
+        record["message"] = _with_traceback(record["message"], exception)
+        record["exception"] = None
+    record["message"] = redact_text(record["message"])
     extra = record["extra"]
     if "request_id" not in extra:
         extra["request_id"] = get_request_id() or "-"
@@ -137,6 +152,16 @@ def _patch(record: Record) -> None:
             problems, _State.problems = _State.problems, []
         for problem in problems:
             logger.warning(problem)
+
+
+def _with_traceback(message: str, exception: RecordException) -> str:
+    """``message``, then the traceback of ``exception`` on the lines below it (or only its
+    type and message when it holds no traceback)."""
+    type_, value, tb = exception
+    if type_ is None:
+        return message
+    lines = traceback.format_exception(type_, value, tb)
+    return f"{message}\n{''.join(lines).rstrip()}"
 
 
 def _writable_dir(preferred: str | None) -> tuple[str, str | None]:

@@ -57,6 +57,15 @@ async def test_items_round_trip(client):
     assert missing.json()["code"] == 404
 
 
+@pytest.mark.parametrize("price", [b"1e999", b'"Infinity"', b'"NaN"', b"-Infinity"])
+async def test_a_price_json_cannot_write_back_is_422(client, price):
+    body = b'{"name": "pen", "price": ' + price + b"}"
+    response = await client.post(f"{PREFIX}/items", content=body,
+                                 headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["code"] == 422
+
+
 async def test_users_and_relationships(client):
     created = await client.post(f"{PREFIX}/users", json={"name": "ann", "age": 30})
     assert created.status_code == 201

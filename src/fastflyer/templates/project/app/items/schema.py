@@ -10,7 +10,8 @@ class ItemIn(BaseModel):
     """An item to create."""
 
     name: str = Field(min_length=1, max_length=64, description="Item name")
-    # allow_inf_nan=False: 1e400 (infinity) is refused, not stored and answered as null.
+    # allow_inf_nan=False: JSON cannot write infinity or NaN, so 1e999, "Infinity" and "NaN"
+    # would be stored and then answered as null, which this schema (a number) refuses: a 422.
     price: float = Field(ge=0, allow_inf_nan=False, description="Unit price")
 
 

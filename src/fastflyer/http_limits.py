@@ -1,0 +1,323 @@
+"""Bounds on the request head, enforced by the HTTP server as its bytes arrive.
+
+uvicorn's httptools parser holds a request head however long it grows (a 1 MiB header is
+served; an unfinished 32 MiB one is 32 MiB of the worker's memory), and h11 bounds only the
+whole head. The protocols here, uvicorn's own subclassed, count the head as it is parsed
+and refuse it past a limit:
+
+==============================  ===================================  ===================
+what                            setting (default)                    answer
+==============================  ===================================  ===================
+the request target (the URL)    ``flyer_max_url_length`` (8192)      414 URI Too Long
+one header field line           ``flyer_max_header_field_size``      431 Request Header
+                                (8192)                               Fields Too Large
+all header field lines          ``flyer_max_header_size`` (16384)    431
+the number of header fields     ``flyer_max_headers`` (100)          431
+==============================  ===================================  ===================
+
+A field line counts ``len(name) + len(value) + 4`` bytes (``": "`` and CRLF); chunked
+trailers count as fields of their message. A refusal is the framework's envelope
+(``{"code": 431, "message": "..."}``, ``X-Request-ID``, ``Connection: close``), then the
+connection closes; when an answer to an earlier request on the connection is still being
+sent, or the head was already served (trailers), it only closes.
+
+Memory: an unfinished head is held up to :attr:`RequestLimits.head_budget` bytes (the URL's
+and the fields' limits plus a request line's method and version); with httptools, a head
+that starts after a pipelined request's body may hold one more read slice of that size.
+
+Use: ``uvicorn.Config(app, http=http_protocol(settings))`` (``fastflyer run``, and the
+worker of ``fastflyer serve``). httptools when installed, else h11, as uvicorn's ``auto``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, cast
+
+import h11
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from fastflyer.errors import error_body
+from fastkit.request_id import new_request_id
+
+if TYPE_CHECKING:
+    from fastflyer.settings import FlyerSettings
+
+try:
+    import httptools
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - uvicorn[standard] installs it
+    httptools = None  # type: ignore[assignment]
+
+__all__ = ["LimitedH11Protocol", "LimitedHttpToolsProtocol", "RequestLimits", "http_protocol"]
+
+URI_TOO_LONG = 414
+FIELDS_TOO_LARGE = 431
+# Bytes of a request line besides its target: the longest method, two spaces,
+# "HTTP/1.1" and line ends, with room.
+REQUEST_LINE_EXTRA = 64
+_FIELD_EXTRA = 4  # ": " and CRLF
+
+
+@dataclass(frozen=True)
+class RequestLimits:
+    """How large a request head may be; sizes in bytes (see the module docstring)."""
+
+    max_url_length: int = 8192
+    max_header_field_size: int = 8192
+    max_header_size: int = 16384
+    max_headers: int = 100
+
+    @classmethod
+    def from_settings(cls, settings: FlyerSettings) -> RequestLimits:
+        """The limits ``flyer_max_url_length``, ``flyer_max_header_field_size``,
+        ``flyer_max_header_size`` and ``flyer_max_headers`` say."""
+        return cls(max_url_length=settings.max_url_length,
+                   max_header_field_size=settings.max_header_field_size,
+                   max_header_size=settings.max_header_size,
+                   max_headers=settings.max_headers)
+
+    @property
+    def head_budget(self) -> int:
+        """Bytes of an unfinished request head the server holds at most."""
+        return self.max_url_length + self.max_header_size + REQUEST_LINE_EXTRA
+
+    def url_refusal(self, length: int) -> Refusal | None:
+        """The refusal of a request target of ``length`` bytes, if over the limit."""
+        if length > self.max_url_length:
+            return Refusal(URI_TOO_LONG, f"The request URL is longer than "
+                                         f"{self.max_url_length} bytes")
+        return None
+
+    def field_refusal(self, count: int, field_size: int, total: int) -> Refusal | None:
+        """The refusal of the ``count``-th field, of ``field_size`` bytes, bringing the
+        fields to ``total`` bytes, if over a limit."""
+        if count > self.max_headers:
+            return Refusal(FIELDS_TOO_LARGE, f"The request has more than "
+                                             f"{self.max_headers} header fields")
+        if field_size > self.max_header_field_size:
+            return Refusal(FIELDS_TOO_LARGE, f"A request header field is larger than "
+                                             f"{self.max_header_field_size} bytes")
+        return self.total_refusal(total)
+
+    def total_refusal(self, total: int) -> Refusal | None:
+        """The refusal of header fields of ``total`` bytes, if over the limit."""
+        if total > self.max_header_size:
+            return Refusal(FIELDS_TOO_LARGE, f"The request header fields are larger than "
+                                             f"{self.max_header_size} bytes")
+        return None
+
+
+class Refusal(Exception):
+    """A request head over a limit: the HTTP ``status`` and the ``message`` answered."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+    def response(self, default_headers: list[tuple[bytes, bytes]]) -> bytes:
+        """The answer as bytes: status line, ``default_headers`` (uvicorn's ``server`` and
+        ``date``), the envelope; the connection closes after it."""
+        body = error_body(self.status, self.message)
+        lines = [f"HTTP/1.1 {self.status} {HTTPStatus(self.status).phrase}\r\n".encode()]
+        fields = [*default_headers,
+                  (b"content-type", b"application/json"),
+                  (b"content-length", str(len(body)).encode()),
+                  (b"connection", b"close"),
+                  (b"x-request-id", new_request_id().encode()),
+                  (b"x-content-type-options", b"nosniff")]
+        lines.extend(name + b": " + value + b"\r\n" for name, value in fields)
+        lines.append(b"\r\n")
+        lines.append(body)
+        return b"".join(lines)
+
+
+def _refuse(protocol: Any, refusal: Refusal, *, answer: bool) -> None:
+    """Log ``refusal``, answer it when ``answer`` and the connection is between answers,
+    and close the connection."""
+    client = protocol.client
+    where = f"{client[0]}:{client[1]} - " if client else ""
+    protocol.logger.warning("%sRequest refused: %s", where, refusal.message)
+    cycle = protocol.cycle
+    if answer and (cycle is None or cycle.response_complete):
+        protocol.transport.write(refusal.response(protocol.server_state.default_headers))
+    protocol.transport.close()
+
+
+if httptools is not None:
+
+    class LimitedHttpToolsProtocol(HttpToolsProtocol):
+        """uvicorn's httptools protocol, refusing a request head over ``limits``.
+
+        Raw bytes of an unfinished head are counted before the parser buffers them (data
+        is fed in slices of at most the head budget); the URL and each field exactly, in
+        the parser's callbacks.
+        """
+
+        def __init__(self, *args: Any, limits: RequestLimits | None = None,
+                     **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.limits = limits or RequestLimits()
+            self._in_head = True  # the bytes arriving belong to a request head
+            self._head_bytes = 0  # raw bytes of the current head fed to the parser
+            self._url_bytes = 0
+            self._fields = 0
+            self._field_bytes = 0
+            self._restarted = False  # a message ended within the slice being fed
+            self._body_seen = False  # the slice being fed delivered body bytes
+            self._quiet_bytes = 0  # bytes after the head that delivered no body (trailers)
+            self._refusal: Refusal | None = None
+
+        def data_received(self, data: bytes) -> None:
+            budget = self.limits.head_budget
+            view = memoryview(data)
+            while view:
+                if self.transport.is_closing() or self.transport.get_protocol() is not self:
+                    return  # refused, closed, or upgraded to a websocket
+                in_head = self._in_head
+                size = budget + 1 - self._head_bytes if in_head else budget
+                piece, view = view[:size], view[size:]
+                if in_head:
+                    self._head_bytes += len(piece)
+                self._restarted = self._body_seen = False
+                super().data_received(piece)  # type: ignore[arg-type]
+                if self._refusal is not None or self.transport.is_closing():
+                    return
+                if self._restarted and self._in_head:  # a head began within the slice
+                    self._head_bytes = self._url_bytes + self._field_bytes
+                if self._in_head and self._head_bytes > budget:
+                    refusal = (self.limits.url_refusal(self._url_bytes)
+                               or self.limits.total_refusal(budget + 1))
+                    assert refusal is not None
+                    _refuse(self, refusal, answer=True)
+                    return
+                if in_head or self._in_head or self._restarted or self._body_seen:
+                    self._quiet_bytes = 0
+                else:
+                    self._quiet_bytes += len(piece)
+                    if self._quiet_bytes > budget:  # trailers or chunk extensions
+                        _refuse(self, Refusal(FIELDS_TOO_LARGE, "The request trailer "
+                                              f"fields are larger than {budget} bytes"),
+                                answer=False)
+                        return
+
+        def send_400_response(self, msg: str) -> None:
+            """A callback's refusal stops the parser, which uvicorn takes for a malformed
+            request: answer the refusal instead."""
+            if self._refusal is not None:
+                _refuse(self, self._refusal, answer=self._in_head)
+                return
+            super().send_400_response(msg)
+
+        def _stop(self, refusal: Refusal | None) -> None:
+            if refusal is not None:
+                self._refusal = refusal
+                raise refusal
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._in_head = True
+            self._url_bytes = self._fields = self._field_bytes = 0
+
+        def on_url(self, url: bytes) -> None:
+            self._url_bytes += len(url)
+            self._stop(self.limits.url_refusal(self._url_bytes))
+            super().on_url(url)
+
+        def on_header(self, name: bytes, value: bytes) -> None:
+            size = len(name) + len(value) + _FIELD_EXTRA
+            self._fields += 1
+            self._field_bytes += size
+            self._stop(self.limits.field_refusal(self._fields, size, self._field_bytes))
+            super().on_header(name, value)
+
+        def on_headers_complete(self) -> None:
+            self._in_head = False
+            self._quiet_bytes = 0
+            super().on_headers_complete()
+
+        def on_body(self, body: bytes) -> None:
+            self._body_seen = True
+            super().on_body(body)
+
+        def on_message_complete(self) -> None:
+            super().on_message_complete()
+            self._in_head = True
+            self._head_bytes = 0
+            self._restarted = True
+
+
+class _LimitedConnection(h11.Connection):
+    """h11's server connection holding at most the head budget of an unfinished event,
+    and refusing a request over ``limits``; the refusal is kept in :attr:`refusal`."""
+
+    def __init__(self, limits: RequestLimits) -> None:
+        super().__init__(h11.SERVER, max_incomplete_event_size=limits.head_budget)
+        self.limits = limits
+        self.refusal: Refusal | None = None
+
+    def next_event(self) -> Any:
+        waiting = self.their_state is h11.IDLE  # for a request line and header fields
+        try:
+            event = super().next_event()
+        except h11.RemoteProtocolError as exc:
+            if exc.error_status_hint == FIELDS_TOO_LARGE and self.refusal is None:
+                self.refusal = self._overflow(waiting)
+            raise
+        if isinstance(event, h11.Request):
+            sizes = [len(name) + len(value) + _FIELD_EXTRA for name, value in event.headers]
+            self.refusal = self.limits.url_refusal(len(event.target))
+            total = 0
+            for count, size in enumerate(sizes, 1):
+                total += size
+                self.refusal = self.refusal or self.limits.field_refusal(count, size, total)
+            if self.refusal is not None:
+                raise h11.RemoteProtocolError(self.refusal.message,
+                                              error_status_hint=self.refusal.status)
+        return event
+
+    def _overflow(self, waiting: bool) -> Refusal:
+        """The refusal of an event that outgrew the head budget unfinished."""
+        budget = self.limits.head_budget
+        if waiting:
+            data = self.trailing_data[0].lstrip(b"\r\n")
+            line, newline, _ = data.partition(b"\n")
+            target = line.split(b" ")[1:2]
+            if not newline or (target and len(target[0]) > self.limits.max_url_length):
+                return Refusal(URI_TOO_LONG, f"The request URL is longer than "
+                                             f"{self.limits.max_url_length} bytes")
+            return Refusal(FIELDS_TOO_LARGE, f"The request header fields are larger than "
+                                             f"{self.limits.max_header_size} bytes")
+        return Refusal(FIELDS_TOO_LARGE, f"The request trailer fields are larger than "
+                                         f"{budget} bytes")
+
+
+class LimitedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol, refusing a request head over ``limits``."""
+
+    def __init__(self, *args: Any, limits: RequestLimits | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.limits = limits or RequestLimits()
+        self.conn = _LimitedConnection(self.limits)
+
+    def send_400_response(self, msg: str) -> None:
+        """Answer a refusal (h11 stopped at it) instead of uvicorn's plain 400."""
+        conn = self.conn
+        if isinstance(conn, _LimitedConnection) and conn.refusal is not None:
+            _refuse(self, conn.refusal, answer=True)
+            return
+        super().send_400_response(msg)
+
+
+def http_protocol(settings: FlyerSettings | RequestLimits) -> type[asyncio.Protocol]:
+    """uvicorn's ``http`` option for ``settings``' limits: a factory of
+    :class:`LimitedHttpToolsProtocol` (h11's :class:`LimitedH11Protocol` without httptools)
+    that uvicorn calls as it calls a protocol class; picklable, for the reloader's child."""
+    limits = settings if isinstance(settings, RequestLimits) else \
+        RequestLimits.from_settings(settings)
+    protocol: Any = LimitedH11Protocol if httptools is None else LimitedHttpToolsProtocol
+    return cast("type[asyncio.Protocol]", functools.partial(protocol, limits=limits))
