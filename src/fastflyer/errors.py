@@ -242,6 +242,17 @@ class ErrorRenderer:
                                  headers=headers)
         await response(scope, receive, send)
 
+    async def send_unanswered(self, scope: Scope, receive: Receive, send: Send,
+                              exc: Exception) -> None:
+        """Answer ``exc``, which escaped the app before anything was sent (for
+        middleware): 499 and one INFO line when the client went away, else the 500 with
+        :func:`log_unhandled`."""
+        if client_went_away(exc):
+            await self.client_closed(Request(scope))(scope, receive, send)
+            return
+        log_unhandled(exc, scope["method"], scope["path"])
+        await self.send(scope, receive, send, 500)
+
     def client_closed(self, request: Request) -> Response:
         """The 499 of a request whose client went away before it was read: logged as one
         INFO line (the client's doing, not the server's), whatever ``always_http_200``."""

@@ -21,6 +21,13 @@ trailers count as fields of their message. A refusal is the framework's envelope
 connection closes; when an answer to an earlier request on the connection is still being
 sent, or the head was already served (trailers), it only closes.
 
+A request body must keep arriving: while a head is complete and its body is not, and
+uvicorn has not paused reading (its flow control), ``flyer_body_timeout`` (30 s) may pass
+between two reads at most. Past it, the request answers 408 in the envelope (``"Request
+body not received within N s"``) if the app has not started its answer, and the
+connection closes; the app sees a disconnect. One timer per connection, armed only while a
+body is unfinished at the end of a read: a request read whole in one read arms nothing.
+
 Memory: an unfinished head is held up to :attr:`RequestLimits.head_budget` bytes (the URL's
 and the fields' limits plus a request line's method and version); with httptools, a head
 that starts after a pipelined request's body may hold one more read slice of that size.
@@ -33,11 +40,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any, cast
 
 import h11
+from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from fastflyer.errors import error_body
@@ -54,6 +63,7 @@ except ImportError:  # pragma: no cover - uvicorn[standard] installs it
 
 __all__ = ["LimitedH11Protocol", "LimitedHttpToolsProtocol", "RequestLimits", "http_protocol"]
 
+REQUEST_TIMEOUT = 408
 URI_TOO_LONG = 414
 FIELDS_TOO_LARGE = 431
 # Bytes of a request line besides its target: the longest method, two spaces,
@@ -70,15 +80,17 @@ class RequestLimits:
     max_header_field_size: int = 8192
     max_header_size: int = 16384
     max_headers: int = 100
+    body_timeout: float = 30.0  # seconds a started request body may go without a read
 
     @classmethod
     def from_settings(cls, settings: FlyerSettings) -> RequestLimits:
         """The limits ``flyer_max_url_length``, ``flyer_max_header_field_size``,
-        ``flyer_max_header_size`` and ``flyer_max_headers`` say."""
+        ``flyer_max_header_size``, ``flyer_max_headers`` and ``flyer_body_timeout`` say."""
         return cls(max_url_length=settings.max_url_length,
                    max_header_field_size=settings.max_header_field_size,
                    max_header_size=settings.max_header_size,
-                   max_headers=settings.max_headers)
+                   max_headers=settings.max_headers,
+                   body_timeout=settings.body_timeout)
 
     @property
     def head_budget(self) -> int:
@@ -139,19 +151,97 @@ class Refusal(Exception):
 def _refuse(protocol: Any, refusal: Refusal, *, answer: bool) -> None:
     """Log ``refusal``, answer it when ``answer`` and the connection is between answers,
     and close the connection."""
+    cycle = protocol.cycle
+    _close(protocol, refusal, answer=answer and (cycle is None or cycle.response_complete))
+
+
+def _close(protocol: Any, refusal: Refusal, *, answer: bool) -> None:
+    """Log ``refusal``, write it when ``answer``, and close the connection."""
     client = protocol.client
     where = f"{client[0]}:{client[1]} - " if client else ""
     protocol.logger.warning("%sRequest refused: %s", where, refusal.message)
-    cycle = protocol.cycle
-    if answer and (cycle is None or cycle.response_complete):
+    if answer:
         protocol.transport.write(refusal.response(protocol.server_state.default_headers))
     protocol.transport.close()
 
 
+class _BodyClock:
+    """A connection's body read timer: armed while ``pending()`` (a request head is
+    complete, its body is not) and reading is not paused, for ``timeout`` seconds."""
+
+    def __init__(self, protocol: Any, timeout: float, pending: Callable[[], bool]) -> None:
+        self._protocol = protocol
+        self._timeout = timeout
+        self._pending = pending
+        self._timer: asyncio.TimerHandle | None = None
+
+    def update(self) -> None:
+        """(Re)arm the timer if a body is awaited, else cancel it; after each read and
+        each change of uvicorn's flow control."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        protocol = self._protocol
+        transport = protocol.transport
+        if (self._pending() and not protocol.flow.read_paused
+                and not transport.is_closing() and transport.get_protocol() is protocol):
+            self._timer = protocol.loop.call_later(self._timeout, self._expire)
+
+    def cancel(self) -> None:
+        """Stop the timer (the connection is lost)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _expire(self) -> None:
+        self._timer = None
+        protocol = self._protocol
+        if protocol.transport.is_closing():
+            return
+        cycle = protocol.cycle
+        refusal = Refusal(REQUEST_TIMEOUT, f"Request body not received within "
+                                           f"{self._timeout:g} s")
+        _close(protocol, refusal, answer=cycle is not None and not cycle.response_started)
+
+
+class _ClockedFlowControl(FlowControl):
+    """uvicorn's flow control, telling ``changed`` when reading pauses or resumes."""
+
+    def __init__(self, transport: asyncio.Transport, changed: Callable[[], None]) -> None:
+        super().__init__(transport)
+        self._changed = changed
+
+    def pause_reading(self) -> None:
+        super().pause_reading()
+        self._changed()
+
+    def resume_reading(self) -> None:
+        super().resume_reading()
+        self._changed()
+
+
+class _ClockedConnection:
+    """The body clock's part of a protocol's connection: uvicorn's flow control replaced
+    by one that tells the clock, and the clock stopped with the connection."""
+
+    _body_clock: _BodyClock
+    flow: FlowControl
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
+        self.flow = _ClockedFlowControl(cast(asyncio.Transport, transport),
+                                        self._body_clock.update)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._body_clock.cancel()
+        super().connection_lost(exc)  # type: ignore[misc]
+
+
 if httptools is not None:
 
-    class LimitedHttpToolsProtocol(HttpToolsProtocol):
-        """uvicorn's httptools protocol, refusing a request head over ``limits``.
+    class LimitedHttpToolsProtocol(_ClockedConnection, HttpToolsProtocol):
+        """uvicorn's httptools protocol, refusing a request head over ``limits`` and
+        closing a body that stops arriving (``limits.body_timeout``).
 
         Raw bytes of an unfinished head are counted before the parser buffers them (data
         is fed in slices of at most the head budget); the URL and each field exactly, in
@@ -171,8 +261,17 @@ if httptools is not None:
             self._body_seen = False  # the slice being fed delivered body bytes
             self._quiet_bytes = 0  # bytes after the head that delivered no body (trailers)
             self._refusal: Refusal | None = None
+            self._body_pending = False  # a head is complete, its message is not
+            self._body_clock = _BodyClock(self, self.limits.body_timeout,
+                                          lambda: self._body_pending)
 
         def data_received(self, data: bytes) -> None:
+            try:
+                self._receive(data)
+            finally:
+                self._body_clock.update()
+
+        def _receive(self, data: bytes) -> None:
             budget = self.limits.head_budget
             view = memoryview(data)
             while view:
@@ -238,6 +337,7 @@ if httptools is not None:
         def on_headers_complete(self) -> None:
             self._in_head = False
             self._quiet_bytes = 0
+            self._body_pending = True
             super().on_headers_complete()
 
         def on_body(self, body: bytes) -> None:
@@ -246,6 +346,7 @@ if httptools is not None:
 
         def on_message_complete(self) -> None:
             super().on_message_complete()
+            self._body_pending = False
             self._in_head = True
             self._head_bytes = 0
             self._restarted = True
@@ -296,13 +397,23 @@ class _LimitedConnection(h11.Connection):
                                          f"{budget} bytes")
 
 
-class LimitedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol, refusing a request head over ``limits``."""
+class LimitedH11Protocol(_ClockedConnection, H11Protocol):
+    """uvicorn's h11 protocol, refusing a request head over ``limits`` and closing a body
+    that stops arriving (``limits.body_timeout``)."""
 
     def __init__(self, *args: Any, limits: RequestLimits | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits or RequestLimits()
         self.conn = _LimitedConnection(self.limits)
+        self._body_clock = _BodyClock(self, self.limits.body_timeout,
+                                      lambda: self.conn.their_state is h11.SEND_BODY)
+
+    def handle_events(self) -> None:
+        """uvicorn's, then the body timer (re)armed if a body is awaited."""
+        try:
+            super().handle_events()
+        finally:
+            self._body_clock.update()
 
     def send_400_response(self, msg: str) -> None:
         """Answer a refusal (h11 stopped at it) instead of uvicorn's plain 400."""

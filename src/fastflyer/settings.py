@@ -293,6 +293,10 @@ class FlyerSettings(BaseSettings):
         16384, "a size in bytes ≥ 1 (all header lines together; larger answers 431)", ge=1)
     max_headers: int = _allowed(
         100, "an integer ≥ 1 (more header fields answer 431)", ge=1)
+    body_timeout: float = _allowed(
+        30, "a number of seconds > 0, at most 86400 (how long a request body may go "
+        "without a byte arriving; then 408 and the connection closed)", gt=0, le=DAY,
+        allow_inf_nan=False)
     opentelemetry_enabled: bool = _allowed(
         False, "1 or 0 (1: FastAPI's OpenTelemetry spans and metrics, where FastAPI has them)")
     fast_path: bool = _allowed(True, "1 or 0 (0: every route through FastAPI's full handling)")

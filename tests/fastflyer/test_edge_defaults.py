@@ -144,7 +144,7 @@ def assert_matches(value: dict[str, Any], component: dict[str, Any]) -> None:
 
 
 @pytest.mark.parametrize("price", [b"1e999", b'"Infinity"', b'"NaN"', b"-1e999", b"NaN",
-                                   b"Infinity"])
+                                   b"Infinity", b"false", b'"3"'])  # the last two: no number
 def test_the_generated_project_refuses_prices_json_cannot_write_back(tmp_path, project,
                                                                        price):
     with started([FASTFLYER, "run", "--host", "127.0.0.1", "--port", "0"], project,

@@ -576,11 +576,15 @@ def check_max_body_size(setting: Setting) -> None:
     assert post(setting.build(max_body_size=1000)) == 413
 
 
-def head_answers(settings: FlyerSettings, *heads: bytes) -> list[int]:
-    """The statuses a real uvicorn server with :func:`~fastflyer.http_limits.http_protocol`
-    for ``settings`` answers, on 127.0.0.1 port 0, to a GET with each of ``heads`` (the
-    request target and header lines after ``GET``)."""
+@contextlib.contextmanager
+def limited_server(settings: FlyerSettings) -> Iterator[tuple[str, int]]:
+    """A real uvicorn server with :func:`~fastflyer.http_limits.http_protocol` for
+    ``settings`` on 127.0.0.1 port 0, in a thread, serving an app that reads the whole body
+    and answers 200 ``ok``; its address."""
     async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        message = await receive()
+        while message["type"] == "http.request" and message.get("more_body"):
+            message = await receive()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
@@ -590,20 +594,27 @@ def head_answers(settings: FlyerSettings, *heads: bytes) -> list[int]:
     sock = listen("127.0.0.1", 0)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
-    statuses = []
     try:
         deadline = time.monotonic() + SUBPROCESS_TIMEOUT
         while not server.started:
             assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
             time.sleep(0.01)
-        for head in heads:
-            with socket.create_connection(sock.getsockname()[:2], timeout=10) as client:
-                client.sendall(b"GET " + head + b"\r\nConnection: close\r\n\r\n")
-                statuses.append(int(client.recv(4096).split(b" ", 2)[1]))
+        yield sock.getsockname()[:2]
     finally:
         server.should_exit = True
         thread.join(SUBPROCESS_TIMEOUT)
         sock.close()
+
+
+def head_answers(settings: FlyerSettings, *heads: bytes) -> list[int]:
+    """The statuses :func:`limited_server` for ``settings`` answers to a GET with each of
+    ``heads`` (the request target and header lines after ``GET``)."""
+    statuses = []
+    with limited_server(settings) as address:
+        for head in heads:
+            with socket.create_connection(address, timeout=10) as client:
+                client.sendall(b"GET " + head + b"\r\nConnection: close\r\n\r\n")
+                statuses.append(int(client.recv(4096).split(b" ", 2)[1]))
     return statuses
 
 
@@ -630,6 +641,27 @@ def check_max_headers(setting: Setting) -> None:
     head = b"/ HTTP/1.1\r\nHost: x" + b"".join(b"\r\nX-F%d: 1" % n for n in range(20))
     assert head_answers(setting.settings(), head) == [200]
     assert head_answers(setting.settings(max_headers=10), head) == [431]
+
+
+def stalled_body_answer(settings: FlyerSettings, wait: float) -> bytes:
+    """What :func:`limited_server` for ``settings`` sends within ``wait`` seconds to a POST
+    declaring 100 body bytes and sending 2 (until it closes, or ``b""`` when nothing came)."""
+    received = b""
+    with limited_server(settings) as address, \
+            socket.create_connection(address, timeout=10) as client:
+        client.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{}")
+        client.settimeout(wait)
+        with contextlib.suppress(TimeoutError):
+            while chunk := client.recv(4096):
+                received += chunk
+    return received
+
+
+def check_body_timeout(setting: Setting) -> None:
+    assert stalled_body_answer(setting.settings(), wait=1.5) == b""  # still waiting (30 s)
+    answer = stalled_body_answer(setting.settings(body_timeout=0.5), wait=10)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert answer.endswith(b'{"code":408,"message":"Request body not received within 0.5 s"}')
 
 
 def check_fast_path(setting: Setting) -> None:
@@ -927,6 +959,7 @@ EFFECTS: dict[str, Callable[..., None]] = {
     "max_header_field_size": check_max_header_field_size,
     "max_header_size": check_max_header_size,
     "max_headers": check_max_headers,
+    "body_timeout": check_body_timeout,
     "opentelemetry_enabled": check_opentelemetry_enabled,
     "fast_path": check_fast_path,
     "trusted_proxies": check_trusted_proxies,

@@ -311,3 +311,120 @@ def test_a_content_length_longer_than_the_body_waits_and_is_closed_by_the_client
     started_at = time.monotonic()
     status, _ = status_and_body(exchange(server, get("/health_check")))
     assert status == 200 and time.monotonic() - started_at < 5
+
+
+# --- the body read timeout --------------------------------------------------------------------
+
+BODY_TIMEOUT = 1.0  # flyer_body_timeout of the servers below, seconds
+H11_LAUNCHER = '''
+import functools
+
+import uvicorn
+
+from fastflyer.http_limits import LimitedH11Protocol, RequestLimits
+from fastflyer.settings import load_settings
+
+limits = RequestLimits.from_settings(load_settings())
+uvicorn.run("main:app", host="127.0.0.1", port=0,
+            http=functools.partial(LimitedH11Protocol, limits=limits))
+'''
+
+
+@pytest.fixture(scope="module", params=["run", "serve", "h11"])
+def one_slot_server(request: pytest.FixtureRequest,
+                    tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The project above with ``flyer_body_timeout=1`` and ``flyer_worker_connections=1``
+    (the default body size limit), served as :func:`server` serves it."""
+    mode = request.param
+    tmp = tmp_path_factory.mktemp(f"body-timeout-{mode}")
+    project = tmp / "project"
+    project.mkdir()
+    (project / "main.py").write_text(PROJECT_MAIN)
+    (project / "launch_h11.py").write_text(H11_LAUNCHER)
+    env = env_for(tmp, flyer_body_timeout=str(BODY_TIMEOUT), flyer_worker_connections="1",
+                  flyer_access_log="0", flyer_log_path=str(tmp / "logs"))
+    args = [FASTFLYER, mode, "--app-dir", str(project), "--host", "127.0.0.1", "--port", "0"]
+    if mode == "serve":
+        args += ["--workers", "1"]
+    if mode == "h11":
+        args = [sys.executable, str(project / "launch_h11.py")]
+    log = tmp / "console.log"
+    with started(args, project, env, log, new_session=True) as process:
+        url = healthy_address(process, log)
+        host, port = url.removeprefix("http://").rsplit(":", 1)
+        yield Server(host, int(port), process.pid)
+
+
+def assert_body_timed_out(answer: bytes) -> None:
+    status, body = status_and_body(answer)
+    assert status == 408, answer[:300]
+    assert body == {"code": 408, "message": "Request body not received within 1 s"}
+    head = answer.partition(b"\r\n\r\n")[0].lower()
+    assert b"connection: close" in head and b"x-request-id: " in head
+    assert b"x-content-type-options: nosniff" in head
+
+
+def stall(server: Server, raw: bytes) -> tuple[bytes, float]:
+    """Send ``raw``, a request whose body stops short, and wait on the socket: what the
+    server sent until it closed, and the seconds that took (fails if it never closes)."""
+    with connect(server) as sock:
+        sock.sendall(raw)
+        began = time.monotonic()
+        answer = read_answer(sock, deadline=BODY_TIMEOUT + 9)  # TimeoutError if held open
+        return answer, time.monotonic() - began
+
+
+def test_a_declared_body_that_stops_answers_408_and_closes(one_slot_server: Server) -> None:
+    answer, took = stall(one_slot_server, post("/extra/echo", b"Content-Length: 100000")
+                         + b'{"a": 1234')
+    print(f"408 after {took:.2f} s")
+    assert_body_timed_out(answer)
+    assert BODY_TIMEOUT * 0.9 <= took < BODY_TIMEOUT + 2
+
+
+def test_a_chunked_body_that_stops_answers_408_and_closes(one_slot_server: Server) -> None:
+    answer, took = stall(one_slot_server, post("/extra/echo", b"Transfer-Encoding: chunked")
+                         + b"a\r\n{\"a\": 1234\r\n")
+    print(f"408 after {took:.2f} s")
+    assert_body_timed_out(answer)
+    assert BODY_TIMEOUT * 0.9 <= took < BODY_TIMEOUT + 2
+
+
+def test_a_slow_but_steady_body_is_served(one_slot_server: Server) -> None:
+    # Seven pieces, one every half timeout: 3.5 s in all, over three times the timeout.
+    payload = json.dumps({f"k{n}": "v" * 20 for n in range(7)}).encode()
+    size = -(-len(payload) // 7)
+    pieces = [payload[i:i + size] for i in range(0, len(payload), size)]
+    assert len(pieces) == 7
+    began = time.monotonic()
+    with connect(one_slot_server) as sock:
+        sock.sendall(post("/extra/echo", b"Content-Length: %d" % len(payload)))
+        for piece in pieces:
+            time.sleep(BODY_TIMEOUT / 2)  # the sender's pace: the input, not a wait
+            sock.sendall(piece)
+        answer = read_answer(sock)
+    took = time.monotonic() - began
+    status, body = status_and_body(answer)
+    assert status == 200 and body == {"keys": 7}, answer[:300]
+    assert took >= 3 * BODY_TIMEOUT
+
+
+def test_a_normal_post_is_unaffected_by_the_body_timeout(one_slot_server: Server) -> None:
+    began = time.monotonic()
+    status, body = status_and_body(exchange(one_slot_server, post(
+        "/extra/echo", b"Content-Length: 8") + b'{"a": 1}'))
+    assert status == 200 and body == {"keys": 1}
+    assert time.monotonic() - began < BODY_TIMEOUT
+
+
+def test_the_connection_slot_is_free_right_after_the_408(one_slot_server: Server) -> None:
+    request = post("/extra/echo", b"Content-Length: 2") + b"{}"
+    with connect(one_slot_server) as sock:
+        sock.sendall(post("/extra/echo", b"Content-Length: 100000") + b"{")
+        # The stalled request holds the only slot (flyer_worker_connections=1) ...
+        status, _ = status_and_body(exchange(one_slot_server, request))
+        assert status == 503
+        assert_body_timed_out(read_answer(sock, deadline=BODY_TIMEOUT + 9))
+    # ... until its 408: the next request is served.
+    status, body = status_and_body(exchange(one_slot_server, request))
+    assert status == 200 and body == {"keys": 0}

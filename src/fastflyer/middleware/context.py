@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fastflyer.errors import ErrorRenderer, log_unhandled
+from fastflyer.errors import ErrorRenderer
 from fastflyer.middleware.access_log import AccessLog
 from fastkit.logging import logger
 from fastkit.request_id import new_request_id, reset_request_id, set_request_id
@@ -100,8 +100,7 @@ class RequestContextMiddleware:
                 await self.app(scope, receive, send_with_headers)
             except Exception as exc:
                 if status == 0:  # nothing answered yet: answer in the envelope
-                    log_unhandled(exc, scope["method"], path)
-                    await self.renderer.send(scope, receive, send_with_headers, 500)
+                    await self.renderer.send_unanswered(scope, receive, send_with_headers, exc)
                 # else: the app's error handler answered and logged it already
             except asyncio.CancelledError:
                 # The server stopped before the request finished (its drain,

@@ -22,7 +22,7 @@ import asyncio
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fastflyer.errors import ErrorRenderer, log_unhandled
+from fastflyer.errors import ErrorRenderer
 
 __all__ = ["STOPPING_MESSAGE", "UnansweredErrorMiddleware"]
 
@@ -53,8 +53,7 @@ class UnansweredErrorMiddleware:
             await self.app(scope, receive, watch)
         except Exception as exc:
             if not started:
-                log_unhandled(exc, scope["method"], scope["path"])
-                await self.renderer.send(scope, receive, send, 500)
+                await self.renderer.send_unanswered(scope, receive, send, exc)
             raise
         except asyncio.CancelledError:
             if not started:

@@ -12,7 +12,8 @@ class ItemIn(BaseModel):
     name: str = Field(min_length=1, max_length=64, description="Item name")
     # allow_inf_nan=False: JSON cannot write infinity or NaN, so 1e999, "Infinity" and "NaN"
     # would be stored and then answered as null, which this schema (a number) refuses: a 422.
-    price: float = Field(ge=0, allow_inf_nan=False, description="Unit price")
+    # strict=True: a number only (an int is one); true/false or "3" would be turned into one.
+    price: float = Field(ge=0, allow_inf_nan=False, strict=True, description="Unit price")
 
 
 class Item(ItemIn):
