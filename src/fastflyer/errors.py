@@ -227,6 +227,8 @@ class ErrorRenderer:
                  headers: Mapping[str, str] | None = None) -> Response:
         shown = status.HTTP_200_OK if self.always_http_200 else http_status
         if not 200 <= shown < 600:  # 1xx or beyond: not a final status a client accepts
+            logger.error("an error answer with HTTP status {} (body code {}): not a final "
+                         "status; answered 500", shown, code)
             shown = status.HTTP_500_INTERNAL_SERVER_ERROR
         if shown in _WITHOUT_CONTENT:  # a body here breaks the connection (the server refuses it)
             return Response(status_code=shown, headers=dict(headers or {}))

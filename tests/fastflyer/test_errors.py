@@ -115,6 +115,18 @@ def test_unhandled_exception_is_logged_with_traceback_and_request_id(build, logs
     assert "Traceback" in errors[0]["text"]
 
 
+@pytest.mark.parametrize("code", [100, 150, 199])
+def test_a_business_code_of_no_final_status_is_a_logged_500(build, logs, code):
+    # FlyerError(1xx): HTTP has no final 1xx answer; a 500 that says why in the log
+    from starlette.testclient import TestClient
+
+    with TestClient(build(), raise_server_exceptions=False) as client:
+        response = client.get(f"/flyer/errors/business/{code}")
+    assert response.status_code == 500 and response.json()["code"] == code
+    errors = [r for r in logs.records if r["level"] == "ERROR"]
+    assert len(errors) == 1 and "not a final status" in errors[0]["text"], errors
+
+
 def test_always_http_200_keeps_the_original_behaviour(build):
     from starlette.testclient import TestClient
 
