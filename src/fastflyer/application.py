@@ -50,7 +50,7 @@ from fastflyer.middleware import (
     RequestContextMiddleware,
 )
 from fastflyer.middleware.auth import BasicAuthMiddleware
-from fastflyer.middleware.context import HEALTH_BODY
+from fastflyer.middleware.context import HEALTH_BODY, HEALTH_METHODS
 from fastflyer.middleware.methods import HeadAsGetMiddleware, method_not_allowed
 from fastflyer.middleware.redirects import RelativeRedirectMiddleware
 from fastflyer.middleware.unanswered import UnansweredErrorMiddleware
@@ -301,7 +301,7 @@ class FlyerAPI(FastAPI):
         # telemetry check included (what answers them is the context middleware).
         direct = self._health_direct
         if (direct is not None and scope["type"] == "http" and scope["path"] in direct.health_paths
-                and scope["method"] in ("GET", "HEAD") and not self.root_path):
+                and scope["method"] in HEALTH_METHODS and not self.root_path):
             await direct(scope, receive, send)
             return
         await super().__call__(scope, receive, send)

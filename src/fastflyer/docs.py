@@ -11,7 +11,6 @@ logo on its CDN), so nothing leaves the machine.
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from fastapi.openapi.docs import (
     get_swagger_ui_html,
     get_swagger_ui_oauth2_redirect_html,
 )
-from fastapi.params import Depends
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.staticfiles import StaticFiles
@@ -41,12 +39,11 @@ def assets_directory() -> Path:
     return directory
 
 
-def install_docs(app: FastAPI, base_url: str, dependencies: Sequence[Depends] = ()) -> None:
+def install_docs(app: FastAPI, base_url: str) -> None:
     """Add the schema, Swagger UI, ReDoc and their assets under ``base_url``."""
     static = f"{base_url}/static"
     openapi_url = f"{base_url}/openapi.json"
     oauth2_redirect_url = f"{base_url}/docs/oauth2-redirect"
-    deps = list(dependencies)
     app.mount(static, StaticFiles(directory=assets_directory()), name="fastflyer-docs-assets")
 
     async def openapi(request: Request) -> JSONResponse:
@@ -76,10 +73,10 @@ def install_docs(app: FastAPI, base_url: str, dependencies: Sequence[Depends] = 
             with_google_fonts=False,
         ))
 
-    app.add_api_route(openapi_url, openapi, include_in_schema=False, dependencies=deps)
-    app.add_api_route(f"{base_url}/docs", swagger, include_in_schema=False, dependencies=deps)
+    app.add_api_route(openapi_url, openapi, include_in_schema=False)
+    app.add_api_route(f"{base_url}/docs", swagger, include_in_schema=False)
     app.add_api_route(oauth2_redirect_url, oauth2_redirect, include_in_schema=False)
-    app.add_api_route(f"{base_url}/redoc", redoc, include_in_schema=False, dependencies=deps)
+    app.add_api_route(f"{base_url}/redoc", redoc, include_in_schema=False)
 
 
 # ReDoc's bundle draws a "by Redocly" logo from cdn.redoc.ly that no option removes: the

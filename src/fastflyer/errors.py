@@ -60,6 +60,7 @@ from fastkit.request_id import get_request_id
 
 __all__ = [
     "CLIENT_CLOSED_REQUEST",
+    "STOPPING_MESSAGE",
     "ErrorRenderer",
     "FlyerError",
     "client_went_away",
@@ -74,6 +75,9 @@ __all__ = [
 #: Statuses whose answer has no content (RFC 9110, 15.3.5, 15.3.6 and 15.4.5): answered
 #: without the envelope, as Starlette answers ``HTTPException(204)``.
 _WITHOUT_CONTENT = frozenset({204, 205, 304})
+
+#: The 503's message when the server's stop cuts a request off.
+STOPPING_MESSAGE = "Service Unavailable: the server is stopping"
 
 CLIENT_CLOSED_REQUEST = 499
 """The status of a request whose client went away before it was read (nginx's 499)."""
@@ -254,6 +258,10 @@ class ErrorRenderer:
             return
         log_unhandled(exc, scope["method"], scope["path"])
         await self.send(scope, receive, send, 500)
+
+    async def send_stopping(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The 503 of a request the server's stop cut off (for middleware)."""
+        await self.send(scope, receive, send, 503, STOPPING_MESSAGE, headers={"Retry-After": "1"})
 
     def client_closed(self, request: Request) -> Response:
         """The 499 of a request whose client went away before it was read: logged as one

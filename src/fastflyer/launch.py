@@ -99,14 +99,15 @@ def run(settings: FlyerSettings, project: Path, sock: socket.socket | None = Non
         sock = listen(settings.host, settings.port)
     if str(project) not in sys.path:
         sys.path.insert(0, str(project))  # main:app, here and in the reloader's child
+    level = _log_level(settings)
     config = uvicorn.Config(
         APP, host=settings.host, port=sock.getsockname()[1],
         reload=settings.reload, reload_dirs=[str(project)] if settings.reload else None,
         loop="auto", proxy_headers=False, access_log=False,
         http=http_protocol(settings),  # httptools (else h11), the request head bounded
         timeout_keep_alive=math.ceil(settings.keepalive),  # whole seconds, as under serve
-        log_level=_log_level(settings),
-        log_config=uvicorn_log_config(_log_level(settings)),  # lines through fastkit.logging
+        log_level=level,
+        log_config=uvicorn_log_config(level),  # lines through fastkit.logging
     )
     # Imported here, not at the top: the CLI sets flyer_* variables before logging starts.
     from fastflyer.server import EXIT_UNCLEAN, FlyerServer, stop_problems

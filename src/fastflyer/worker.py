@@ -41,6 +41,7 @@ class FlyerWorker(UvicornWorker):  # type: ignore[misc]
     }
 
     server: FlyerServer | None = None
+    exit_status = 0  # EXIT_UNCLEAN once a stop was not clean
 
     def init_signals(self) -> None:
         super().init_signals()
@@ -90,8 +91,6 @@ class FlyerWorker(UvicornWorker):  # type: ignore[misc]
             sys.exit(Arbiter.WORKER_BOOT_ERROR)
         if stop_problems(self.wsgi):  # each was logged as it happened
             self.exit_status = EXIT_UNCLEAN
-
-    exit_status = 0
 
     def run(self) -> None:
         super().run()

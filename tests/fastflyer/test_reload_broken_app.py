@@ -20,7 +20,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,9 +28,9 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from test_launch import env_for as launch_env
+from test_launch import generate_project, started
 
-BIN = Path(sys.executable).parent
-FASTFLYER = str(BIN / "fastflyer")
 START = 60.0  # seconds: a cold start on a busy machine, with room
 RELOAD = 15.0  # seconds: from a saved file to the reloaded server's answer
 REQUEST_TIMEOUT = 2.0  # seconds per request: a hang is a failed poll, not a stalled test
@@ -86,24 +85,14 @@ class Reloading:
 
 def env_for(tmp_path: Path) -> dict[str, str]:
     """The caller's environment without flyer_* or make's variables; logs in tmp_path."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.lower().startswith("flyer_") and k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
-    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
-    env.update(flyer_host="127.0.0.1", flyer_log_path=str(tmp_path / "logs"),
-               flyer_access_log="0")
-    return env
+    return launch_env(tmp_path, flyer_host="127.0.0.1", flyer_log_path=str(tmp_path / "logs"),
+                      flyer_access_log="0")
 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A project from ``fastflyer create_app``, written once for the module."""
-    path = tmp_path_factory.mktemp("generated") / "shop"
-    path.mkdir()
-    created = subprocess.run([FASTFLYER, "create_app"], cwd=path,
-                             env=env_for(path.parent), capture_output=True, text=True,
-                             timeout=120)
-    assert created.returncode == 0, created.stderr
-    return path
+    return generate_project(tmp_path_factory.mktemp("generated"))
 
 
 @pytest.fixture
@@ -119,22 +108,15 @@ def reloading(project: Path, tmp_path: Path) -> Iterator[Reloading]:
     """``./start-reload.sh --port 0`` in ``project``, healthy; whatever the block leaves
     running (the reloader and its server process, one session) is killed."""
     log = tmp_path / "console.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen([str(project / "start-reload.sh"), "--port", "0"],
-                                   cwd=project, env=env_for(tmp_path), stdout=out,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            server = Reloading(process, "", project, log)
-            found = server.poll("address", lambda: re.search(
-                r"Uvicorn running on (http://127\.0\.0\.1:\d+)", server.output()), START)
-            assert isinstance(found, re.Match) and not found.group(1).endswith(":0")
-            server.url = found.group(1)
-            server.poll("health", lambda: server.get().status_code == 200, START)
-            yield server
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+    with started([str(project / "start-reload.sh"), "--port", "0"], project,
+                 env_for(tmp_path), log, new_session=True) as process:
+        server = Reloading(process, "", project, log)
+        found = server.poll("address", lambda: re.search(
+            r"Uvicorn running on (http://127\.0\.0\.1:\d+)", server.output()), START)
+        assert isinstance(found, re.Match) and not found.group(1).endswith(":0")
+        server.url = found.group(1)
+        server.poll("health", lambda: server.get().status_code == 200, START)
+        yield server
 
 
 def save(path: Path, text: str, scratch: Path) -> None:

@@ -13,14 +13,13 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 from gunicorn.config import Config as GunicornConfig
-from test_launch import wait_for
+from test_launch import FASTFLYER, env_for, started, wait_for
 
 from fastflyer.launch import gunicorn_options
 from fastflyer.serverlog import GunicornLogger, InterceptHandler
@@ -29,7 +28,6 @@ from fastkit.logging import logger
 from fastkit.logging._setup import TEXT_FORMAT
 from fastkit.request_id import bind_request_id
 
-FASTFLYER = str(Path(sys.executable).parent / "fastflyer")
 DEMO = Path(__file__).parent / "demo_project"
 DEADLINE = 60.0  # seconds: a cold start on a busy machine, with room
 STOP_WITHIN = 30.0  # seconds from SIGTERM to the end of the process
@@ -71,30 +69,17 @@ def console_records(text: str) -> list[dict[str, str]]:
     return records
 
 
-def env_for(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The caller's environment without flyer_* variables, logs under ``tmp_path``."""
-    env = {k: v for k, v in os.environ.items() if not k.lower().startswith("flyer_")}
-    env.update({"flyer_log_path": str(tmp_path / "logs"), "flyer_access_log": "1",
-                "flyer_access_logfile": "-", "flyer_graceful_timeout": "1", **extra})
-    return env
-
-
 @contextlib.contextmanager
 def server(command: str, tmp_path: Path, **env: str) -> Iterator[subprocess.Popen[bytes]]:
     """``fastflyer <command>`` of the demo project on 127.0.0.1, port 0, its console (stdout
     and stderr) in ``tmp_path/console.log``; killed (its process group) if left running."""
     args = [FASTFLYER, command, "--app-dir", str(DEMO), "--host", "127.0.0.1", "--port", "0",
             *(["--workers", "2"] if command == "serve" else [])]
-    with (tmp_path / "console.log").open("wb") as out:
-        process = subprocess.Popen(args, cwd=tmp_path, env=env_for(tmp_path, **env),
-                                   stdout=out, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        try:
-            yield process
-        finally:
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
+    with started(args, tmp_path, env_for(
+            tmp_path, flyer_log_path=str(tmp_path / "logs"), flyer_access_log="1",
+            flyer_access_logfile="-", flyer_graceful_timeout="1", **env),
+            tmp_path / "console.log", new_session=True) as process:
+        yield process
 
 
 def stop(process: subprocess.Popen[bytes], console: Path) -> str:

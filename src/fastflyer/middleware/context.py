@@ -27,17 +27,26 @@ from fastflyer.middleware.access_log import AccessLog
 from fastkit.logging import logger
 from fastkit.request_id import new_request_id, reset_request_id, set_request_id
 
-__all__ = ["HEALTH_BODY", "RequestContextMiddleware"]
+__all__ = ["HEALTH_BODY", "HEALTH_METHODS", "NOSNIFF", "RequestContextMiddleware", "request_id_of"]
 
 HEALTH_BODY = b'{"code":200,"message":"success"}'
 _SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
-_NOSNIFF = (b"x-content-type-options", b"nosniff")
+NOSNIFF = (b"x-content-type-options", b"nosniff")
 _HEALTH_HEADERS = [
     (b"content-type", b"application/json"),
     (b"content-length", str(len(HEALTH_BODY)).encode()),
-    _NOSNIFF,
+    NOSNIFF,
 ]
-_HEALTH_METHODS = frozenset({"GET", "HEAD"})
+HEALTH_METHODS = frozenset({"GET", "HEAD"})
+
+
+def request_id_of(raw: bytes | None) -> tuple[str, bytes]:
+    """The request id for a client's ``X-Request-ID`` value ``raw`` (``None``: none sent),
+    as text and bytes: ``raw`` when sane (1-128 of ``A-Za-z0-9._:-``), else a new one."""
+    if raw is not None and _SANE_ID.fullmatch(raw):
+        return raw.decode("ascii"), raw
+    request_id = new_request_id()
+    return request_id, request_id.encode("ascii")
 
 
 class RequestContextMiddleware:
@@ -66,16 +75,11 @@ class RequestContextMiddleware:
                 raw_id = value
             elif name == b"user-agent":
                 user_agent = value
-        if raw_id is not None and _SANE_ID.fullmatch(raw_id):
-            request_id = raw_id.decode("ascii")
-            id_bytes = raw_id
-        else:
-            request_id = new_request_id()
-            id_bytes = request_id.encode("ascii")
+        request_id, id_bytes = request_id_of(raw_id)
         path: str = scope["path"]
         status = 0
 
-        if path in self.health_paths and scope["method"] in _HEALTH_METHODS:
+        if path in self.health_paths and scope["method"] in HEALTH_METHODS:
             lasting = f"{(time.perf_counter() - started) * 1000:.2f}".encode()
             await send({"type": "http.response.start", "status": 200,
                         "headers": [*_HEALTH_HEADERS, (b"x-request-id", id_bytes),
@@ -90,7 +94,7 @@ class RequestContextMiddleware:
                     status = message["status"]
                     lasting = f"{(time.perf_counter() - started) * 1000:.2f}".encode()
                     message = {**message, "headers": [
-                        *message.get("headers", ()), _NOSNIFF, (b"x-request-id", id_bytes),
+                        *message.get("headers", ()), NOSNIFF, (b"x-request-id", id_bytes),
                         (b"x-lasting-time", lasting)]}
                 await send(message)
 
@@ -110,9 +114,7 @@ class RequestContextMiddleware:
                 logger.warning("{} {} cut off: the server stopped before it finished",
                                scope["method"], path)
                 if status == 0:
-                    await self.renderer.send(scope, receive, send_with_headers, 503,
-                                             "Service Unavailable: the server is stopping",
-                                             headers={"Retry-After": "1"})
+                    await self.renderer.send_stopping(scope, receive, send_with_headers)
             finally:
                 self.in_flight -= 1
                 reset_request_id(token)

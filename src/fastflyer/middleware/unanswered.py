@@ -24,10 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastflyer.errors import ErrorRenderer
 
-__all__ = ["STOPPING_MESSAGE", "UnansweredErrorMiddleware"]
-
-#: The 503's message when the server's stop cuts a request off.
-STOPPING_MESSAGE = "Service Unavailable: the server is stopping"
+__all__ = ["UnansweredErrorMiddleware"]
 
 
 class UnansweredErrorMiddleware:
@@ -57,6 +54,5 @@ class UnansweredErrorMiddleware:
             raise
         except asyncio.CancelledError:
             if not started:
-                await self.renderer.send(scope, receive, send, 503, STOPPING_MESSAGE,
-                                         headers={"Retry-After": "1"})
+                await self.renderer.send_stopping(scope, receive, send)
             raise

@@ -19,16 +19,14 @@ its handshake answer carries the id, and the limit puts it in the reason too.
 
 from __future__ import annotations
 
-import re
-
-from pydantic_core import to_json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fastkit.request_id import new_request_id, reset_request_id, set_request_id
+from fastflyer.errors import error_body
+from fastflyer.middleware.context import NOSNIFF, request_id_of
+from fastkit.request_id import reset_request_id, set_request_id
 
 __all__ = ["WebSocketContextMiddleware"]
 
-_SANE_ID = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 _DENIAL = "websocket.http.response"
 _FORBIDDEN = 403
 _NO_ROUTE = "Forbidden: no websocket route at this path"
@@ -49,11 +47,8 @@ class WebSocketContextMiddleware:
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 raw_id = value
-        if raw_id is not None and _SANE_ID.fullmatch(raw_id):
-            request_id = raw_id.decode("ascii")
-        else:
-            request_id = new_request_id()
-        id_header = (b"x-request-id", request_id.encode("ascii"))
+        request_id, id_bytes = request_id_of(raw_id)
+        id_header = (b"x-request-id", id_bytes)
         can_deny = _DENIAL in (scope.get("extensions") or {})
         answered = False
 
@@ -63,7 +58,7 @@ class WebSocketContextMiddleware:
             if kind == "websocket.accept" or kind == f"{_DENIAL}.start":
                 answered = True
                 message = {**message, "headers": [*message.get("headers", ()), id_header,
-                                                  (b"x-content-type-options", b"nosniff")]}
+                                                  NOSNIFF]}
             elif kind == "websocket.close" and not answered and can_deny:
                 answered = True
                 reason = message.get("reason") or (_REFUSED if "route" in scope else _NO_ROUTE)
@@ -80,8 +75,8 @@ class WebSocketContextMiddleware:
 
 async def _deny(send: Send, reason: str, id_header: tuple[bytes, bytes]) -> None:
     """Refuse the handshake with a 403 in the error envelope."""
-    body = to_json({"code": _FORBIDDEN, "message": reason})
+    body = error_body(_FORBIDDEN, reason)
     await send({"type": f"{_DENIAL}.start", "status": _FORBIDDEN, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        (b"x-content-type-options", b"nosniff"), id_header]})
+        NOSNIFF, id_header]})
     await send({"type": f"{_DENIAL}.body", "body": body})
