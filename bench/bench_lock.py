@@ -2,9 +2,9 @@
 
 For each of 1,000 fires (distinct fire times, as a scheduler makes them), in one process:
 
-* ``acquire``: ``Locks.acquire`` (one Lua round trip taking the fire and the run, the
-  fencing number) plus the watchdog taking the lease;
-* ``release``: freeing the run at the end (the fire is left to expire);
+* ``acquire``: ``Locks.acquire`` (one Lua round trip moving the job's fire mark, taking
+  the run and the fencing number) plus the watchdog taking the lease;
+* ``release``: freeing the run at the end (the mark stays);
 * ``guarded call``: a whole call of a ``@scheduler.lock()`` function doing nothing;
 * ``bare SET NX PX``: one plain redis-py ``SET NX PX``, the floor for any Redis lock.
 
@@ -63,7 +63,7 @@ def main() -> None:
         timings["acquire"].append((acquired - began) * 1000)
         timings["release"].append((released - acquired) * 1000)
 
-        token = fire_context(fire)
+        token = fire_context(fire, noop)
         began = time.perf_counter()
         noop()
         timings["guarded call"].append((time.perf_counter() - began) * 1000)

@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -248,3 +248,16 @@ def topic(broker: Any) -> str:
     from kafka_broker import create_topic
 
     return create_topic(broker.servers, f"t-{uuid.uuid4().hex[:10]}", partitions=4)
+
+
+@pytest.fixture
+def kafka_threads() -> Callable[[], list[threading.Thread]]:
+    """The Kafka loop threads started during this test and still alive (those left by
+    another test do not count)."""
+    before = set(threading.enumerate())
+
+    def started() -> list[threading.Thread]:
+        return [thread for thread in threading.enumerate()
+                if thread not in before and thread.name.startswith("fastkit-kafka")]
+
+    return started

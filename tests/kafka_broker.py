@@ -4,6 +4,7 @@ loopback port with memory storage, started and stopped by the tests."""
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import subprocess
 import time
@@ -55,3 +56,24 @@ def create_topic(servers: str, name: str, partitions: int = 4) -> str:
 
     asyncio.run(create())
     return name
+
+
+def connections_to(port: int) -> list[str]:
+    """The sockets this process holds open to ``port`` (any state, CLOSE_WAIT included):
+    /proc/net/tcp rows whose inode is one of this process's file descriptors."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    found = []
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
+                    found.append(row.strip())
+    return found

@@ -8,6 +8,7 @@ nothing and exits 0 when all is there. Standard library only: it runs before the
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import socket
@@ -32,6 +33,12 @@ def _answering(port: int) -> bool:
         return False
 
 
+def libfaketime() -> str | None:
+    """Debian's libfaketime, which runs a process with its clock off (``FAKETIME``)."""
+    found = sorted(glob.glob("/usr/lib/*/faketime/libfaketime.so.1"))
+    return found[0] if found else None
+
+
 def missing() -> list[str]:
     """One line for each thing the test suite needs and this machine lacks."""
     lines = []
@@ -39,6 +46,8 @@ def missing() -> list[str]:
         lines.append("Chromium (the docs are rendered in it): apt-get install chromium")
     if not _program("redis-server"):
         lines.append("redis-server (tests start private ones): apt-get install redis-server")
+    if not libfaketime():
+        lines.append("libfaketime (a process with a skewed clock): apt-get install faketime")
     if not (_program("mariadbd") and _program("mariadb-install-db")):
         lines.append("MariaDB server (tests start private ones): apt-get install mariadb-server")
     if not _answering(6379):

@@ -51,6 +51,7 @@ from fastflyer.middleware import (
 )
 from fastflyer.middleware.auth import BasicAuthMiddleware
 from fastflyer.middleware.context import HEALTH_BODY, HEALTH_METHODS
+from fastflyer.middleware.json_text import JSONTextMiddleware
 from fastflyer.middleware.methods import HeadAsGetMiddleware, method_not_allowed
 from fastflyer.middleware.redirects import RelativeRedirectMiddleware
 from fastflyer.middleware.unanswered import UnansweredErrorMiddleware
@@ -180,7 +181,7 @@ class FlyerAPI(FastAPI):
                                          app_dir.parent if app_dir is not None else None)
         # Before the schedulers start: the service-wide job state applies before any fire.
         self.task_state = register_task_state(settings, self.service_name, self.lifecycle)
-        register_executors(settings, self.lifecycle)
+        register_executors(settings, self.lifecycle, self.service_name)
         self._include_kafka = register_kafka(settings, self.readiness, self.lifecycle)
         self._install_error_handlers()
         if app_dir is not None:
@@ -313,6 +314,8 @@ class FlyerAPI(FastAPI):
             if table:
                 app = FastPathMiddleware(app, table, self.exception_handlers,
                                          lambda: bool(self.dependency_overrides))
+        # A JSON body is Unicode text on every route: a lone surrogate is a 422, not a 500.
+        app = JSONTextMiddleware(app)
         # HTTP semantics of every route, fast path included: HEAD wherever GET is, and
         # redirects relative, never to the request's Host.
         app = HeadAsGetMiddleware(app, lambda: self.router.routes)

@@ -44,7 +44,9 @@ def default_redis(settings: FlyerSettings | None = None) -> redis.Redis:
 
 
 def default_async_redis(settings: FlyerSettings | None = None) -> redis.asyncio.Redis:
-    """The ``redis.asyncio.Redis`` for the ``flyer_redis_*`` settings (pool per loop)."""
+    """The ``redis.asyncio.Redis`` for the ``flyer_redis_*`` settings: usable from any
+    event loop, each loop on a pool of its own, closed with that loop (see
+    :class:`fastkit.cache._redis.LoopLocalRedis`); same retry policy as :func:`default_redis`."""
     return fastkit.cache.get_async_redis_pool(*_redis_arguments(settings))
 
 

@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 import site
 import sysconfig
 import traceback
@@ -67,6 +68,7 @@ __all__ = [
     "error_body",
     "http_status_for",
     "log_unhandled",
+    "loggable",
     "short_traceback",
     "validation_detail",
 ]
@@ -134,11 +136,17 @@ def http_status_for(code: int) -> int:
 
 
 def error_body(code: int, message: str, detail: Any = None) -> bytes:
-    """The envelope as JSON bytes; ``detail`` is left out when ``None``."""
+    """The envelope as JSON bytes; ``detail`` is left out when ``None``. A string holding
+    a lone surrogate (no UTF-8 for it) is written as a JSON escape (``"\\ud800"``), the
+    whole body then in ASCII, rather than failing the answer."""
     body: dict[str, Any] = {"code": code, "message": message}
     if detail is not None:
         body["detail"] = detail
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str).encode()
+    text = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return json.dumps(body, separators=(",", ":"), default=str).encode()
 
 
 def validation_detail(errors: Sequence[Any]) -> list[dict[str, Any]]:
@@ -208,6 +216,21 @@ def short_traceback(exc: BaseException) -> tuple[str, int]:
     return "".join(te.format()).rstrip("\n"), dropped
 
 
+# What would break a log line: C0 controls (CR, LF), DEL, C1 controls and the Unicode
+# line and paragraph separators.
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def loggable(text: str) -> str:
+    """``text`` from the request (its path: ``%0a`` arrives decoded) for a log line, with
+    each character that would end the line or forge another (CR, LF, other controls, the
+    Unicode separators) written as its ``\\xNN``/``\\uNNNN`` escape."""
+    if _UNPRINTABLE.search(text) is None:
+        return text
+    return _UNPRINTABLE.sub(lambda found: found[0].encode("unicode_escape").decode("ascii"),
+                            text)
+
+
 def log_unhandled(exc: BaseException, method: str, path: str) -> None:
     """Log ``exc``, which nothing answered, as one ERROR record: the request id being
     served, ``method`` and ``path`` (the request's path, without its query string, which
@@ -217,8 +240,8 @@ def log_unhandled(exc: BaseException, method: str, path: str) -> None:
     except Exception:  # a traceback that cannot be formatted still gets its line
         text, dropped = traceback.format_exception_only(type(exc), exc)[-1].rstrip("\n"), 0
     left_out = f", {dropped} library frames left out" if dropped else ""
-    logger.error("unhandled {} in {} {} (request {}{}):\n{}", type(exc).__name__, method, path,
-                 get_request_id() or "-", left_out, text)
+    logger.error("unhandled {} in {} {} (request {}{}):\n{}", type(exc).__name__, method,
+                 loggable(path), get_request_id() or "-", left_out, text)
 
 
 class ErrorRenderer:
@@ -267,7 +290,7 @@ class ErrorRenderer:
         """The 499 of a request whose client went away before it was read: logged as one
         INFO line (the client's doing, not the server's), whatever ``always_http_200``."""
         logger.info("{} {}: the client closed the connection before its request was read "
-                    "(499)", request.method, request.scope["path"])
+                    "(499)", request.method, loggable(request.scope["path"]))
         return Response(error_body(CLIENT_CLOSED_REQUEST, "Client Closed Request"),
                         status_code=CLIENT_CLOSED_REQUEST, media_type="application/json")
 

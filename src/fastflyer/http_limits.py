@@ -19,14 +19,27 @@ A field line counts ``len(name) + len(value) + 4`` bytes (``": "`` and CRLF); ch
 trailers count as fields of their message. A refusal is the framework's envelope
 (``{"code": 431, "message": "..."}``, ``X-Request-ID``, ``Connection: close``), then the
 connection closes; when an answer to an earlier request on the connection is still being
-sent, or the head was already served (trailers), it only closes.
+sent, or the head was already served (trailers), it only closes. A request the parser
+refuses as malformed (a bad request line, a control byte in a field, a bad chunk size)
+gets uvicorn's 400 in the same envelope, with the same headers.
 
 A request body must keep arriving: while a head is complete and its body is not, and
 uvicorn has not paused reading (its flow control), ``flyer_body_timeout`` (30 s) may pass
 between two reads at most. Past it, the request answers 408 in the envelope (``"Request
 body not received within N s"``) if the app has not started its answer, and the
-connection closes; the app sees a disconnect. One timer per connection, armed only while a
-body is unfinished at the end of a read: a request read whole in one read arms nothing.
+connection closes; the app sees a disconnect.
+
+A request head must arrive whole within ``flyer_header_timeout`` (10 s): counted from the
+connection's opening for its first request, and for a later one from its first byte (the
+idle time between answers is uvicorn's keep-alive, ``flyer_keepalive``); a head sent a
+line at a time is bounded too. Past it, a connection that has sent some bytes of a head
+answers 408 in the envelope (``"Request head not received within N s"``) and closes; one
+that sent nothing only closes. A pipelined head that arrives while an answer is under way
+waits with that answer, and is timed from the answer's end.
+
+One timer per connection, for the head or the body, armed at the connection's opening and
+then only while a head or a body is unfinished at the end of a read: requests read whole
+in one read each arm nothing.
 
 Memory: an unfinished head is held up to :attr:`RequestLimits.head_budget` bytes (the URL's
 and the fields' limits plus a request line's method and version); with httptools, a head
@@ -63,6 +76,7 @@ except ImportError:  # pragma: no cover - uvicorn[standard] installs it
 
 __all__ = ["LimitedH11Protocol", "LimitedHttpToolsProtocol", "RequestLimits", "http_protocol"]
 
+BAD_REQUEST = 400
 REQUEST_TIMEOUT = 408
 URI_TOO_LONG = 414
 FIELDS_TOO_LARGE = 431
@@ -81,16 +95,19 @@ class RequestLimits:
     max_header_size: int = 16384
     max_headers: int = 100
     body_timeout: float = 30.0  # seconds a started request body may go without a read
+    header_timeout: float = 10.0  # seconds a request head may take to arrive whole
 
     @classmethod
     def from_settings(cls, settings: FlyerSettings) -> RequestLimits:
         """The limits ``flyer_max_url_length``, ``flyer_max_header_field_size``,
-        ``flyer_max_header_size``, ``flyer_max_headers`` and ``flyer_body_timeout`` say."""
+        ``flyer_max_header_size``, ``flyer_max_headers``, ``flyer_body_timeout`` and
+        ``flyer_header_timeout`` say."""
         return cls(max_url_length=settings.max_url_length,
                    max_header_field_size=settings.max_header_field_size,
                    max_header_size=settings.max_header_size,
                    max_headers=settings.max_headers,
-                   body_timeout=settings.body_timeout)
+                   body_timeout=settings.body_timeout,
+                   header_timeout=settings.header_timeout)
 
     @property
     def head_budget(self) -> int:
@@ -165,43 +182,101 @@ def _close(protocol: Any, refusal: Refusal, *, answer: bool) -> None:
     protocol.transport.close()
 
 
-class _BodyClock:
-    """A connection's body read timer: armed while ``pending()`` (a request head is
-    complete, its body is not) and reading is not paused, for ``timeout`` seconds."""
+def _bad_request(protocol: Any, message: str) -> None:
+    """uvicorn's 400 for a request the parser refused (uvicorn logged it), in the
+    envelope with a request id and ``nosniff`` as every other answer; only when no answer
+    is under way on the connection (a pipelined request's answer is never cut into)."""
+    cycle = protocol.cycle
+    if cycle is None or cycle.response_complete or not cycle.response_started:
+        refusal = Refusal(BAD_REQUEST, message)
+        protocol.transport.write(refusal.response(protocol.server_state.default_headers))
+    protocol.transport.close()
 
-    def __init__(self, protocol: Any, timeout: float, pending: Callable[[], bool]) -> None:
+
+_HEAD, _BODY = "head", "body"
+
+
+class _Clock:
+    """A connection's one read timer. While a request head is due and unfinished
+    (``head_pending()``: some of its bytes are held, no answer is under way), the whole
+    head must arrive within ``limits.header_timeout`` of its first byte (of the
+    connection's opening, for the first); while a body is (``body_pending()``: its head
+    is complete, the message is not) and reading is not paused, ``limits.body_timeout``
+    may pass between two reads at most. Otherwise no timer runs."""
+
+    def __init__(self, protocol: Any, limits: RequestLimits, body_pending: Callable[[], bool],
+                 head_pending: Callable[[], bool]) -> None:
         self._protocol = protocol
-        self._timeout = timeout
-        self._pending = pending
+        self._limits = limits
+        self._body_pending = body_pending
+        self._head_pending = head_pending
         self._timer: asyncio.TimerHandle | None = None
+        self._mode: str | None = None
+
+    def start(self) -> None:
+        """Time the first head from the connection's opening."""
+        self._arm(_HEAD, self._limits.header_timeout)
 
     def update(self) -> None:
-        """(Re)arm the timer if a body is awaited, else cancel it; after each read and
-        each change of uvicorn's flow control."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        protocol = self._protocol
-        transport = protocol.transport
-        if (self._pending() and not protocol.flow.read_paused
-                and not transport.is_closing() and transport.get_protocol() is protocol):
-            self._timer = protocol.loop.call_later(self._timeout, self._expire)
+        """After each read and each answer's end: time the head or the body that is
+        unfinished, else nothing."""
+        if not self._live():
+            self.cancel()
+        elif self._body_pending():
+            self._time_body()
+        elif self._head_pending():
+            if self._mode is not _HEAD:  # its first byte: the deadline starts
+                self._arm(_HEAD, self._limits.header_timeout)
+                self._protocol._unset_keepalive_if_required()  # this timer is the bound
+        else:
+            self.cancel()
+
+    def flow_changed(self) -> None:
+        """Reading paused or resumed: only a body's timer follows it."""
+        if self._live() and self._body_pending():
+            self._time_body()
+        elif self._mode is _BODY:
+            self.cancel()
 
     def cancel(self) -> None:
-        """Stop the timer (the connection is lost)."""
+        """Stop the timer."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        self._mode = None
+
+    def _time_body(self) -> None:
+        if self._protocol.flow.read_paused:
+            self.cancel()
+        else:
+            self._arm(_BODY, self._limits.body_timeout)  # re-armed at each read
+
+    def _arm(self, mode: str, timeout: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._mode = mode
+        self._timer = self._protocol.loop.call_later(timeout, self._expire)
+
+    def _live(self) -> bool:
+        transport = self._protocol.transport
+        return not transport.is_closing() and transport.get_protocol() is self._protocol
 
     def _expire(self) -> None:
-        self._timer = None
+        mode, self._timer, self._mode = self._mode, None, None
         protocol = self._protocol
-        if protocol.transport.is_closing():
+        if not self._live():  # closed, or upgraded to a websocket
             return
         cycle = protocol.cycle
-        refusal = Refusal(REQUEST_TIMEOUT, f"Request body not received within "
-                                           f"{self._timeout:g} s")
-        _close(protocol, refusal, answer=cycle is not None and not cycle.response_started)
+        if mode is _BODY:
+            refusal = Refusal(REQUEST_TIMEOUT, f"Request body not received within "
+                                               f"{self._limits.body_timeout:g} s")
+            _close(protocol, refusal, answer=cycle is not None and not cycle.response_started)
+        elif not self._head_pending():
+            protocol.transport.close()  # a connection that never sent a byte
+        else:
+            refusal = Refusal(REQUEST_TIMEOUT, f"Request head not received within "
+                                               f"{self._limits.header_timeout:g} s")
+            _close(protocol, refusal, answer=cycle is None or cycle.response_complete)
 
 
 class _ClockedFlowControl(FlowControl):
@@ -221,19 +296,21 @@ class _ClockedFlowControl(FlowControl):
 
 
 class _ClockedConnection:
-    """The body clock's part of a protocol's connection: uvicorn's flow control replaced
-    by one that tells the clock, and the clock stopped with the connection."""
+    """The clock's part of a protocol's connection: uvicorn's flow control replaced by one
+    that tells the clock, the first head timed from the opening, the clock stopped with the
+    connection."""
 
-    _body_clock: _BodyClock
+    _clock: _Clock
     flow: FlowControl
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
         self.flow = _ClockedFlowControl(cast(asyncio.Transport, transport),
-                                        self._body_clock.update)
+                                        self._clock.flow_changed)
+        self._clock.start()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self._body_clock.cancel()
+        self._clock.cancel()
         super().connection_lost(exc)  # type: ignore[misc]
 
 
@@ -241,7 +318,8 @@ if httptools is not None:
 
     class LimitedHttpToolsProtocol(_ClockedConnection, HttpToolsProtocol):
         """uvicorn's httptools protocol, refusing a request head over ``limits`` and
-        closing a body that stops arriving (``limits.body_timeout``).
+        closing a head or a body that is too slow (``limits.header_timeout``,
+        ``limits.body_timeout``).
 
         Raw bytes of an unfinished head are counted before the parser buffers them (data
         is fed in slices of at most the head budget); the URL and each field exactly, in
@@ -262,14 +340,25 @@ if httptools is not None:
             self._quiet_bytes = 0  # bytes after the head that delivered no body (trailers)
             self._refusal: Refusal | None = None
             self._body_pending = False  # a head is complete, its message is not
-            self._body_clock = _BodyClock(self, self.limits.body_timeout,
-                                          lambda: self._body_pending)
+            self._head_begun = False  # bytes of a request head arrived, not all of it
+            self._clock = _Clock(self, self.limits, lambda: self._body_pending,
+                                 self._head_pending)
+
+        def _head_pending(self) -> bool:
+            cycle = self.cycle
+            return self._head_begun and (cycle is None or cycle.response_complete)
 
         def data_received(self, data: bytes) -> None:
             try:
                 self._receive(data)
             finally:
-                self._body_clock.update()
+                self._clock.update()
+
+        def on_response_complete(self) -> None:
+            """uvicorn's; then a head that arrived in part meanwhile is timed."""
+            super().on_response_complete()
+            if self._head_begun or self._body_pending:
+                self._clock.update()
 
         def _receive(self, data: bytes) -> None:
             budget = self.limits.head_budget
@@ -282,6 +371,7 @@ if httptools is not None:
                 piece, view = view[:size], view[size:]
                 if in_head:
                     self._head_bytes += len(piece)
+                    self._head_begun = True
                 self._restarted = self._body_seen = False
                 super().data_received(piece)  # type: ignore[arg-type]
                 if self._refusal is not None or self.transport.is_closing():
@@ -310,7 +400,7 @@ if httptools is not None:
             if self._refusal is not None:
                 _refuse(self, self._refusal, answer=self._in_head)
                 return
-            super().send_400_response(msg)
+            _bad_request(self, msg)
 
         def _stop(self, refusal: Refusal | None) -> None:
             if refusal is not None:
@@ -319,7 +409,7 @@ if httptools is not None:
 
         def on_message_begin(self) -> None:
             super().on_message_begin()
-            self._in_head = True
+            self._in_head = self._head_begun = True
             self._url_bytes = self._fields = self._field_bytes = 0
 
         def on_url(self, url: bytes) -> None:
@@ -335,7 +425,7 @@ if httptools is not None:
             super().on_header(name, value)
 
         def on_headers_complete(self) -> None:
-            self._in_head = False
+            self._in_head = self._head_begun = False
             self._quiet_bytes = 0
             self._body_pending = True
             super().on_headers_complete()
@@ -381,6 +471,11 @@ class _LimitedConnection(h11.Connection):
                                               error_status_hint=self.refusal.status)
         return event
 
+    def holds_data(self) -> bool:
+        """Bytes received and not yet parsed are held (``trailing_data`` without its copy,
+        which a head trickled a byte per read would pay for at each read)."""
+        return bool(self._receive_buffer)
+
     def _overflow(self, waiting: bool) -> Refusal:
         """The refusal of an event that outgrew the head budget unfinished."""
         budget = self.limits.head_budget
@@ -398,22 +493,29 @@ class _LimitedConnection(h11.Connection):
 
 
 class LimitedH11Protocol(_ClockedConnection, H11Protocol):
-    """uvicorn's h11 protocol, refusing a request head over ``limits`` and closing a body
-    that stops arriving (``limits.body_timeout``)."""
+    """uvicorn's h11 protocol, refusing a request head over ``limits`` and closing a head
+    or a body that is too slow (``limits.header_timeout``, ``limits.body_timeout``)."""
 
     def __init__(self, *args: Any, limits: RequestLimits | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.limits = limits or RequestLimits()
         self.conn = _LimitedConnection(self.limits)
-        self._body_clock = _BodyClock(self, self.limits.body_timeout,
-                                      lambda: self.conn.their_state is h11.SEND_BODY)
+        self._clock = _Clock(self, self.limits,
+                             lambda: self.conn.their_state is h11.SEND_BODY,
+                             self._head_pending)
+
+    def _head_pending(self) -> bool:
+        cycle = self.cycle
+        conn = self.conn
+        return (conn.their_state is h11.IDLE and (cycle is None or cycle.response_complete)
+                and isinstance(conn, _LimitedConnection) and conn.holds_data())
 
     def handle_events(self) -> None:
-        """uvicorn's, then the body timer (re)armed if a body is awaited."""
+        """uvicorn's (after each read and each answer's end), then the clock."""
         try:
             super().handle_events()
         finally:
-            self._body_clock.update()
+            self._clock.update()
 
     def send_400_response(self, msg: str) -> None:
         """Answer a refusal (h11 stopped at it) instead of uvicorn's plain 400."""
@@ -421,7 +523,7 @@ class LimitedH11Protocol(_ClockedConnection, H11Protocol):
         if isinstance(conn, _LimitedConnection) and conn.refusal is not None:
             _refuse(self, conn.refusal, answer=True)
             return
-        super().send_400_response(msg)
+        _bad_request(self, msg)
 
 
 def http_protocol(settings: FlyerSettings | RequestLimits) -> type[asyncio.Protocol]:

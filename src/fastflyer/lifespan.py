@@ -16,6 +16,14 @@ that overruns is logged and left behind so the others still run (each later hook
 least 0.1 s). Hooks may be sync (run in a daemon thread, so that one left behind never
 holds the process's exit) or async.
 
+Shutdown runs every stop hook, whatever one of them raises: an ``Exception`` or a
+``CancelledError`` raised inside a hook is logged and the next hook runs. A
+``KeyboardInterrupt`` or ``SystemExit`` from a hook is logged too and raised again once
+every hook has run (the interrupt is not lost, the other components still stop). If the
+shutdown itself is cancelled (the server gives up on it), the hook running is cut short,
+the later ones still run within the deadline, and the ``CancelledError`` is raised at
+the end.
+
 What went wrong while stopping (requests still in flight when the drain ended, a hook
 that overran or failed) is kept in :attr:`Lifecycle.stop_problems`: the servers
 (``fastflyer run``/``serve``) exit with status 1 when it is not empty.
@@ -55,6 +63,25 @@ async def _call(hook: Hook) -> None:
     result = hook()
     if inspect.isawaitable(result):
         await result
+
+
+async def _guarded(hook: Hook) -> BaseException | None:
+    """Run a stop hook; what it raised (``None``: nothing), ``CancelledError`` excepted.
+
+    A sync hook runs on a daemon thread, so that one left behind never holds the exit.
+    ``KeyboardInterrupt`` and ``SystemExit`` come back as values too: raised inside a
+    task they would escape the event loop before the other hooks ran.
+    """
+    try:
+        if inspect.iscoroutinefunction(hook):
+            await _call(hook)
+        else:
+            await run_in_daemon_thread(_sync, hook)
+    except asyncio.CancelledError:
+        raise
+    except BaseException as exc:
+        return exc
+    return None
 
 
 def _sync(hook: Hook) -> None:
@@ -129,24 +156,47 @@ class Lifecycle:
         elif self.forced:
             self._problem("the server was stopped at once (a second Ctrl-C, or SIGQUIT)")
         deadline = time.monotonic() + self.shutdown_timeout
+        cancelled = False  # this task was cancelled while stopping: raised at the end
+        fatal: BaseException | None = None  # KeyboardInterrupt, SystemExit: raised at the end
         for component in reversed(self._components if components is None else components):
             if component.stop is None:
                 continue
             # A hook after one that overran still gets a moment: it may be quick.
             remaining = max(deadline - time.monotonic(), _FLOOR)
-            stop = component.stop
-            # A sync hook on a daemon thread: one left behind never holds the exit.
-            call = (_call(stop) if inspect.iscoroutinefunction(stop)
-                    else run_in_daemon_thread(_sync, stop))
+            # Its own task: what it raises (CancelledError included) or how long it
+            # takes never stops the hooks after it.
+            hook = asyncio.ensure_future(_guarded(component.stop))
             try:
-                await asyncio.wait_for(call, timeout=remaining)
-            except TimeoutError:
+                done, _ = await asyncio.wait({hook}, timeout=remaining)
+            except asyncio.CancelledError:
+                # The server gave up on the shutdown: this hook is cut short, the later
+                # ones still run (within the deadline), then the cancel goes on.
+                cancelled = True
+                hook.cancel()
+                self._problem(f"shutdown of {component.name} was cancelled (the shutdown "
+                              "itself was cancelled); the later hooks still run")
+                continue
+            if not done:
+                hook.cancel()  # left behind: a sync hook's daemon thread goes on alone
                 self._problem(f"shutdown of {component.name} did not finish within "
                               f"flyer_shutdown_timeout ({self.shutdown_timeout:g} s); going on")
-            except Exception as exc:
-                self._problem(f"shutdown of {component.name} failed: "
-                              f"{type(exc).__name__}: {exc}", exc)
+                continue
+            if hook.cancelled():
+                self._problem(f"shutdown of {component.name} failed: CancelledError raised "
+                              "inside the hook; going on")
+                continue
+            error = hook.result()
+            if error is None:
+                continue
+            self._problem(f"shutdown of {component.name} failed: "
+                          f"{type(error).__name__}: {error}", error)
+            if not isinstance(error, Exception) and fatal is None:
+                fatal = error
         self.stopped = True
+        if fatal is not None:  # every hook ran; now the interrupt goes on
+            raise fatal
+        if cancelled:
+            raise asyncio.CancelledError
 
     def _problem(self, line: str, exc: BaseException | None = None) -> None:
         self.stop_problems.append(line)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -169,17 +170,27 @@ def default_async_producer(settings: FlyerSettings | None = None) -> AsyncProduc
         return producer
 
 
-async def close_default_producers() -> None:
-    """Close the default producers made so far (this loop's async ones, the sync one)."""
+async def close_default_producers(timeout: float = 10) -> None:
+    """Close the default producers made so far (this loop's async ones, the sync one),
+    together, within ``timeout`` s whatever the broker does; what one could not deliver
+    or close is logged, and the others close all the same."""
     loop = asyncio.get_running_loop()
     with _producers_guard:
         mine = [key for key in _producers if key[0] == "sync" or key[2] is loop]
         closing = [(key[0], _producers.pop(key)) for key in mine]
-    for kind, producer in closing:
+
+    async def close(kind: str, producer: Any) -> None:
         if kind == "async":
-            await producer.close()
+            await producer.close(timeout)
         else:  # on a daemon thread: a broker that never answers cannot hold up exit
-            await run_in_daemon_thread(producer.close)
+            await asyncio.wait_for(run_in_daemon_thread(producer.close, timeout), timeout + 2)
+
+    results = await asyncio.gather(*(close(kind, p) for kind, p in closing),
+                                   return_exceptions=True)
+    for (_, producer), result in zip(closing, results, strict=True):
+        if isinstance(result, BaseException):
+            logger.opt(exception=result).error("Kafka producer {!r} did not close cleanly: "
+                                               "{}", producer, type(result).__name__)
 
 
 class KafkaNotReady(RuntimeError):
@@ -216,7 +227,7 @@ class _Supervised:
                 self.failure = f"{type(exc).__name__}: {exc}"
                 logger.error("Kafka consumer {} failed ({}); starting again in {:g} s",
                              self.spec.name, self.failure, wait)
-                await consumer.stop(timeout=0)
+                await consumer.stop(timeout=0)  # bounded, never raises CancelledError
             try:
                 await asyncio.wait_for(self.stopping.wait(), wait)
             except TimeoutError:
@@ -232,15 +243,19 @@ class _Supervised:
         return f"restarting after {self.failure}" if self.failure else "starting"
 
     async def stop(self, timeout: float) -> None:
-        """Let the message in hand finish (up to ``timeout`` s), commit, leave the group."""
+        """Let the message in hand finish, commit, leave the group: within ``timeout`` s
+        (plus about a second when the broker must be given up on)."""
+        deadline = time.monotonic() + timeout
         self.stopping.set()
         if self.consumer is not None:
-            await self.consumer.stop(timeout)
+            await self.consumer.stop(timeout)  # bounded, never raises CancelledError
         task = self.task
         if task is None:
             return
-        await asyncio.wait({task}, timeout=timeout)
+        await asyncio.wait({task}, timeout=max(deadline - time.monotonic(), 0.1))
         if not task.done():  # stuck connecting or in a handler: give up on it
+            logger.warning("Kafka consumer {} did not stop within {:g} s; cancelled",
+                           self.spec.name, timeout)
             task.cancel()
             await asyncio.wait({task}, timeout=1)
             if self.consumer is not None:
@@ -283,16 +298,34 @@ class _Kafka:
                         app, ", ".join(spec.topics), spec.group_id)
 
     async def stop(self) -> None:
+        """Stop the consumers, then close the producers and the readiness client, within
+        ``flyer_shutdown_timeout`` whatever the broker does; each step runs whatever the
+        one before it did (its trouble is logged)."""
+        from fastkit.message._closing import settle
+
+        deadline = time.monotonic() + self.settings.shutdown_timeout * 0.9
+
+        def left() -> float:
+            return max(deadline - time.monotonic(), 0.1)
+
         running, self.running = self.running, []
-        # The rest of the graceful time goes to committing and leaving the group.
-        timeout = self.settings.shutdown_timeout * 0.6
-        await asyncio.gather(*(s.stop(timeout) for s in running))
-        await close_default_producers()
-        if self.settings in _serving:
-            _serving.remove(self.settings)
-        client, self._client = self._client, None
-        if client is not None:
-            await client.close()
+        try:
+            # Consumers get 60 % of the time; the rest goes to the producers.
+            timeout = self.settings.shutdown_timeout * 0.6
+            results = await asyncio.gather(*(s.stop(timeout) for s in running),
+                                           return_exceptions=True)
+            for supervised, result in zip(running, results, strict=True):
+                if isinstance(result, BaseException):
+                    logger.opt(exception=result).error(
+                        "Kafka consumer {} did not stop cleanly: {}", supervised.spec.name,
+                        type(result).__name__)
+            await close_default_producers(left())
+        finally:
+            if self.settings in _serving:
+                _serving.remove(self.settings)
+            client, self._client = self._client, None
+            if client is not None:
+                await settle(client.close(), left())
 
     async def ready(self) -> None:
         """Raises :class:`KafkaNotReady` unless the broker answers and every consumer runs."""

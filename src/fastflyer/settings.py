@@ -297,6 +297,10 @@ class FlyerSettings(BaseSettings):
         30, "a number of seconds > 0, at most 86400 (how long a request body may go "
         "without a byte arriving; then 408 and the connection closed)", gt=0, le=DAY,
         allow_inf_nan=False)
+    header_timeout: float = _allowed(
+        10, "a number of seconds > 0, at most 86400 (how long a request head may take to "
+        "arrive whole; then 408, or a close if nothing came, and the connection closed)",
+        gt=0, le=DAY, allow_inf_nan=False)
     opentelemetry_enabled: bool = _allowed(
         False, "1 or 0 (1: FastAPI's OpenTelemetry spans and metrics, where FastAPI has them)")
     fast_path: bool = _allowed(True, "1 or 0 (0: every route through FastAPI's full handling)")

@@ -664,6 +664,27 @@ def check_body_timeout(setting: Setting) -> None:
     assert answer.endswith(b'{"code":408,"message":"Request body not received within 0.5 s"}')
 
 
+def stalled_head_answer(settings: FlyerSettings, wait: float) -> bytes:
+    """What :func:`limited_server` for ``settings`` sends within ``wait`` seconds to a GET
+    whose head stops after its first header line (until it closes, or ``b""``)."""
+    received = b""
+    with limited_server(settings) as address, \
+            socket.create_connection(address, timeout=10) as client:
+        client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        client.settimeout(wait)
+        with contextlib.suppress(TimeoutError):
+            while chunk := client.recv(4096):
+                received += chunk
+    return received
+
+
+def check_header_timeout(setting: Setting) -> None:
+    assert stalled_head_answer(setting.settings(), wait=1.5) == b""  # still waiting (10 s)
+    answer = stalled_head_answer(setting.settings(header_timeout=0.5), wait=10)
+    assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+    assert answer.endswith(b'{"code":408,"message":"Request head not received within 0.5 s"}')
+
+
 def check_fast_path(setting: Setting) -> None:
     def served_directly(app: FlyerAPI) -> bool:
         with serve(app) as client:
@@ -880,19 +901,20 @@ def check_kafka_sasl_password(setting: Setting) -> None:
 # --- schedulers and the service ------------------------------------------------------------
 
 def check_lock_ttl(setting: Setting) -> None:
-    from fastflyer.executor import lock_backend, locks
+    from fastflyer.executor import lock_backend, lock_prefix, locks
 
     store = redis.Redis()
     setting.set(redis_host="127.0.0.1")
 
     def lock_expiry_ms(app: FlyerAPI) -> int:
         name = f"test-every-setting-{uuid.uuid4().hex[:12]}"
+        base = f"{lock_prefix(app.service_name)}{{{name}}}"
         try:
             with serve(app), locks.held(name) as lease:  # the lifespan configures the locks
                 assert lease is not None
-                return int(store.pttl(f"fastkit:lock:{{{name}}}:run"))
+                return int(store.pttl(f"{base}:run"))
         finally:
-            store.delete(*(f"fastkit:lock:{{{name}}}:{part}" for part in ("run", "fence")))
+            store.delete(*(f"{base}:{part}" for part in ("run", "fence")))
 
     try:
         assert 20_000 < lock_expiry_ms(setting.build()) <= 30_000
@@ -902,23 +924,29 @@ def check_lock_ttl(setting: Setting) -> None:
 
 
 def check_service_name(setting: Setting) -> None:
-    from fastflyer.executor import background_scheduler
+    from fastflyer.executor import background_scheduler, lock_backend, locks
     from fastkit.executor import JobNotFound
 
     store = redis.Redis(decode_responses=True)
     name, job = f"test-every-setting-{uuid.uuid4().hex[:12]}", f"effect-{uuid.uuid4().hex[:8]}"
+    lock_keys = [f"fastkit:lock:{name}:{{{job}}}:{part}" for part in ("run", "fence")]
     background_scheduler.add_job(print, "interval", hours=1, id=job)
     try:
         with serve(setting.build(redis_host="127.0.0.1", service_name=name,
                                  task_api_open=1)) as client:
             paused = client.post(f"/flyer/tasks/background/{job}/pause")
+            with locks.held(job) as lease:
+                assert lease is not None
+                # The service's locks live under its name: other services never share them.
+                assert store.get(lock_keys[0]) == lease.token
         assert paused.status_code == 200, paused.text
         # Recorded for the service under its name, where its other workers look.
         assert store.hgetall(f"fastflyer:{name}:tasks") == {f"background/{job}": "paused"}
     finally:
         with contextlib.suppress(JobNotFound):
             background_scheduler.remove_job(job)
-        store.delete(f"fastflyer:{name}:tasks")
+        store.delete(f"fastflyer:{name}:tasks", *lock_keys)
+        locks.configure(lock_backend, ttl=30.0)  # as it was before any app started
 
 
 EFFECTS: dict[str, Callable[..., None]] = {
@@ -960,6 +988,7 @@ EFFECTS: dict[str, Callable[..., None]] = {
     "max_header_size": check_max_header_size,
     "max_headers": check_max_headers,
     "body_timeout": check_body_timeout,
+    "header_timeout": check_header_timeout,
     "opentelemetry_enabled": check_opentelemetry_enabled,
     "fast_path": check_fast_path,
     "trusted_proxies": check_trusted_proxies,

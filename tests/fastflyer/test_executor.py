@@ -57,9 +57,12 @@ def test_the_seed_blocks_run_as_written(build, capfd):
 
     store = redis.Redis(db=15, decode_responses=True)
     name = "test_executor.test_the_seed_blocks_run_as_written.<locals>.customfunc"
-    fences = [f"fastkit:lock:{{{kind}:{name}}}:fence" for kind in ("background", "asyncio")]
-    before = [int(store.get(key) or 0) for key in fences]
     app = build(redis_host="127.0.0.1", redis_db=15, task_api_open=1)
+    # Namespaced by the service's name (here the demo project's title).
+    # A scheduled fire's lock is its job's own: <lock name>/<job id>.
+    fences = [f"fastkit:lock:{app.service_name}:{{{kind}:{name}/customjob}}:fence"
+              for kind in ("background", "asyncio")]
+    before = [int(store.get(key) or 0) for key in fences]
     with TestClient(app) as client:
         assert background_scheduler.running and asyncio_scheduler.running
         for scheduler in ("background", "asyncio"):
@@ -93,6 +96,37 @@ def test_the_lifespan_starts_and_stops_schedulers_and_pool(build):
         assert threadpool.running and background_scheduler.running
         wait_until(lambda: ran)
     assert stopped == [1] and not threadpool.running
+
+
+def test_a_second_app_keeps_the_first_app_s_locks(logs):
+    from fastflyer import FlyerAPI
+    from fastflyer.executor import lock_backend, lock_prefix, locks
+    from fastflyer.settings import load_settings
+
+    tag = uuid.uuid4().hex[:8]
+
+    def app(name, **more):
+        return FlyerAPI(settings=load_settings(redis_host="127.0.0.1", redis_db=15,
+                                               service_name=f"test-{tag}-{name}",
+                                               warn_unknown=False, **more))
+
+    orders, billing = app("orders"), app("billing", lock_ttl=60)
+    try:
+        with TestClient(orders):
+            assert locks.backend.prefix == lock_prefix(f"test-{tag}-orders")
+            with TestClient(billing):
+                assert locks.backend.prefix == lock_prefix(f"test-{tag}-orders")
+                assert locks.ttl == 30.0
+            assert locks.backend.prefix == lock_prefix(f"test-{tag}-orders")  # B stopped
+            warnings = [line for line in logs.text().splitlines()
+                        if "keep the locks of" in line]
+            assert len(warnings) == 1
+            assert f"test-{tag}-orders" in warnings[0] and f"test-{tag}-billing" in warnings[0]
+        with TestClient(billing):  # alone now: B's own locks
+            assert locks.backend.prefix == lock_prefix(f"test-{tag}-billing")
+            assert locks.ttl == 60.0
+    finally:
+        locks.configure(lock_backend, ttl=30.0)  # as it was before any app started
 
 
 def test_async_locked_jobs_run_on_the_app_s_loop(build):

@@ -17,8 +17,8 @@ else a close with 1008 (policy violation), which the server answers with a bare 
 The user name and the password are both compared in constant time
 (:func:`secrets.compare_digest`), whichever fails first.
 
-A CORS preflight (``OPTIONS`` with ``Access-Control-Request-Method``) passes when
-``preflight_passes`` is set (the app has CORS): browsers never send credentials on a
+A CORS preflight (``OPTIONS`` with ``Origin`` and ``Access-Control-Request-Method``) passes
+when ``preflight_passes`` is set (the app has CORS): browsers never send credentials on a
 preflight, and Starlette's CORS middleware answers it without reaching a route.
 """
 
@@ -44,7 +44,13 @@ _REQUIRED = "Authentication required"
 def is_protected(path: str, base_url: str) -> bool:
     """Whether ``path`` (a request path without the root path) needs credentials when
     auth is on: every path but the health checks (``/health_check``,
-    ``{base_url}/health_check`` and the paths under them, readiness included)."""
+    ``{base_url}/health_check`` and the paths under them, readiness included).
+
+    A path with a dot segment (``.``, ``..``) or a backslash is protected whatever it
+    starts with: ``/health_check/../secret.txt`` names no health check, and what serves
+    files (``StaticFiles``, a ``{path:path}`` route) resolves it to ``/secret.txt``."""
+    if "\\" in path or any(segment in (".", "..") for segment in path.split("/")):
+        return True
     for open_path in ("/health_check", f"{base_url}/health_check"):
         if path == open_path or path.startswith(f"{open_path}/"):
             return False
@@ -104,10 +110,14 @@ class BasicAuthMiddleware:
             path = path[len(root):] or "/"
         if not is_protected(path, self.base_url):
             return True
-        return (self.preflight_passes and scope["type"] == "http"
-                and scope["method"] == "OPTIONS"
-                and any(name == b"access-control-request-method"
-                        for name, _ in scope["headers"]))
+        if not (self.preflight_passes and scope["type"] == "http"
+                and scope["method"] == "OPTIONS"):
+            return False
+        # A preflight is what Starlette's CORS middleware answers itself: an Origin and an
+        # Access-Control-Request-Method. Without the Origin it passes the request on, and
+        # an OPTIONS route (or a mounted app) would run without credentials.
+        names = {name for name, _ in scope["headers"]}
+        return b"origin" in names and b"access-control-request-method" in names
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in ("http", "websocket") or self._exempt(scope) \

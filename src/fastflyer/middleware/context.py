@@ -22,7 +22,7 @@ from collections.abc import Iterable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from fastflyer.errors import ErrorRenderer
+from fastflyer.errors import ErrorRenderer, loggable
 from fastflyer.middleware.access_log import AccessLog
 from fastkit.logging import logger
 from fastkit.request_id import new_request_id, reset_request_id, set_request_id
@@ -112,7 +112,7 @@ class RequestContextMiddleware:
                 # nothing was sent yet; counted, so that the stop is not called clean.
                 self.cut_off += 1
                 logger.warning("{} {} cut off: the server stopped before it finished",
-                               scope["method"], path)
+                               scope["method"], loggable(path))
                 if status == 0:
                     await self.renderer.send_stopping(scope, receive, send_with_headers)
             finally:

@@ -38,7 +38,8 @@ except ImportError:  # older FastAPI copies included routes into the app's list
     def _iter_route_contexts(routes: Sequence[Any]) -> Any:  # type: ignore[misc]
         return iter(routes)
 
-__all__ = ["HeadAsGetMiddleware", "allowed_methods", "declared_methods", "method_not_allowed"]
+__all__ = ["HeadAsGetMiddleware", "allowed_methods", "declared_methods", "head_runs_as_get",
+           "method_not_allowed"]
 
 _METHOD_NOT_ALLOWED = 405
 _STATIC_METHODS = frozenset({"GET", "HEAD"})
@@ -66,6 +67,25 @@ def declared_methods(routes: Iterable[Any], scope: Scope) -> frozenset[str] | No
     return frozenset(found)
 
 
+def head_runs_as_get(routes: Iterable[Any], scope: Scope) -> bool:
+    """Whether a ``HEAD`` for the path of ``scope`` (an HTTP scope) runs as ``GET``: a
+    route serves ``GET`` there, no route declares ``HEAD`` there, and no mount takes the
+    path before that route. Routing order decides, as in Starlette's router: a catch-all
+    mount after the routes (``StaticFiles`` at ``/``) answers every ``HEAD`` routing
+    hands it, and must not shadow the ``GET`` routes before it."""
+    root_path = scope.get("app_root_path", scope.get("root_path", ""))
+    head, get = ({"type": "http", "method": method, "path": scope["path"],
+                  "root_path": root_path} for method in ("HEAD", "GET"))
+    served = False
+    for route in _iter_route_contexts(list(routes)):
+        if route.matches(head)[0] is Match.FULL:
+            if getattr(route, "methods", None) or not served:
+                return False  # a route of its own for HEAD, or a mount before the GET
+        elif not served and route.matches(get)[0] is Match.FULL:
+            served = True
+    return served
+
+
 def allowed_methods(declared: frozenset[str]) -> frozenset[str]:
     """What ``Allow`` lists for a path whose routes declare ``declared`` (not empty):
     those, ``HEAD`` where ``GET`` is, and ``OPTIONS``."""
@@ -88,8 +108,7 @@ class HeadAsGetMiddleware:
         if scope["type"] != "http" or scope["method"] != "HEAD":
             await self.app(scope, receive, send)
             return
-        declared = declared_methods(self.routes(), scope)
-        if declared is None or "HEAD" in declared or "GET" not in declared:
+        if not head_runs_as_get(self.routes(), scope):
             await self.app(scope, receive, send)  # served as declared, or refused: 405
             return
 

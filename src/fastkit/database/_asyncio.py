@@ -20,8 +20,9 @@ from sqlalchemy import Table, text
 from sqlalchemy.engine import URL
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
+from fastkit._loop_local import LoopLocal
 from fastkit.database._engine import engine_options
-from fastkit.database._sqlalchemy import _Tables, _url
+from fastkit.database._sqlalchemy import _pool_key, _Tables, _url
 from fastkit.database._timeouts import BoundedLogin
 from fastkit.database._url import async_url, masked
 
@@ -95,12 +96,25 @@ class AsyncMySQL:
         return f"AsyncMySQL({masked(self.url)})"
 
 
+async def _dispose(pool: AsyncMySQL) -> None:
+    await pool.close()
+
+
+# Per running loop: an asyncio engine's connections belong to the loop that opened them.
+_pools: LoopLocal[AsyncMySQL] = LoopLocal(_dispose)
+
+
 def get_async_mysql_pool(db_user: str | URL = "root", db_pass: str | None = "",
                          db_host: str = "localhost", db_port: int | str = 3306,
                          db_name: str = "flyer", db_recycle_rate: int | str = 900,
                          db_pool_size: int | str = 32, db_max_overflow: int | str = 64, *,
                          charset: str = "utf8mb4", **engine_kwargs: Any) -> AsyncMySQL:
-    """As :func:`get_mysql_pool`, for async code: a new :class:`AsyncMySQL` each call."""
+    """As :func:`get_mysql_pool`, for async code. In a running event loop the same
+    arguments give the same :class:`AsyncMySQL` (made once however many tasks ask at once),
+    disposed of when that loop shuts down; outside a loop, a new one each call."""
     url = _url(db_user, db_pass, db_host, db_port, db_name, charset)
-    return AsyncMySQL(url, recycle=db_recycle_rate, pool_size=db_pool_size,
-                      max_overflow=db_max_overflow, **engine_kwargs)
+    key = _pool_key("get_async_mysql_pool", url, db_recycle_rate, db_pool_size,
+                    db_max_overflow, engine_kwargs)
+    return _pools.get(key, lambda: AsyncMySQL(url, recycle=db_recycle_rate,
+                                              pool_size=db_pool_size,
+                                              max_overflow=db_max_overflow, **engine_kwargs))

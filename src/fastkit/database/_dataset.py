@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+from collections.abc import Hashable
 from typing import Any
 
 import dataset
@@ -156,7 +157,10 @@ def get_dataset_pool(*args: Any, url: str | URL | None = None, charset: str = "u
                      engine_kwargs: dict[str, Any] | None = None, **kwargs: Any) -> Dataset:
     """A :class:`Dataset` (a ``dataset.Database``) from either of the seed's argument
     orders, keywords (``db_host``, ``db_port``, ``db_name``, ``db_user``, ``db_pass``,
-    ``db_recycle_rate``, ``db_pool_size``, ``db_max_overflow``) or a SQLAlchemy URL."""
+    ``db_recycle_rate``, ``db_pool_size``, ``db_max_overflow``) or a SQLAlchemy URL.
+
+    The same arguments give the same :class:`Dataset` (one engine, one pool), made once
+    however many threads ask at once; after its ``close()`` the next call makes a new one."""
     if len(args) == 1 and (isinstance(args[0], URL) or "://" in str(args[0])):
         url, args = args[0], ()
     unknown = set(kwargs) - set(_HOST_FIRST)
@@ -183,4 +187,14 @@ def get_dataset_pool(*args: Any, url: str | URL | None = None, charset: str = "u
     options = engine_options(target, named.get("db_recycle_rate", 900),
                              named.get("db_pool_size", 32), named.get("db_max_overflow", 64),
                              engine_kwargs or {})
-    return Dataset(target.render_as_string(hide_password=False), engine_kwargs=options)
+    rendered = target.render_as_string(hide_password=False)
+    key = (rendered, tuple(sorted((k, repr(v)) for k, v in options.items())))
+    with _lock:  # one Dataset per arguments, however many threads ask at once
+        pool = _pools.get(key)
+        if pool is None or pool.engine is None:  # none yet, or closed: a new one
+            pool = _pools[key] = Dataset(rendered, engine_kwargs=options)
+    return pool
+
+
+_lock = threading.Lock()
+_pools: dict[Hashable, Dataset] = {}

@@ -105,6 +105,20 @@ def _url(db_user: str | URL, db_pass: str | None, db_host: str, db_port: Any, db
 
 _lock = threading.Lock()
 _pools: dict[Hashable, MySQL] = {}
+_OWN_NAMES = {"pool_size": "db_pool_size", "max_overflow": "db_max_overflow",
+              "recycle": "db_recycle_rate", "pool_recycle": "db_recycle_rate"}
+
+
+def _pool_key(caller: str, url: URL, recycle: int | str, size: int | str,
+              overflow: int | str, engine_kwargs: dict[str, Any]) -> Hashable:
+    """What makes two calls share one pool; ``TypeError`` for a pool option passed in
+    ``engine_kwargs`` under SQLAlchemy's name instead of the call's own."""
+    for given, own in _OWN_NAMES.items():
+        if given in engine_kwargs:
+            raise TypeError(f"{caller}() takes {given!r} as {own!r}: "
+                            f"{caller}(..., {own}={engine_kwargs[given]!r})")
+    return (url.render_as_string(hide_password=False), str(recycle), str(size), str(overflow),
+            tuple(sorted((k, repr(v)) for k, v in engine_kwargs.items())))
 
 
 def get_mysql_pool(db_user: str | URL = "root", db_pass: str | None = "",
@@ -113,10 +127,14 @@ def get_mysql_pool(db_user: str | URL = "root", db_pass: str | None = "",
                    db_pool_size: int | str = 32, db_max_overflow: int | str = 64, *,
                    charset: str = "utf8mb4", **engine_kwargs: Any) -> MySQL:
     """The seed's call: a :class:`MySQL` for these credentials, shared by every call with
-    the same arguments. ``db_user`` may instead be a SQLAlchemy URL."""
+    the same arguments. ``db_user`` may instead be a SQLAlchemy URL.
+
+    Raises ``TypeError`` when ``engine_kwargs`` names a pool option this call takes under
+    its own name (``pool_size`` is ``db_pool_size``, and so on).
+    """
     url = _url(db_user, db_pass, db_host, db_port, db_name, charset)
-    key = (url.render_as_string(hide_password=False), str(db_recycle_rate), str(db_pool_size),
-           str(db_max_overflow), tuple(sorted((k, repr(v)) for k, v in engine_kwargs.items())))
+    key = _pool_key("get_mysql_pool", url, db_recycle_rate, db_pool_size, db_max_overflow,
+                    engine_kwargs)
     with _lock:
         pool = _pools.get(key)
         if pool is None:

@@ -1,15 +1,21 @@
 """Where locks live: Redis (shared by every process) or this process's memory.
 
 A lock has a name. Taking it sets ``run`` (one holder at a time, released at the end or
-left to expire when the holder dies) and, for a scheduled fire, ``fire`` (the job id and
-the fire time: taken once, never released, so no replica runs that fire again while the
-key lives). Each successful take increments the name's fencing number.
+left to expire when the holder dies) and, for a scheduled fire, moves the job's ``mark``
+(the latest fire slot taken, in ms since the epoch) forward: a fire whose slot is not
+later than the mark was taken already, by whichever process, however late this one is
+and whatever the lock's ttl, so it is skipped. Each successful take increments the
+name's fencing number.
 
-Redis keys, in one hash slot per name (``{name}``), for one round trip per take::
+Redis keys, in one hash slot per name (``{name}``), for one round trip per take; the
+prefix is where a service namespaces its locks (``fastkit:lock:<service>:``)::
 
-    fastkit:lock:{name}:run                  token, PX ttl
-    fastkit:lock:{name}:fire:<job>:<ms>      token, PX ttl (left to expire)
-    fastkit:lock:{name}:fence                INCR on every take
+    <prefix>{name}:run                  token, PX ttl
+    <prefix>{name}:mark:<job>:<width>   latest slot taken (of that width, in ms), kept the
+                                        width, the misfire grace and a day more
+    <prefix>{name}:fence                INCR on every take
+
+A scheduled fire's lock name is ``<lock>/<job id>`` (see ``Locks.acquire``).
 """
 
 from __future__ import annotations
@@ -18,13 +24,13 @@ import threading
 import time
 from collections import defaultdict
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     import redis
 
-__all__ = ["FIRE_TAKEN", "HELD", "LocalLockBackend", "LockBackend", "LockUnavailable",
-           "RedisLockBackend", "redis_backend"]
+__all__ = ["FIRE_TAKEN", "HELD", "FireMark", "LocalLockBackend", "LockBackend",
+           "LockUnavailable", "RedisLockBackend", "redis_backend"]
 
 FIRE_TAKEN = -1  # this fire already ran (or runs) in some process
 HELD = -2        # another run of this lock is still going
@@ -34,37 +40,55 @@ class LockUnavailable(RuntimeError):
     """The lock store cannot be reached: whatever needed the lock does not run."""
 
 
+class FireMark(NamedTuple):
+    """What a lock store needs of a scheduled fire (see :class:`~fastkit.executor.Fire`)."""
+
+    job: str      # the job's id: each job of a lock has its own mark
+    slot_ms: int  # the fire's slot, ms since the epoch: the same in every process
+    keep_ms: int  # how long the mark outlives its last move; 0: for good
+    grid_ms: int = 0  # the slot's width: each width of a job has its own mark
+
+    @property
+    def key(self) -> str:
+        return f"{self.job}:{self.grid_ms}"
+
+
 class LockBackend(Protocol):
     """What :class:`~fastkit.executor.Locks` needs from a lock store."""
 
     shared: bool  # True when other processes see the same locks
 
-    def acquire(self, name: str, token: str, ttl_ms: int, fire: str | None) -> int:
-        """The new fencing number (≥ 1), :data:`FIRE_TAKEN` or :data:`HELD`."""
+    def acquire(self, name: str, token: str, ttl_ms: int, fire: FireMark | None) -> int:
+        """The new fencing number (≥ 1), :data:`FIRE_TAKEN` (the fire's slot is not later
+        than its job's mark) or :data:`HELD`. A fire's mark moves even when the run is
+        held: that fire is skipped everywhere."""
 
-    def extend(self, name: str, token: str, ttl_ms: int, fire: str | None) -> bool:
+    def extend(self, name: str, token: str, ttl_ms: int) -> bool:
         """Renew what ``token`` holds; False when the ``run`` key is no longer ours."""
 
     def release(self, name: str, token: str) -> None:
-        """Free the ``run`` key if ``token`` still holds it (a ``fire`` key stays)."""
+        """Free the ``run`` key if ``token`` still holds it (a mark stays)."""
 
     def describe(self) -> str:
         """Where the locks live, for log lines (no password)."""
 
 
-# KEYS: run, fence[, fire]  ARGV: token, ttl_ms
+# KEYS: run, fence[, mark]  ARGV: token, ttl_ms[, slot_ms, keep_ms]
 _ACQUIRE = """
-if KEYS[3] and not redis.call('set', KEYS[3], ARGV[1], 'NX', 'PX', ARGV[2]) then
-  return -1
+if KEYS[3] then
+  local last = tonumber(redis.call('get', KEYS[3]))
+  if last and last >= tonumber(ARGV[3]) then return -1 end
+  if tonumber(ARGV[4]) > 0 then
+    redis.call('set', KEYS[3], ARGV[3], 'PX', ARGV[4])
+  else
+    redis.call('set', KEYS[3], ARGV[3])
+  end
 end
 if not redis.call('set', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[2]) then return -2 end
 return redis.call('incr', KEYS[2])
 """
-# KEYS: run[, fire]  ARGV: token, ttl_ms
+# KEYS: run  ARGV: token, ttl_ms
 _EXTEND = """
-if KEYS[2] and redis.call('get', KEYS[2]) == ARGV[1] then
-  redis.call('pexpire', KEYS[2], ARGV[2])
-end
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
@@ -76,7 +100,12 @@ return 0
 
 
 class RedisLockBackend:
-    """Locks in Redis, seen by every process using the same server and ``prefix``."""
+    """Locks in Redis, seen by every process using the same server and ``prefix``.
+
+    ``prefix`` namespaces the keys: services sharing one Redis give each its own
+    (FastFlyer uses ``fastkit:lock:<service name>:``), or same-named jobs of two services
+    would share their locks and split their fires.
+    """
 
     shared = True
 
@@ -92,13 +121,15 @@ class RedisLockBackend:
         base = f"{self.prefix}{{{name}}}"
         return [f"{base}:{part}" for part in parts]
 
-    def acquire(self, name: str, token: str, ttl_ms: int, fire: str | None) -> int:
-        keys = self._keys(name, "run", "fence", *([f"fire:{fire}"] if fire else []))
-        return int(self._call(self._acquire, keys, [token, ttl_ms]))
+    def acquire(self, name: str, token: str, ttl_ms: int, fire: FireMark | None) -> int:
+        if fire is None:
+            return int(self._call(self._acquire, self._keys(name, "run", "fence"),
+                                  [token, ttl_ms]))
+        keys = self._keys(name, "run", "fence", f"mark:{fire.key}")
+        return int(self._call(self._acquire, keys, [token, ttl_ms, fire.slot_ms, fire.keep_ms]))
 
-    def extend(self, name: str, token: str, ttl_ms: int, fire: str | None) -> bool:
-        keys = self._keys(name, "run", *([f"fire:{fire}"] if fire else []))
-        return bool(self._call(self._extend, keys, [token, ttl_ms]))
+    def extend(self, name: str, token: str, ttl_ms: int) -> bool:
+        return bool(self._call(self._extend, self._keys(name, "run"), [token, ttl_ms]))
 
     def release(self, name: str, token: str) -> None:
         self._call(self._release, self._keys(name, "run"), [token])
@@ -129,36 +160,36 @@ class LocalLockBackend:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._runs: dict[str, tuple[str, float]] = {}
-        self._fires: dict[tuple[str, str], tuple[str, float]] = {}
+        self._marks: dict[tuple[str, str], tuple[int, float]] = {}
         self._fences: defaultdict[str, int] = defaultdict(int)
 
     def _purge(self, now: float) -> None:
-        for table in (self._runs, self._fires):
+        for table in (self._runs, self._marks):
             for key in [k for k, (_, deadline) in table.items() if deadline <= now]:
                 del table[key]  # type: ignore[arg-type]
 
-    def acquire(self, name: str, token: str, ttl_ms: int, fire: str | None) -> int:
+    def acquire(self, name: str, token: str, ttl_ms: int, fire: FireMark | None) -> int:
         now = time.monotonic()
         deadline = now + ttl_ms / 1000
         with self._lock:
             self._purge(now)
             if fire is not None:
-                if (name, fire) in self._fires:
+                last = self._marks.get((name, fire.key))
+                if last is not None and last[0] >= fire.slot_ms:
                     return FIRE_TAKEN
-                self._fires[name, fire] = (token, deadline)
+                keep = now + fire.keep_ms / 1000 if fire.keep_ms > 0 else float("inf")
+                self._marks[name, fire.key] = (fire.slot_ms, keep)
             if name in self._runs:
                 return HELD
             self._runs[name] = (token, deadline)
             self._fences[name] += 1
             return self._fences[name]
 
-    def extend(self, name: str, token: str, ttl_ms: int, fire: str | None) -> bool:
+    def extend(self, name: str, token: str, ttl_ms: int) -> bool:
         now = time.monotonic()
         deadline = now + ttl_ms / 1000
         with self._lock:
             self._purge(now)
-            if fire is not None and self._fires.get((name, fire), ("",))[0] == token:
-                self._fires[name, fire] = (token, deadline)
             if self._runs.get(name, ("",))[0] != token:
                 return False
             self._runs[name] = (token, deadline)
@@ -176,18 +207,20 @@ class LocalLockBackend:
         return "LocalLockBackend()"
 
 
-def redis_backend(config: redis.Redis | str | Mapping[str, Any]) -> Callable[[], RedisLockBackend]:
-    """A lock backend factory from a client, a ``redis://`` URL or ``get_redis_pool`` keywords."""
+def redis_backend(config: redis.Redis | str | Mapping[str, Any],
+                  prefix: str = "fastkit:lock:") -> Callable[[], RedisLockBackend]:
+    """A lock backend factory from a client, a ``redis://`` URL or ``get_redis_pool``
+    keywords; ``prefix`` namespaces the keys (see :class:`RedisLockBackend`)."""
 
     def build() -> RedisLockBackend:
         if isinstance(config, str):
             from fastkit.cache import get_redis_pool
 
-            return RedisLockBackend(get_redis_pool(config))
+            return RedisLockBackend(get_redis_pool(config), prefix)
         if isinstance(config, Mapping):
             from fastkit.cache import get_redis_pool
 
-            return RedisLockBackend(get_redis_pool(**config))
-        return RedisLockBackend(config)
+            return RedisLockBackend(get_redis_pool(**config), prefix)
+        return RedisLockBackend(config, prefix)
 
     return build

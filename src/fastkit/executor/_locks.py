@@ -7,12 +7,22 @@
         lease = current_lease()        # name, fencing number, the fire being run
         ...
 
-A guarded function called by a scheduler takes the fire (job id + scheduled time) and the
-run; called directly, only the run. When either is taken elsewhere the call is skipped
-and logged, and returns ``None``; so is a call whose lock store is unreachable (fail
-closed: a job never runs twice because Redis was down). While the function runs, one
-watchdog thread renews its lease every ``ttl / 3``; at the end the run is released and the
-fire left to expire, so a replica whose clock runs a little late cannot run it again.
+A guarded function called by a scheduler takes the fire (job id + the fire's slot) and
+the run; called directly, only the run. Only the job's own function takes its fire (the
+guard itself, or one it wraps with ``functools.wraps``): a guarded helper the job calls,
+or a task it submits to a thread pool, takes only its run. When either is taken elsewhere
+the call is skipped, logged at INFO with the reason, and returns ``None``; so is a call whose lock
+store is unreachable (fail closed: a job never runs twice because Redis was down). A fire
+is taken by moving its job's mark forward to the fire's slot, so a process that fires
+late (it started late, its clock is behind, it woke up late) never runs a fire that
+another process ran, however late and whatever the ttl.
+
+While the function runs, one watchdog thread renews its lease every ``ttl / 3``. A
+renewal that finds the lease gone (it expired, or the lock store restarted and forgot
+it), or a store that did not confirm the lease within two thirds of its ttl (however long
+a call to it blocks), marks the lease lost and sets the
+run's stop signal: the owner's ``is_stopped()`` turns true and its ``sleep()`` returns at
+once inside that run, so the holder stops instead of running beside the next one.
 """
 
 from __future__ import annotations
@@ -22,6 +32,7 @@ import contextvars
 import functools
 import inspect
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,10 +42,12 @@ from typing import Any, TypeVar, cast
 
 from fastkit.executor._backends import (
     FIRE_TAKEN,
+    FireMark,
     LocalLockBackend,
     LockBackend,
     LockUnavailable,
 )
+from fastkit.executor._stopping import current_run_signal
 from fastkit.logging import logger
 
 __all__ = ["Fire", "Lease", "Locks", "current_fire", "current_lease", "lock_name"]
@@ -43,17 +56,50 @@ F = TypeVar("F", bound=Callable[..., Any])
 GUARD_ATTRIBUTE = "__fastkit_lock__"
 
 
+_DAY_MS = 86_400_000
+
+
 @dataclass(frozen=True)
 class Fire:
-    """One scheduled fire of a job: the same in every process that computes it."""
+    """One scheduled fire of a job.
+
+    ``time`` is when this process fires it; ``slot`` (``time`` unless given) names the
+    fire the same way in every process: for an interval trigger, the start of the interval
+    of the epoch's grid that holds ``time``, so processes whose triggers started at
+    different moments still agree. ``grace`` is the job's ``misfire_grace_time`` in
+    seconds (``None``: no limit). ``period`` is the slot's width (an interval trigger's
+    interval; 0 for a fire that is its own slot): marks of different widths are kept
+    apart, so a job rescheduled onto another grid never finds its new slots behind the
+    old mark. The mark is kept for the width, the grace and a day more.
+    ``scheduled`` is False for a run now (``run_job``): it takes only the run's lock.
+    """
 
     scheduler: str
     job_id: str
     time: datetime
+    slot: datetime | None = None
+    grace: float | None = 30.0
+    scheduled: bool = True
+    period: float = 0.0  # the slot's width in seconds: an interval trigger's interval
+
+    @property
+    def slot_ms(self) -> int:
+        return round((self.slot or self.time).timestamp() * 1000)
 
     @property
     def key(self) -> str:
-        return f"{self.job_id}:{round(self.time.timestamp() * 1000)}"
+        return f"{self.job_id}:{self.slot_ms}"
+
+    @property
+    def mark(self) -> FireMark | None:
+        """What the lock store keeps of this fire (``None`` for a run now)."""
+        if not self.scheduled:
+            return None
+        period_ms = round(self.period * 1000)
+        # Kept until every process's fire of this slot is past: the slot's width (a
+        # process's fire may come anywhere in it), the grace, and a day for clocks.
+        keep = 0 if self.grace is None else round(self.grace * 1000) + period_ms + _DAY_MS
+        return FireMark(self.job_id, self.slot_ms, keep, period_ms)
 
     def __str__(self) -> str:
         return f"job {self.job_id!r} fire at {self.time.isoformat()}"
@@ -70,16 +116,29 @@ class Lease:
     token: str = field(default_factory=lambda: uuid.uuid4().hex, repr=False)
     lost: bool = False
     backend: LockBackend | None = field(default=None, repr=False, compare=False)
+    # When the store last confirmed the lease (time.monotonic()), and who to tell at a loss.
+    renewed: float = field(default_factory=time.monotonic, repr=False, compare=False)
+    on_lost: list[threading.Event] = field(default_factory=list, repr=False, compare=False)
 
     @property
     def ttl_ms(self) -> int:
         return max(1, round(self.ttl * 1000))
+
+    def mark_lost(self) -> None:
+        """The lease is no longer ours: tell the run holding it to stop."""
+        self.lost = True
+        for signal in self.on_lost:
+            signal.set()
 
 
 _LEASE: contextvars.ContextVar[Lease | None] = contextvars.ContextVar("fastkit_lease",
                                                                        default=None)
 _FIRE: contextvars.ContextVar[Fire | None] = contextvars.ContextVar("fastkit_fire",
                                                                      default=None)
+# What may take the fire of this context: the job's function and what it wraps (identity).
+# Emptied while a guarded function runs, so nested guards and tasks never take the fire.
+_FIRE_OWNERS: contextvars.ContextVar[tuple[Any, ...]] = contextvars.ContextVar(
+    "fastkit_fire_owners", default=())
 
 
 def current_lease() -> Lease | None:
@@ -92,22 +151,59 @@ def current_fire() -> Fire | None:
     return _FIRE.get()
 
 
+def _owner_chain(func: Any) -> tuple[Any, ...]:
+    """``func``, and what it wraps (``__wrapped__``, a bound method's ``__func__``, a
+    partial's ``func``), outermost first."""
+    chain: list[Any] = []
+    seen: set[int] = set()
+    todo = [func]
+    while todo and len(chain) < 64:
+        item = todo.pop(0)
+        if item is None or id(item) in seen:
+            continue
+        seen.add(id(item))
+        chain.append(item)
+        if isinstance(item, functools.partial):
+            todo.append(item.func)
+        todo.append(getattr(item, "__func__", None))
+        todo.append(getattr(item, "__wrapped__", None))
+    return tuple(chain)
+
+
+def _owns_fire(wrapper: Any) -> bool:
+    """Whether ``wrapper`` is the job's own function (or in its chain) in this context."""
+    return any(owner is wrapper for owner in _FIRE_OWNERS.get())
+
+
 def lock_name(func: Callable[..., Any]) -> str:
     """The default lock name of ``func``: ``module.qualname``."""
     return f"{getattr(func, '__module__', None) or '?'}.{getattr(func, '__qualname__', func)}"
 
 
 class _Watchdog:
-    """One thread renewing every live lease at a third of its ttl; gone when none is left."""
+    """Renews every live lease at a third of its ttl; gives up a lease the store has not
+    confirmed within two thirds of its ttl, however long a call to the store blocks.
+
+    Its thread never calls the store: each renewal runs on a short-lived thread of its own
+    (at most one in flight per lease), and the watchdog marks a lease lost at its deadline
+    even while a renewal is still waiting for an answer. The thread is gone when no lease
+    is left.
+    """
+
+    # Serialises "the store confirmed the lease" against "the lease is given up".
+    verdict = threading.Lock()
 
     def __init__(self) -> None:
         self._by_id: dict[int, Lease] = {}
+        self._due: dict[int, float] = {}  # when each lease's next renewal starts
+        self._busy: set[int] = set()  # leases whose renewal is in flight
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
 
     def watch(self, lease: Lease) -> None:
         with self._wake:
             self._by_id[id(lease)] = lease
+            self._due[id(lease)] = time.monotonic() + lease.ttl / 3
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="fastkit-lock-watchdog",
                                                 daemon=True)
@@ -117,33 +213,85 @@ class _Watchdog:
     def forget(self, lease: Lease) -> None:
         with self._wake:
             self._by_id.pop(id(lease), None)
+            self._due.pop(id(lease), None)
             self._wake.notify()
+
+    @staticmethod
+    def give_up_if_late(lease: Lease, now: float, reason: str) -> bool:
+        """Mark ``lease`` lost if the store has not confirmed it within 2/3 of its ttl."""
+        with _Watchdog.verdict:
+            if lease.lost:
+                return True
+            silent = now - lease.renewed
+            if silent < lease.ttl * 2 / 3:
+                return False
+            # The lock may expire before another renewal: another process may take it.
+            lease.mark_lost()
+        logger.warning("lock {!r} is given up: its store did not confirm it within 2/3 of its "
+                       "{:g} s ttl (nothing for {:g} s; {}); its holder is told to stop",
+                       lease.name, lease.ttl, round(silent, 1), reason)
+        return True
 
     def _run(self) -> None:
         while True:
+            starting: list[Lease] = []
             with self._wake:
                 if not self._by_id:
                     self._thread = None
                     return
-                self._wake.wait(min(lease.ttl for lease in self._by_id.values()) / 3)
-                leases = list(self._by_id.values())
-            for lease in leases:
-                _renew(lease)
+                now = time.monotonic()
+                wake_at = now + min(lease.ttl for lease in self._by_id.values()) / 6
+                for key, lease in list(self._by_id.items()):
+                    busy = key in self._busy
+                    if self.give_up_if_late(lease, now, "a renewal is still waiting for an "
+                                            "answer" if busy else "renewals failed"):
+                        self._by_id.pop(key, None)  # never renewed again
+                        self._due.pop(key, None)
+                        continue
+                    if not busy and now >= self._due[key]:
+                        self._busy.add(key)
+                        self._due[key] = now + lease.ttl / 3
+                        starting.append(lease)
+                    if key not in self._busy:
+                        wake_at = min(wake_at, self._due[key])
+                    wake_at = min(wake_at, lease.renewed + lease.ttl * 2 / 3)
+            for lease in starting:
+                threading.Thread(target=self._renew_one, args=(lease,), daemon=True,
+                                 name=f"fastkit-lock-renew:{lease.name}").start()
+            with self._wake:
+                if self._by_id:
+                    self._wake.wait(max(0.001, wake_at - time.monotonic()))
+
+    def _renew_one(self, lease: Lease) -> None:
+        try:
+            _renew(lease)
+        finally:
+            with self._wake:
+                self._busy.discard(id(lease))
 
 
 def _renew(lease: Lease) -> None:
+    """One renewal of ``lease`` (blocks as long as the store does); its result is ignored
+    once the lease was given up meanwhile."""
     if lease.backend is None or lease.lost:
         return
-    fire = lease.fire.key if lease.fire else None
+    asked = time.monotonic()
     try:
-        kept = lease.backend.extend(lease.name, lease.token, lease.ttl_ms, fire)
+        kept = lease.backend.extend(lease.name, lease.token, lease.ttl_ms)
     except LockUnavailable as exc:
-        logger.warning("lock {!r}: could not renew it ({}); trying again", lease.name, exc)
+        if not _Watchdog.give_up_if_late(lease, time.monotonic(), str(exc)):
+            logger.warning("lock {!r}: could not renew it ({}); trying again", lease.name, exc)
         return
-    if not kept:
-        lease.lost = True
-        logger.warning("lock {!r} was lost while its holder runs (expired or the lock store "
-                       "restarted): another process may start it", lease.name)
+    with _Watchdog.verdict:
+        if lease.lost:  # given up while the call was in flight: nothing changes
+            return
+        if kept:
+            lease.renewed = max(lease.renewed, asked)
+            return
+        lease.mark_lost()
+    logger.warning("lock {!r} was lost while its holder runs (expired, or the lock store "
+                   "restarted): its holder is told to stop; another process may take it",
+                   lease.name)
 
 
 class Locks:
@@ -188,20 +336,29 @@ class Locks:
                 what: str | None = None) -> Lease | None:
         """The lease, or ``None`` (logged) when the fire or the run is taken elsewhere.
 
-        Raises :class:`LockUnavailable` when the lock store cannot be reached.
+        With a ``fire``, the run's lock is the job's own (``<name>/<job id>``): one run
+        at a time per job, as APScheduler's ``max_instances=1``, so two jobs of one locked
+        function never take each other's fires. Raises :class:`LockUnavailable` when the
+        lock store cannot be reached.
         """
         backend = self.backend
         self._warn_local(backend, what or name)
+        if fire is not None:
+            name = f"{name}/{fire.job_id}"
         lease = Lease(name, 0, _positive_ttl(ttl or self.ttl), fire, backend=backend)
-        fence = backend.acquire(name, lease.token, lease.ttl_ms, fire.key if fire else None)
+        fence = backend.acquire(name, lease.token, lease.ttl_ms, fire.mark if fire else None)
         if fence < 1:
             if fence == FIRE_TAKEN:
-                logger.debug("{} skipped: this fire runs in another process", what or name)
+                logger.info("{} skipped: that fire was taken already, by this process or "
+                            "another ({})", what or name, backend.describe())
             else:
                 logger.info("{} skipped: lock {!r} is held by a run still going ({})",
                             what or name, name, backend.describe())
             return None
         lease.fence = fence
+        signal = current_run_signal()
+        if signal is not None:  # a scheduler's fire or a pool's task: told at a loss
+            lease.on_lost.append(signal)
         self._watchdog.watch(lease)
         return lease
 
@@ -224,8 +381,8 @@ class Locks:
                        "several processes, each of them runs every locked job (first: {})",
                        what)
 
-    def _attempt(self, name: str, ttl: float | None, qualname: str) -> Lease | None:
-        fire = _FIRE.get()
+    def _attempt(self, name: str, ttl: float | None, qualname: str,
+                 fire: Fire | None) -> Lease | None:
         what = str(fire) if fire else qualname
         try:
             return self.acquire(name, fire, ttl, what)
@@ -235,8 +392,10 @@ class Locks:
 
     @contextmanager
     def held(self, name: str, ttl: float | None = None) -> Iterator[Lease | None]:
-        """``with locks.held("name") as lease:`` ``lease`` is ``None`` if taken elsewhere."""
-        lease = self._attempt(name, ttl, name)
+        """``with locks.held("name") as lease:`` ``lease`` is ``None`` if taken elsewhere.
+
+        It takes only the run's lock, never a scheduled fire (inside a job too)."""
+        lease = self._attempt(name, ttl, name, None)
         token = _LEASE.set(lease)
         try:
             yield lease
@@ -258,13 +417,15 @@ class Locks:
         if inspect.iscoroutinefunction(func):
             @functools.wraps(func)
             async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-                lease = await asyncio.to_thread(self._attempt, lock, ttl, qualname)
+                fire = _FIRE.get() if _owns_fire(guarded_async) else None
+                lease = await asyncio.to_thread(self._attempt, lock, ttl, qualname, fire)
                 if lease is None:
                     return None
-                token = _LEASE.set(lease)
+                token, owners = _LEASE.set(lease), _FIRE_OWNERS.set(())
                 try:
                     return await func(*args, **kwargs)
                 finally:
+                    _FIRE_OWNERS.reset(owners)
                     _LEASE.reset(token)
                     await asyncio.to_thread(self.release, lease)
 
@@ -272,13 +433,15 @@ class Locks:
         else:
             @functools.wraps(func)
             def guarded(*args: Any, **kwargs: Any) -> Any:
-                lease = self._attempt(lock, ttl, qualname)
+                fire = _FIRE.get() if _owns_fire(guarded) else None
+                lease = self._attempt(lock, ttl, qualname, fire)
                 if lease is None:
                     return None
-                token = _LEASE.set(lease)
+                token, owners = _LEASE.set(lease), _FIRE_OWNERS.set(())
                 try:
                     return func(*args, **kwargs)
                 finally:
+                    _FIRE_OWNERS.reset(owners)
                     _LEASE.reset(token)
                     self.release(lease)
 
@@ -293,10 +456,26 @@ def _positive_ttl(ttl: float) -> float:
     return float(ttl)
 
 
-def fire_context(fire: Fire) -> contextvars.Token[Fire | None]:
-    """Mark the fire being run in this context (used by the schedulers' executors)."""
-    return _FIRE.set(fire)
+FireToken = tuple[contextvars.Token[Fire | None], contextvars.Token[tuple[Any, ...]]]
 
 
-def reset_fire(token: contextvars.Token[Fire | None]) -> None:
-    _FIRE.reset(token)
+def fire_context(fire: Fire, func: Callable[..., Any]) -> FireToken:
+    """Mark the fire being run in this context (used by the schedulers' executors).
+
+    Only ``func`` (the job's function) may take the fire: a guard in its ``__wrapped__``
+    chain does; a guarded helper it calls, or a task it submits, does not.
+    """
+    return _FIRE.set(fire), _FIRE_OWNERS.set(_owner_chain(func))
+
+
+def reset_fire(token: FireToken) -> None:
+    _FIRE_OWNERS.reset(token[1])
+    _FIRE.reset(token[0])
+
+
+def clear_run_context() -> None:
+    """Forget the lease and fire of the code that submitted a task (run in the task's
+    own copy of the context): a task never holds or takes its submitter's."""
+    _LEASE.set(None)
+    _FIRE.set(None)
+    _FIRE_OWNERS.set(())

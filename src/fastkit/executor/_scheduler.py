@@ -14,10 +14,16 @@ What it adds to APScheduler:
 
 * jobs default to ``max_instances=1`` and ``coalesce=True`` (missed fires run once);
 * an ``interval`` trigger given no ``start_date`` counts from the Unix epoch, so every
-  process computes the same fire times (``seconds=5`` fires at :00, :05, ... everywhere),
-  which is what lets a lock tell one fire from another;
+  process computes the same fire times (``seconds=5`` fires at :00, :05, ... everywhere);
+* every fire is named by its slot, the same in every process whatever the trigger's form
+  (a string, an ``IntervalTrigger`` object made at a different moment in each process, a
+  cron or date trigger, a combination) and however the job was added or rescheduled: an
+  interval fire's slot is the interval of the epoch's grid holding its time, any other
+  fire's slot is its time. That is what lets a lock tell one fire from another;
 * ``single_job=True`` or ``@scheduler.lock()`` runs each fire once across processes (see
-  :mod:`fastkit.executor._locks`);
+  :mod:`fastkit.executor._locks`); a run now (``run_job``) is no scheduled fire
+  (``current_fire().scheduled`` is False): it takes only the run's lock, and runs in the
+  caller's context (its request id goes along);
 * job ids are URL-safe; without one, a job is named ``module.qualname`` of its function,
   so every process names it alike;
 * a job that raises is logged with its id and traceback, and the scheduler goes on;
@@ -28,12 +34,13 @@ What it adds to APScheduler:
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, Literal
 
@@ -53,6 +60,8 @@ from apscheduler.jobstores.memory import MemoryJobStore
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
+from apscheduler.triggers.combining import BaseCombiningTrigger
+from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import iscoroutinefunction_partial
 
 from fastkit.executor._backends import redis_backend
@@ -84,27 +93,69 @@ class JobNotFound(KeyError):
         return str(self.args[0])
 
 
+# --- naming fires alike in every process --------------------------------------------------
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def _grid(run_time: datetime, interval: timedelta) -> datetime:
+    """The start of the interval of the epoch's grid that holds ``run_time``."""
+    step = interval // _MICROSECOND
+    since = (run_time - EPOCH) // _MICROSECOND
+    return EPOCH + timedelta(microseconds=since - since % step)
+
+
+def fire_slot(trigger: Any, run_time: datetime) -> tuple[datetime, timedelta]:
+    """The slot naming the fire at ``run_time`` of ``trigger``, alike in every process,
+    and the slot's width.
+
+    An interval trigger's phase is its ``start_date``, which each process sets when it
+    builds the trigger unless it is given: its fire's slot is the interval of the epoch's
+    grid holding ``run_time`` (width: the interval). A combination's fire takes the slot of
+    the interval trigger in it whose phase it falls on. Any other fire (cron, date, a
+    custom trigger) fires at the same time in every process, so its time is its slot
+    (width 0).
+    """
+    if isinstance(trigger, IntervalTrigger):
+        return _grid(run_time, trigger.interval), trigger.interval
+    if isinstance(trigger, BaseCombiningTrigger):
+        for child in trigger.triggers:
+            if (isinstance(child, IntervalTrigger)
+                    and (run_time - child.start_date) % child.interval == timedelta(0)):
+                return _grid(run_time, child.interval), child.interval
+    return run_time, timedelta(0)
+
+
 # --- running fires: APScheduler's run_job, with the fire marked for the locks -------------
 
-def _run_fires(name: str, job: Job, alias: str, run_times: list[datetime],
-               logger_name: str) -> list[JobExecutionEvent]:
+def _fire(name: str, job: Job, run_time: datetime, manual: bool) -> Fire:
+    slot, width = fire_slot(job.trigger, run_time)
+    return Fire(name, job.id, run_time, slot, job.misfire_grace_time, scheduled=not manual,
+                period=width.total_seconds())
+
+
+def _run_fires(name: str, stopping: Stopping, manual: bool, job: Job, alias: str,
+               run_times: list[datetime], logger_name: str) -> list[JobExecutionEvent]:
     events: list[JobExecutionEvent] = []
     for run_time in run_times:
-        token = fire_context(Fire(name, job.id, run_time))
+        token = fire_context(_fire(name, job, run_time, manual), job.func)
         try:
-            events += run_job(job, alias, [run_time], logger_name)
+            with stopping.run():
+                events += run_job(job, alias, [run_time], logger_name)
         finally:
             reset_fire(token)
     return events
 
 
-async def _run_fires_async(name: str, job: Job, alias: str, run_times: list[datetime],
+async def _run_fires_async(name: str, stopping: Stopping, manual: bool, job: Job, alias: str,
+                           run_times: list[datetime],
                            logger_name: str) -> list[JobExecutionEvent]:
     events: list[JobExecutionEvent] = []
     for run_time in run_times:
-        token = fire_context(Fire(name, job.id, run_time))
+        token = fire_context(_fire(name, job, run_time, manual), job.func)
         try:
-            events += await run_coroutine_job(job, alias, [run_time], logger_name)
+            with stopping.run():
+                events += await run_coroutine_job(job, alias, [run_time], logger_name)
         finally:
             reset_fire(token)
     return events
@@ -123,14 +174,31 @@ def _settle(executor: Any, job_id: str, future: Any) -> None:
         executor._run_job_success(job_id, future.result())
 
 
+class _Manual:
+    """Runs now (``run_job``) waiting for their executor: each with its caller's context."""
+
+    def __init__(self) -> None:
+        self.waiting: dict[tuple[str, datetime], contextvars.Context] = {}
+
+    def take(self, job: Job, run_times: list[datetime]) -> contextvars.Context | None:
+        if len(run_times) != 1:
+            return None
+        return self.waiting.pop((job.id, run_times[0]), None)
+
+
 class _ThreadExecutor(ThreadPoolExecutor):  # type: ignore[misc]
-    def __init__(self, name: str, max_workers: int) -> None:
+    def __init__(self, name: str, max_workers: int, stopping: Stopping) -> None:
         super().__init__(max_workers, pool_kwargs={"thread_name_prefix": f"{name}-job"})
         self.name = name
+        self.stopping = stopping
+        self.manual = _Manual()
         self.running: set[Future[Any]] = set()
 
     def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
-        future = self._pool.submit(_run_fires, self.name, job, job._jobstore_alias, run_times,
+        caller = self.manual.take(job, run_times)
+        context = caller or contextvars.copy_context()
+        future = self._pool.submit(context.run, _run_fires, self.name, self.stopping,
+                                   caller is not None, job, job._jobstore_alias, run_times,
                                    _RUN_LOGGER)
         self.running.add(future)
         future.add_done_callback(partial(_settle, self, job.id))
@@ -140,19 +208,26 @@ class _ThreadExecutor(ThreadPoolExecutor):  # type: ignore[misc]
 
 
 class _LoopExecutor(AsyncIOExecutor):  # type: ignore[misc]
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, stopping: Stopping) -> None:
         super().__init__()
         self.name = name
+        self.stopping = stopping
+        self.manual = _Manual()
         self.running: set[Any] = set()
 
     def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
         alias = job._jobstore_alias
+        caller = self.manual.take(job, run_times)
+        context = caller or contextvars.copy_context()
+        manual = caller is not None
         if iscoroutinefunction_partial(job.func):
             future: Any = self._eventloop.create_task(
-                _run_fires_async(self.name, job, alias, run_times, _RUN_LOGGER))
+                _run_fires_async(self.name, self.stopping, manual, job, alias, run_times,
+                                 _RUN_LOGGER), context=context)
         else:
             future = self._eventloop.run_in_executor(
-                None, _run_fires, self.name, job, alias, run_times, _RUN_LOGGER)
+                None, context.run, _run_fires, self.name, self.stopping, manual, job, alias,
+                run_times, _RUN_LOGGER)
         self.running.add(future)
         future.add_done_callback(partial(_settle, self, job.id))
 
@@ -303,7 +378,7 @@ class Scheduler:
         locked = single_job or getattr(target, GUARD_ATTRIBUTE, None) is not None
         if single_job:
             target = self._guard(target, ttl=lock_ttl)
-        if locked and options.get("jitter"):
+        if locked and (options.get("jitter") or _has_jitter(trigger)):
             raise ValueError("a locked job cannot use jitter: each process would fire it at "
                              "a different time, so the lock could not tell the fires apart")
         if trigger == "interval" and "start_date" not in options:
@@ -369,17 +444,31 @@ class Scheduler:
             self.apscheduler.remove_job(job_id)
 
     def run_job(self, job_id: str) -> Job:
-        """Run the job now, once, without moving its schedule (the scheduler must run)."""
+        """Run the job now, once, without moving its schedule (the scheduler must run).
+
+        The run is no scheduled fire (``current_fire().scheduled`` is False): a locked job
+        takes only its run's lock (it is
+        skipped while another run of it goes on anywhere), and it runs in a copy of the
+        caller's context, so its log lines carry the caller's request id.
+        """
         job = self.get_job(job_id)
         if not self.running:
             raise RuntimeError(f"scheduler {self.name!r} is not running")
         now = datetime.now(UTC)
         executor = self.apscheduler._lookup_executor(job.executor)
+        manual: _Manual | None = getattr(executor, "manual", None)
+        if manual is not None:
+            manual.waiting[job.id, now] = contextvars.copy_context()
         loop = getattr(self.apscheduler, "_eventloop", None)
-        if loop is not None and _other_loop(loop):
-            asyncio.run_coroutine_threadsafe(_submit_soon(executor, job, now), loop).result()
-        else:
-            executor.submit_job(job, [now])
+        try:
+            if loop is not None and _other_loop(loop):
+                asyncio.run_coroutine_threadsafe(_submit_soon(executor, job, now),
+                                                 loop).result()
+            else:
+                executor.submit_job(job, [now])
+        finally:
+            if manual is not None:
+                manual.waiting.pop((job.id, now), None)  # refused (max instances): forget
         return job
 
     # -- life ------------------------------------------------------------------------------
@@ -397,8 +486,9 @@ class Scheduler:
         self._stopping.reset()
         if "default" in aps._executors:  # an executor does not start twice
             aps.remove_executor("default", shutdown=False)
-        executor = (_ThreadExecutor(self.name, self.max_workers)
-                    if self.scheduler_type == "background" else _LoopExecutor(self.name))
+        executor = (_ThreadExecutor(self.name, self.max_workers, self._stopping)
+                    if self.scheduler_type == "background"
+                    else _LoopExecutor(self.name, self._stopping))
         aps.add_executor(executor, "default")
         aps.start(paused=paused)
 
@@ -463,6 +553,12 @@ class Scheduler:
     async def asleep(self, seconds: float) -> bool:
         """:meth:`sleep` for coroutine jobs."""
         return await self._stopping.asleep(seconds)
+
+
+def _has_jitter(trigger: Any) -> bool:
+    if getattr(trigger, "jitter", None):
+        return True
+    return any(_has_jitter(child) for child in getattr(trigger, "triggers", ()))
 
 
 def _other_loop(loop: asyncio.AbstractEventLoop) -> bool:

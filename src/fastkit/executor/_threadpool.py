@@ -18,11 +18,25 @@ others wait on standby, trying the lock every few seconds, and one of them takes
 the holder's lease expires (its process died) or it ends (it was shut down). A
 ``single_job`` task is therefore a loop that runs until :meth:`is_stopped`; a one-off job
 that must run once in total belongs in a scheduler with a lock.
+
+A holder whose lease is lost (the lock store restarted and forgot it, or could not be
+reached for two thirds of the ttl) is told at once: inside it, :meth:`is_stopped` turns
+true and :meth:`sleep` returns. When it returns it goes back on standby. A process that
+takes the lock over from another holder waits one renewal period (``ttl / 3``) and a
+margin before it starts the task, so the holder that lost the lock has seen the loss and
+stopped at its next check first.
+
+A task runs in a copy of the context of the code that submitted it (:meth:`submit_task`),
+so its log lines carry the request id of the request that submitted it; but not the lease
+or the fire of a locked job that submitted it: inside a task, ``current_lease()`` is
+``None`` (a ``single_job`` task's own lease), and a guarded function it calls never takes
+the job's fire.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextvars
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -30,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from fastkit.executor._backends import LockUnavailable, redis_backend
-from fastkit.executor._locks import Lease, Locks, lock_name
+from fastkit.executor._locks import _LEASE, Lease, Locks, clear_run_context, lock_name
 from fastkit.executor._stopping import Stopping
 from fastkit.logging import logger
 
@@ -38,6 +52,7 @@ __all__ = ["ThreadPoolExecutor"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _STANDBY_POLL = 2.0  # seconds between a standby's tries, at most
+_HANDOVER_MARGIN = 0.25  # beyond one renewal period, before a process that took over starts
 
 
 @dataclass
@@ -47,10 +62,15 @@ class _Task:
     kwargs: dict[str, Any] = field(default_factory=dict)
     single_job: bool = False
     future: Future[Any] = field(default_factory=Future)
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
 
     @property
     def name(self) -> str:
         return lock_name(self.func)
+
+    def copy(self) -> _Task:
+        """A new run of a registered task, in a fresh copy of the current context."""
+        return _Task(self.func, self.args, self.kwargs, self.single_job)
 
 
 class ThreadPoolExecutor:
@@ -91,7 +111,7 @@ class ThreadPoolExecutor:
                 task = _Task(func, args, kwargs, single_job)
                 self._registered.append(task)
                 if self._pool is not None:  # registered while running: start it now
-                    self._launch(_Task(func, args, kwargs, single_job))
+                    self._launch(task.copy())
             return func
 
         return register
@@ -126,7 +146,7 @@ class ThreadPoolExecutor:
             self._stopping.reset()
             self._pool = concurrent.futures.ThreadPoolExecutor(
                 self.max_workers, thread_name_prefix=self.name)
-            tasks = [_Task(t.func, t.args, t.kwargs, t.single_job) for t in self._registered]
+            tasks = [task.copy() for task in self._registered]
             tasks += self._queued
             self._queued = []
             if len(self._registered) >= self.max_workers:
@@ -138,33 +158,64 @@ class ThreadPoolExecutor:
 
     def _launch(self, task: _Task) -> None:
         assert self._pool is not None
-        running = self._pool.submit(self._run, task)
+        running = self._pool.submit(task.context.run, self._run, task)
         self._running.add(running)
         running.add_done_callback(self._running.discard)
 
     def _run(self, task: _Task) -> None:
         if not task.future.set_running_or_notify_cancel():
             return
-        lease = self._standby(task) if task.single_job else None
-        if task.single_job and lease is None:  # stopped while on standby
-            task.future.set_result(None)
+        # The task's context is a copy of its submitter's: a job's lease and fire stay there.
+        clear_run_context()
+        if not task.single_job:
+            with self._stopping.run():
+                self._call(task)
             return
+        taken_over = False
+        while True:
+            lease = self._standby(task, taken_over)
+            if lease is None:  # stopped while on standby
+                if not task.future.done():
+                    task.future.set_result(None)
+                return
+            held = _LEASE.set(lease)  # current_lease() in the task: its own
+            try:
+                with self._stopping.run() as signal:
+                    lease.on_lost.append(signal)  # a lost lease stops this run
+                    if lease.lost:
+                        signal.set()
+                    self._call(task)
+            finally:
+                _LEASE.reset(held)
+                self.locks.release(lease)
+            if not lease.lost or self._stopping.is_stopped():
+                return
+            # The lock was lost while it ran: another process may hold it now. Stand by.
+            logger.warning("task {} stopped: its lock was lost; it stands by to take it "
+                           "again", task.name)
+            taken_over = True
+
+    def _call(self, task: _Task) -> None:
         try:
             result = task.func(*task.args, **task.kwargs)
         except BaseException as exc:
             logger.opt(exception=exc).error("thread pool {!r}: task {} raised {}", self.name,
                                             task.name, type(exc).__name__)
-            task.future.set_exception(exc)
+            if not task.future.done():
+                task.future.set_exception(exc)
         else:
-            task.future.set_result(result)
-        finally:
-            if lease is not None:
-                self.locks.release(lease)
+            if not task.future.done():
+                task.future.set_result(result)
 
-    def _standby(self, task: _Task) -> Lease | None:
-        """Wait until this process holds the task's lock, or shutdown begins."""
+    def _standby(self, task: _Task, taken_over: bool = False) -> Lease | None:
+        """Wait until this process holds the task's lock, or shutdown begins.
+
+        Taking the lock over from another holder (it was held when this process first
+        tried), the task starts one renewal period and a margin later, so a holder that
+        lost the lock without knowing it yet sees the loss and stops first.
+        """
         poll = min(_STANDBY_POLL, self.locks.ttl / 3)
-        waiting = unavailable = False
+        waiting, unavailable = taken_over, False
         while not self._stopping.is_stopped():
             try:
                 lease = self.locks.acquire(task.name, what=f"task {task.name}")
@@ -174,8 +225,16 @@ class ThreadPoolExecutor:
                 unavailable = True
             else:
                 if lease is not None:
-                    if waiting or unavailable:
-                        logger.info("task {} takes over (fence {})", task.name, lease.fence)
+                    if not (waiting or unavailable):
+                        return lease
+                    logger.info("task {} takes over (fence {}); it starts in {:g} s, once a "
+                                "holder that lost the lock has stopped", task.name,
+                                lease.fence, lease.ttl / 3 + _HANDOVER_MARGIN)
+                    if self._stopping.sleep(lease.ttl / 3 + _HANDOVER_MARGIN) or lease.lost:
+                        self.locks.release(lease)
+                        if self._stopping.is_stopped():
+                            return None
+                        continue
                     return lease
                 waiting = True
             self._stopping.sleep(poll)

@@ -12,6 +12,11 @@ of the framework's logger, exception messages and tracebacks included):
   value of each ``name=value`` / ``name: value`` / ``"name": "value"`` pair whose name is
   a secret's (``Authorization: ***``, ``{"password": "***"}``, ``Cookie: ***``).
 
+A name is told a secret's as the receiver reads it: a query key or a ``name=value`` name
+after percent-decoding (``to%6Ben`` is ``token``, ``+`` a blank), a quoted name after its
+JSON ``\\uXXXX`` escapes (``"pass\\u0077ord"``); the pre-checks that skip a string with
+no secret's name look at it decoded too.
+
     >>> redact_headers({"Authorization": "Bearer abc", "Accept": "*/*"})
     {'Authorization': '***', 'Accept': '*/*'}
     >>> redact_query("q=1&access_token=abc")
@@ -24,7 +29,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import unquote_plus, urlsplit, urlunsplit
 
 __all__ = [
     "MASK",
@@ -78,6 +83,19 @@ def is_secret_key(name: str) -> bool:
     return _SECRET_WORDS.search(name) is not None
 
 
+_JSON_ESCAPE = re.compile(r"\\u([0-9a-fA-F]{4})")
+
+
+def _decoded(text: str) -> str:
+    """``text`` as a receiver reads the names in it: percent-decoded (``+`` a blank) when
+    it holds a ``%``, JSON ``\\uXXXX`` escapes decoded when it holds one; else itself."""
+    if "%" in text:
+        text = unquote_plus(text)
+    if "\\u" in text:
+        text = _JSON_ESCAPE.sub(lambda found: chr(int(found.group(1), 16)), text)
+    return text
+
+
 def redact_headers(
     headers: Mapping[str, str] | Iterable[tuple[str, str]],
 ) -> dict[str, str]:
@@ -95,12 +113,12 @@ def redact_headers(
 
 def redact_query(query: str) -> str:
     """A query string with the values of secret keys replaced by ``***``."""
-    if not query or _SECRET_WORDS.search(query) is None:
+    if not query or _SECRET_WORDS.search(_decoded(query)) is None:
         return query
     parts = []
     for part in query.split("&"):
         name, sep, _ = part.partition("=")
-        parts.append(f"{name}={MASK}" if sep and is_secret_key(unquote(name)) else part)
+        parts.append(f"{name}={MASK}" if sep and is_secret_key(_decoded(name)) else part)
     return "&".join(parts)
 
 
@@ -162,7 +180,7 @@ _COOKIE = re.compile(r"""(\b(?:set-)?cookie\s*:\s*)(?!["'\s])[^\r\n]+""", re.IGN
 # Any name is matched (a name is read whole, from its start, never backtracked into:
 # linear time), then told a secret's or not by is_secret_key.
 _PAIR = re.compile(
-    r"""(?<![\w.-])(?P<name>[\w.-]++)"""
+    r"""(?<![\w.-])(?P<name>(?:[\w.-]|%[0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4})++)"""
     r"""(?P<sep>["']?[ \t]*[:=][ \t]*|["'][ \t]*,[ \t]*(?=["']))"""
     r"""(?P<value>"(?:[^"\\\r\n]|\\.)*"|'(?:[^'\\\r\n]|\\.)*'"""
     r"""|(?:(?:bearer|basic|digest|negotiate|token)[ \t]+)?[^\s&,;'"<>(){}\[\]]+)""",
@@ -181,7 +199,8 @@ def _mask_url(found: re.Match[str]) -> str:
 
 def _mask_pair(found: re.Match[str]) -> str:
     name = found.group("name")
-    if not is_secret_key(name) or name.lower().endswith(_NOT_NAMES):
+    read = _decoded(name)
+    if not is_secret_key(read) or read.lower().endswith(_NOT_NAMES):
         return found.group(0)
     value = found.group("value")
     quote = value[0] if value[0] in "\"'" else ""
@@ -197,10 +216,12 @@ def redact_text(text: str) -> str:
     credentials). The names, hosts and paths stay.
 
     Text with no ``@`` and no stem of :data:`SECRET_NAMES` comes back unchanged after one
-    scan of its lower-cased copy (about half a microsecond for a 100-character line).
-    Never raises.
+    scan of its lower-cased copy (about half a microsecond for a 100-character line), a
+    text holding ``%`` or ``\\u`` after one scan of its decoded copy. Never raises.
     """
     lowered = text.lower()
+    if "%" in lowered or "\\u" in lowered:
+        lowered = _decoded(text).lower()
     for hint in _HINTS:
         if hint in lowered:
             break

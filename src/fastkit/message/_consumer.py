@@ -32,11 +32,13 @@ import inspect
 import json
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from concurrent.futures import CancelledError as FutureCancelled
 from typing import Any, NamedTuple, cast
 
 from fastkit.logging import logger
+from fastkit.message._closing import settle, stop_within
 from fastkit.message._codec import REQUEST_ID_HEADER
-from fastkit.message._loop import LoopThread
+from fastkit.message._loop import LoopThread, Once
 from fastkit.message._producer import (
     CONNECTION_OPTIONS,
     REQUEST_TIMEOUT_MS,
@@ -163,6 +165,8 @@ class AsyncConsumer:
         self._idle_waiters: list[asyncio.Future[None]] = []  # stop() and rebalances
         self._io = asyncio.Lock()  # held while the reader fetches or commits
         self._reader: asyncio.Task[Any] | None = None  # the task reading, to cut it off
+        self._cut_off = False  # stop() cancelled the reader: its run() ends as stopped
+        self._once = Once()  # concurrent starts share one connection
         self._running = False
 
     def __repr__(self) -> str:
@@ -172,6 +176,10 @@ class AsyncConsumer:
 
     async def start(self) -> None:
         """Connect and join the group (done by :meth:`run` or iteration when not called)."""
+        if self._consumer is None:
+            await self._once.run(self._start)  # False: stop() came while connecting
+
+    async def _start(self) -> None:
         if self._consumer is not None:
             return
         from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
@@ -191,43 +199,68 @@ class AsyncConsumer:
         self._stopping, self._io = asyncio.Event(), asyncio.Lock()
         consumer = AIOKafkaConsumer(**self._options)
         consumer.subscribe(self.topics, listener=_CommitBeforeMoving())
+        # stop() while connecting cancels this (and connect() leaves nothing open).
         await connect(consumer, self.servers, ConsumeError, self._options["request_timeout_ms"])
         self._consumer = consumer
-        if self._stopping.is_set():  # stop() came while connecting
-            await self.stop()
 
     async def stop(self, timeout: float = 10) -> None:
         """Let the message being handled finish (up to ``timeout`` s), commit what was
-        handled, leave the group, disconnect."""
+        handled, leave the group, disconnect.
+
+        Returns within ``timeout`` (plus about a second when it must force its way out)
+        whatever the broker does, and never raises ``CancelledError`` of its own: what it
+        could not finish (the message in hand, the last commit, leaving the group) is
+        logged, and those messages are delivered again.
+        """
         deadline = time.monotonic() + timeout
+
+        def left() -> float:
+            return max(deadline - time.monotonic(), 0.0)
+
         self._stopping.set()
+        starting = self._once.cancel()  # stop() while connecting: nothing stays behind
+        if starting is not None:
+            await settle(starting, left())
         if not await self._idle(timeout):
             logger.warning("consumer {!r}: the message being handled did not finish within "
                            "{:g} s; it will be delivered again", self.group_id, timeout)
         consumer, self._consumer = self._consumer, None
-        if consumer is None:
-            return
+        if consumer is not None:
+            await self._let_go(consumer, left)
+        dead_letters, self._dead_letters = self._dead_letters, None
+        if dead_letters is not None:
+            await dead_letters.close(left())
+
+    async def _let_go(self, consumer: Any, left: Callable[[], float]) -> None:
+        """Commit what was handled, leave the group, disconnect, within ``left()`` s."""
         io = self._io
         try:  # the reader lets go of the connection once it sees the stop
-            await asyncio.wait_for(io.acquire(), max(deadline - time.monotonic(), 0.5))
+            await asyncio.wait_for(io.acquire(), max(left(), 0.5))
         except TimeoutError:
             reader = self._reader
             if reader is not None and reader is not asyncio.current_task():
+                self._cut_off = True
                 reader.cancel()  # stuck in a fetch or commit the broker does not answer
             logger.warning("consumer {!r}: stopped without its last commit (the broker did "
                            "not answer); those messages will be delivered again",
                            self.group_id)
         else:
             try:
-                await self._commit(consumer)
+                pending = len(self._pending)
+                finished, error = await settle(self._commit(consumer), left())
+                if not finished or error is not None:
+                    logger.warning("consumer {!r}: the last commit ({} partition(s)) did "
+                                   "not finish within the stop's timeout ({}); those "
+                                   "messages will be delivered again (uncommitted)",
+                                   self.group_id, pending,
+                                   "overran" if not finished else type(error).__name__)
             finally:
                 io.release()
-        try:
-            await consumer.stop()
-        finally:
-            if self._dead_letters is not None:
-                await self._dead_letters.close()
-                self._dead_letters = None
+        problem = await stop_within(consumer, left())
+        if problem is not None:
+            logger.warning("consumer {!r}: {}; its connections were closed (the group drops "
+                           "it after session_timeout_ms; what it did not commit is delivered "
+                           "again)", self.group_id, problem)
 
     @property
     def running(self) -> bool:
@@ -296,7 +329,7 @@ class AsyncConsumer:
 
         await self.start()
         consumer, stopping, io = self._consumer, self._stopping, self._io
-        self._reader = asyncio.current_task()
+        self._reader, self._cut_off = asyncio.current_task(), False
         stopped = asyncio.ensure_future(stopping.wait())
         try:
             while not stopping.is_set():
@@ -316,9 +349,20 @@ class AsyncConsumer:
                 generation = self._generation
                 for records in batches.values():
                     yield generation, records
+        except asyncio.CancelledError:
+            if not self._cut_short():
+                raise
         finally:
             stopped.cancel()
             self._reader = None
+
+    def _cut_short(self) -> bool:
+        """Was this task's cancellation stop() cutting the reader off, and only that?"""
+        task = asyncio.current_task()
+        if not self._cut_off or task is None:
+            return False
+        self._cut_off = False
+        return task.uncancel() == 0
 
     async def messages(self, batch_timeout: float = 1.0) -> AsyncGenerator[Message, None]:
         """Messages as they come; each counts as handled when the next one is asked for
@@ -374,6 +418,9 @@ class AsyncConsumer:
                             async with io:
                                 await self._commit(self._consumer)
                             last_commit = time.monotonic()
+        except asyncio.CancelledError:
+            if not self._cut_short():  # else stop() cut the reader off: run() is done
+                raise
         finally:
             self._running = False
 
@@ -455,6 +502,8 @@ class Consumer:
         """Handle every message until :meth:`stop` (see :meth:`AsyncConsumer.run`)."""
         try:
             self._loop.call(self._async.run(handler, batch_timeout))
+        except FutureCancelled:  # stop() from another thread ended the loop under it
+            return
         except KeyboardInterrupt:
             self.stop()
             raise

@@ -25,12 +25,14 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import CancelledError as FutureCancelled
 from types import TracebackType
 from typing import Any
 
 from fastkit.logging import logger
+from fastkit.message._closing import settle, stop_within
 from fastkit.message._codec import encode_headers, encode_key, encode_value
-from fastkit.message._loop import LoopThread
+from fastkit.message._loop import LoopThread, Once
 
 __all__ = ["CONNECTION_OPTIONS", "REQUEST_TIMEOUT_MS", "AsyncProducer", "MessageError",
            "ProduceError", "Producer", "bootstrap", "connect", "kafka_error"]
@@ -121,6 +123,21 @@ class _Expiry:
         waiting[delivery] = (topic, timeout)
         return waiting
 
+    def pending(self, loop: asyncio.AbstractEventLoop) -> int:
+        """How many messages sent on ``loop`` still wait for their acknowledgement."""
+        return sum(1 for (owner, _), waiting in self._slots.items() if owner is loop
+                   for delivery in waiting if not delivery.done())
+
+    def fail(self, loop: asyncio.AbstractEventLoop, error: BaseException) -> int:
+        """Fail every message of ``loop`` still waiting with ``error``; how many."""
+        failed = 0
+        for slot in [slot for slot in self._slots if slot[0] is loop]:
+            for delivery in self._slots[slot]:
+                if not delivery.done():
+                    delivery.set_exception(type(error)(*error.args))
+                    failed += 1
+        return failed
+
     def _expire(self, slot: tuple[asyncio.AbstractEventLoop, int]) -> None:
         for delivery, (topic, timeout) in self._slots.pop(slot, {}).items():
             if not delivery.done():  # aiokafka skips a future that is done already
@@ -147,13 +164,20 @@ class AsyncProducer:
         self._options = {"bootstrap_servers": self.servers, "acks": acks,
                          "request_timeout_ms": REQUEST_TIMEOUT_MS, **kwargs}
         self._producer: Any = None
+        self._once = Once()  # concurrent first sends share one start
         self._expiry = _Expiry(self.servers)
 
     def __repr__(self) -> str:
         return f"AsyncProducer({self.servers!r}, topic={self.topic!r})"
 
     async def start(self) -> None:
-        """Connect (done by the first send when not called)."""
+        """Connect (done by the first send when not called). Concurrent first sends, from
+        tasks or (through :class:`Producer`) threads, share one connection."""
+        if self._producer is None and not await self._once.run(self._start):
+            raise ProduceError(f"not connected to Kafka at {self.servers}: the producer was "
+                               "closed while connecting")
+
+    async def _start(self) -> None:
         if self._producer is not None:
             return
         from aiokafka.errors import BrokerResponseError
@@ -202,6 +226,9 @@ class AsyncProducer:
                 raise ProduceError(f"message to {target!r} not sent: no connection to Kafka "
                                    f"at {self.servers} within {timeout:g} s") from None
         producer = self._producer
+        if producer is None:  # closed while connecting
+            raise ProduceError(f"message to {target!r} not sent: the producer for Kafka at "
+                               f"{self.servers} was closed")
         try:
             if producer.client.cluster.partitions_for_topic(target) is None:
                 # The topic's metadata comes first, within the timeout too.
@@ -231,23 +258,27 @@ class AsyncProducer:
     async def close(self, timeout: float = 10) -> None:
         """Deliver what is pending (up to ``timeout`` seconds), then disconnect.
 
-        Past the timeout (the broker is gone) the messages still pending fail: each
-        ``send`` waiting for one raises :class:`ProduceError`; none is dropped silently.
+        Returns within ``timeout`` (plus half a second when it must force its way out)
+        whatever the broker does, and never raises ``CancelledError`` of its own. Past
+        the timeout (the broker is gone or does not answer) the messages still pending
+        fail: each ``send`` waiting for one raises :class:`ProduceError`; none is dropped
+        silently, and the lines logged say how many.
         """
+        starting = self._once.cancel()  # a start under way leaves nothing behind
+        if starting is not None:
+            await settle(starting, timeout)
         producer, self._producer = self._producer, None
         if producer is None:
             return
-        stopping = asyncio.ensure_future(producer.stop())
-        done, _ = await asyncio.wait({stopping}, timeout=timeout)
-        if not done:
-            logger.warning("Kafka producer for {}: messages still pending after {:g} s are "
-                           "failed; closing", self.servers, timeout)
-            # aiokafka's stop waits for its sender to deliver; ending the sender fails
-            # the pending batches and lets the stop finish.
-            sender = getattr(getattr(producer, "_sender", None), "sender_task", None)
-            if sender is not None:
-                sender.cancel()
-        await stopping
+        failure = ProduceError(f"producer for Kafka at {self.servers} closed before the "
+                               "broker acknowledged the message")
+        pending = self._expiry.pending(asyncio.get_running_loop())
+        problem = await stop_within(producer, timeout, failure)
+        if problem is not None:
+            failed = self._expiry.fail(asyncio.get_running_loop(), failure)
+            logger.warning("Kafka producer for {}: {}; {} message(s) still pending were "
+                           "failed and its connections closed", self.servers, problem,
+                           max(failed, pending))
 
     async def __aenter__(self) -> AsyncProducer:
         await self.start()
@@ -286,6 +317,9 @@ class Producer:
         except TimeoutError:  # connecting took the time
             raise ProduceError(f"message to {topic or self.topic!r} not acknowledged within "
                                f"{timeout:g} s (Kafka at {self.servers})") from None
+        except FutureCancelled:  # close() from another thread ended the loop under it
+            raise ProduceError(f"message to {topic or self.topic!r} not sent: the producer "
+                               f"for Kafka at {self.servers} was closed") from None
 
     def flush(self, timeout: float | None = 30) -> None:
         """Wait until every message sent so far has its answer."""

@@ -71,9 +71,10 @@ def test_cache_result_on_a_sync_function_with_the_original_cache_key_form():
         return x * x
 
     assert [square(3), square(3), square(4), square(x=3)] == [9, 9, 16, 9]
-    assert calls == [3, 4, 3]  # keyword and positional calls are different keys
+    assert calls == [3, 4]  # square(x=3) is the call square(3)
     assert square.__name__ == "square"
-    assert pool.get("square:(3,):[]") == 9
+    assert pool.get(square.cache_key_of(3)) == 9
+    assert square.cache_key_of(3)[0] == "square"  # the explicit key names the key space
 
 
 def test_cache_result_without_a_key_uses_the_function_name():
@@ -84,7 +85,7 @@ def test_cache_result_without_a_key_uses_the_function_name():
         return "value"
 
     constant()
-    assert any(key.endswith("constant") for key in pool)
+    assert any("constant" in repr(key[0]) for key in pool)
 
 
 def test_sync_concurrent_callers_compute_once():

@@ -170,6 +170,15 @@ def test_bad_arguments_name_what_is_wrong(args, message):
         get_mysql_pool(*args)
 
 
+@pytest.mark.parametrize("factory", [get_mysql_pool, get_async_mysql_pool])
+@pytest.mark.parametrize(("given", "own"), [("pool_size", "db_pool_size"),
+                                            ("max_overflow", "db_max_overflow"),
+                                            ("pool_recycle", "db_recycle_rate")])
+def test_a_pool_option_under_sqlalchemys_name_names_the_calls_own(factory, given, own):
+    with pytest.raises(TypeError, match=f"takes '{given}' as '{own}'"):
+        factory(USER, "", HOST, PORT, NAME, **{given: 8})
+
+
 async def test_the_asyncio_pool_commits_reflects_and_recovers(table_name):
     pool = get_async_mysql_pool(USER, "", HOST, PORT, NAME, 900, 2, 2)
     assert isinstance(pool, AsyncMySQL)

@@ -14,11 +14,19 @@ import asyncio
 import os
 import signal
 import sys
+import threading
 import time
+from datetime import UTC, datetime
+from typing import Any
 
 import redis
 
 from fastkit.executor import Locks, RedisLockBackend, Scheduler, ThreadPoolExecutor, current_lease
+
+
+def pause(seconds: float) -> None:
+    """time.sleep, by a timed wait: it works under libfaketime, where time.sleep fails."""
+    threading.Event().wait(max(0.0, seconds))
 
 
 def main() -> None:
@@ -31,6 +39,14 @@ def main() -> None:
     parser.add_argument("--run-for", type=float, default=12.0)
     parser.add_argument("--ttl", type=float, default=3.0)
     parser.add_argument("--lock-url", help="where the locks live (default: redis_url)")
+    parser.add_argument("--trigger", default="string",
+                        choices=["string", "object", "decorator", "cron", "date", "or"],
+                        help="how the job's trigger is given")
+    parser.add_argument("--build-at", type=float,
+                        help="wall-clock time (epoch s) to build the trigger and add the job "
+                             "at: a process started that late")
+    parser.add_argument("--run-date", type=float, help="the date trigger's time (epoch s)")
+    parser.add_argument("--grace", type=int, default=30, help="misfire_grace_time")
     args = parser.parse_args()
 
     store = redis.Redis.from_url(args.redis_url, decode_responses=True, socket_timeout=1,
@@ -58,7 +74,7 @@ def main() -> None:
         @locks.guard(name="direct")
         def critical() -> bool:
             start = time.time()
-            time.sleep(args.job_seconds)
+            pause(args.job_seconds)
             store.rpush(f"{args.prefix}:direct", f"{os.getpid()} {start:.6f} {time.time():.6f}")
             return True
 
@@ -68,7 +84,7 @@ def main() -> None:
         while not stop["now"] and time.monotonic() < deadline:
             if critical() is None:
                 skipped += 1
-            time.sleep(0.01)
+            pause(0.01)
         store.incrby(f"{args.prefix}:skipped", skipped)
         return
 
@@ -87,7 +103,7 @@ def main() -> None:
         print("ready", flush=True)
         deadline = time.monotonic() + args.run_for
         while not stop["now"] and time.monotonic() < deadline:
-            time.sleep(0.05)
+            pause(0.05)
         pool.shutdown(timeout=5)
         return
 
@@ -98,15 +114,15 @@ def main() -> None:
         def job() -> None:
             start = time.time()
             store.rpush(f"{args.prefix}:started", f"{os.getpid()} {fire_of()}")
-            time.sleep(args.job_seconds)
+            pause(args.job_seconds)
             record(start)
 
-        scheduler.add_job(job, "interval", seconds=args.interval, id="locked-job")
         scheduler.start()
+        add_job(scheduler, job, args)
         print("ready", flush=True)
         deadline = time.monotonic() + args.run_for
         while not stop["now"] and time.monotonic() < deadline:
-            time.sleep(0.05)
+            pause(0.05)
         scheduler.shutdown(timeout=5)
         return
 
@@ -121,8 +137,8 @@ def main() -> None:
             await asyncio.sleep(args.job_seconds)
             await asyncio.to_thread(record, start)
 
-        scheduler.add_job(job, "interval", seconds=args.interval, id="locked-job")
         scheduler.start()
+        add_job(scheduler, job, args)
         print("ready", flush=True)
         deadline = time.monotonic() + args.run_for
         while not stop["now"] and time.monotonic() < deadline:
@@ -130,6 +146,33 @@ def main() -> None:
         await scheduler.aclose(5)
 
     asyncio.run(run_async())
+
+
+def add_job(scheduler: Scheduler, job: Any, args: argparse.Namespace) -> None:
+    """Add the locked job in the form ``--trigger`` names, at ``--build-at`` if given."""
+    from apscheduler.triggers.combining import OrTrigger
+    from apscheduler.triggers.cron import CronTrigger
+    from apscheduler.triggers.date import DateTrigger
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    if args.build_at is not None:  # this "instance" starts that late
+        pause(max(0.0, args.build_at - time.time()))
+    options: dict[str, Any] = {"id": "locked-job", "misfire_grace_time": args.grace}
+    if args.trigger == "string":
+        scheduler.add_job(job, "interval", seconds=args.interval, **options)
+    elif args.trigger == "object":  # its start is this process's now + the interval
+        scheduler.add_job(job, IntervalTrigger(seconds=args.interval), **options)
+    elif args.trigger == "decorator":
+        scheduler.scheduled_job(IntervalTrigger(seconds=args.interval), **options)(job)
+    elif args.trigger == "or":
+        scheduler.add_job(job, OrTrigger([IntervalTrigger(seconds=args.interval),
+                                          DateTrigger(datetime(2100, 1, 1, tzinfo=UTC))]),
+                          **options)
+    elif args.trigger == "cron":
+        scheduler.add_job(job, CronTrigger(second="*"), **options)
+    else:
+        run_date = datetime.fromtimestamp(args.run_date, UTC)
+        scheduler.add_job(job, DateTrigger(run_date), **options)
 
 
 if __name__ == "__main__":

@@ -56,10 +56,37 @@ def test_a_fire_runs_once_even_after_its_run_ended(backend):
 
 def test_a_fire_refused_while_the_previous_run_is_going_is_consumed(backend):
     locks = Locks(backend, ttl=5)
-    running = locks.acquire("name")
+    running = locks.acquire("name", Fire("s", "job", datetime(2025, 12, 31, tzinfo=UTC)))
+    assert running is not None
     assert locks.acquire("name", FIRE) is None  # HELD: the fire is skipped everywhere
     locks.release(running)
     assert locks.acquire("name", FIRE) is None
+
+
+def test_two_jobs_of_one_locked_function_each_run_their_fires(backend):
+    # The run's lock of a scheduled fire is the job's own: report-eu running never makes
+    # report-us skip its fire of the same time (one run at a time per job).
+    locks = Locks(backend, ttl=5)
+    eu = locks.acquire("report", Fire("s", "report-eu", FIRE.time))
+    us = locks.acquire("report", Fire("s", "report-us", FIRE.time))
+    assert eu is not None and us is not None
+    assert locks.acquire("report", Fire("s", "report-eu", FIRE.time)) is None
+    locks.release(eu)
+    locks.release(us)
+
+
+def test_a_job_moved_to_another_grid_is_not_behind_its_old_mark(backend):
+    # A cron fire at :44 marked 21:08:44; rescheduled to a 1-minute interval starting at
+    # :46, its fire at 21:08:46 has the slot 21:08:00, on another grid: it runs.
+    locks = Locks(backend, ttl=5)
+    cron = Fire("s", "job", datetime(2026, 1, 1, 21, 8, 44, tzinfo=UTC))
+    interval = Fire("s", "job", datetime(2026, 1, 1, 21, 8, 46, tzinfo=UTC),
+                    slot=datetime(2026, 1, 1, 21, 8, tzinfo=UTC), period=60)
+    for fire in (cron, interval):
+        lease = locks.acquire("name", fire)
+        assert lease is not None, fire
+        locks.release(lease)
+    assert locks.acquire("name", interval) is None  # still once per slot on its grid
 
 
 def test_the_watchdog_keeps_a_long_holder_s_lock(backend):
@@ -129,12 +156,13 @@ def test_guarded_functions_see_their_lease_and_fire(backend):
     def work():
         seen.append(current_lease())
 
-    token = fire_context(FIRE)
+    token = fire_context(FIRE, work)
     try:
         work()
     finally:
         reset_fire(token)
-    assert seen[0].name == "named" and seen[0].fire == FIRE and seen[0].fence >= 1
+    # A fire's run lock is its job's own: <name>/<job id>.
+    assert seen[0].name == "named/job" and seen[0].fire == FIRE and seen[0].fence >= 1
     assert current_lease() is None
 
 

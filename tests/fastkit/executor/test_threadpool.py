@@ -12,6 +12,8 @@ import redis
 from workers import spawn
 
 from fastkit.executor import ThreadPoolExecutor
+from redis_server import RedisServer
+from waiting import wait_for
 
 
 def test_decorating_registers_without_running_and_keeps_the_name():
@@ -127,25 +129,69 @@ def test_bad_arguments_are_refused():
         ThreadPoolExecutor(1).submit_task("not callable")  # type: ignore[arg-type]
 
 
+def beats_of(store: redis.Redis, prefix: str, after: float = 0.0) -> list[tuple[int, float]]:
+    """The holders' heartbeats (pid, time), in time order."""
+    beats = [(int(pid), float(at)) for pid, at in
+             (line.split() for line in store.lrange(f"{prefix}:beats", 0, -1))]
+    return sorted((beat for beat in beats if beat[1] > after), key=lambda beat: beat[1])
+
+
+def stretches(beats: list[tuple[int, float]]) -> list[int]:
+    """The pids of the runs of consecutive beats by one process: [a, b] is one handover."""
+    runs: list[int] = []
+    for pid, _ in beats:
+        if not runs or runs[-1] != pid:
+            runs.append(pid)
+    return runs
+
+
 def test_single_job_across_processes_one_holder_and_takeover_when_it_dies(prefix):
     store = redis.Redis(db=15, decode_responses=True)
-    processes = [spawn("threadpool", prefix, "--run-for", "10", "--ttl", "1")
+    processes = [spawn("threadpool", prefix, "--run-for", "15", "--ttl", "1")
                  for _ in range(3)]
-    time.sleep(1.5)
-    beats = [line.split() for line in store.lrange(f"{prefix}:beats", 0, -1)]
-    assert beats and len({pid for pid, _ in beats}) == 1  # one copy runs
-    holder = int(beats[0][0])
-    os.kill(holder, signal.SIGKILL)
+    wait_for(lambda: len(beats_of(store, prefix)) >= 10, 5, "no holder started")
+    holders = stretches(beats_of(store, prefix))
+    assert len(holders) == 1  # one copy runs
+    os.kill(holders[0], signal.SIGKILL)
     killed = time.time()
-    time.sleep(3.5)
-    after = [line.split() for line in store.lrange(f"{prefix}:beats", 0, -1)
-             if float(line.split()[1]) > killed]
-    pids = {int(pid) for pid, _ in after}
-    assert len(pids) == 1 and holder not in pids  # one standby took over
-    takeover = min(float(t) for _, t in after)
-    assert takeover - killed < 3  # within the lock's ttl plus a standby poll
+    wait_for(lambda: beats_of(store, prefix, killed), 4, "no standby took over")
+    takeover = beats_of(store, prefix, killed)[0][1]
+    # Within the lock's ttl, a standby poll and the handover wait (ttl / 3 + 0.25 s).
+    assert takeover - killed < 3
+    wait_for(lambda: len(beats_of(store, prefix, killed)) >= 10, 5, "the new holder stopped")
+    assert stretches(beats_of(store, prefix, killed)) == [beats_of(store, prefix, killed)[0][0]]
     for process in processes:
         process.terminate()
     for process in processes:
         process.communicate(timeout=10)
         assert process.returncode in (0, -signal.SIGKILL)
+
+
+def test_a_holder_that_loses_its_lock_stops_before_another_starts(prefix):
+    # The reported input: the private Redis holding the lock restarts and forgets it. The
+    # holder is told at its next renewal (is_stopped() turns true, sleep() returns), stops,
+    # and stands by; whoever takes the lock next starts only after that.
+    store = redis.Redis(db=15, decode_responses=True)
+    server = RedisServer()
+    server.start()
+    try:
+        processes = [spawn("threadpool", prefix, "--run-for", "30", "--ttl", "1.5",
+                           "--lock-url", server.url) for _ in range(2)]
+        wait_for(lambda: len(beats_of(store, prefix)) >= 10, 5, "no holder started")
+        assert len(stretches(beats_of(store, prefix))) == 1
+        server.stop()
+        server.start()  # empty: the holder's lock is gone
+        restarted = time.time()
+        wait_for(lambda: len(beats_of(store, prefix, restarted + 2)) >= 15, 10,
+             "no copy runs after the restart")
+        for process in processes:
+            process.terminate()
+        errors = [process.communicate(timeout=10)[1] for process in processes]
+    finally:
+        server.stop()
+    assert any("was lost while its holder runs" in err for err in errors), errors
+    # Never two copies at once: the beats after the restart come from one holder, then at
+    # most one other (a handover), never interleaved.
+    after = beats_of(store, prefix, restarted)
+    assert len(stretches(after)) <= 2, stretches(after)
+    assert all(process.returncode == 0 for process in processes)
