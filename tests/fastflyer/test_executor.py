@@ -236,7 +236,9 @@ def test_serve_with_three_workers_runs_each_fire_once(tmp_path):
             base = bound_url(process, log)
             wait_log(lambda: log.read_text().count("Application startup complete") == 3,
                      process, log)
-            time.sleep(11)
+            # Until 10 fires ran (about 10 s): then count them per fire.
+            wait_log(lambda: len(store.hkeys(f"{prefix}:fires")) >= 10 and
+                     len(store.smembers(f"{prefix}:pids")) >= 2, process, log)
             workers = httpx.get(f"{base}/flyer/tasks", timeout=5).json()
             assert any(job["locked"] for job in workers["data"])
         counted = {int(k): int(v) for k, v in store.hgetall(f"{prefix}:fires").items()}

@@ -28,7 +28,7 @@ def test_decorating_registers_without_running_and_keeps_the_name():
     time.sleep(0.1)
     assert ran == []
     pool.start()
-    time.sleep(0.2)
+    wait_for(lambda: ran == [1], 5, "the registered task ran")
     pool.shutdown(timeout=2)
     assert ran == [1]
     task()  # still the function itself
