@@ -17,6 +17,7 @@ from fastflyer import FlyerAPI
 from fastflyer.message import close_default_producers, default_async_producer, default_producer
 from fastflyer.settings import load_settings
 from kafka_broker import KafkaBroker, connections_to, create_topic
+from waiting import wait_for
 
 
 @pytest.fixture
@@ -54,12 +55,6 @@ def closing_defaults() -> Iterator[None]:
     asyncio.run(close_default_producers(timeout=3))
 
 
-def poll(condition: Any, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout:g} s")
-        time.sleep(0.02)
 
 
 def test_fifty_tasks_first_sending_share_one_default_async_producer(own_broker, counted,
@@ -80,7 +75,7 @@ def test_fifty_tasks_first_sending_share_one_default_async_producer(own_broker, 
 
     asyncio.run(main())
     assert len(counted) == 1
-    poll(lambda: not connections_to(own_broker.port))
+    wait_for(lambda: not connections_to(own_broker.port))
 
 
 def test_sixteen_threads_first_sending_share_one_default_producer(own_broker, counted,
@@ -110,8 +105,8 @@ def test_sixteen_threads_first_sending_share_one_default_producer(own_broker, co
     assert len(producers) == 1 and len(counted) == 1
     assert kafka_threads()
     asyncio.run(close_default_producers())
-    poll(lambda: not connections_to(own_broker.port))
-    poll(lambda: not kafka_threads())
+    wait_for(lambda: not connections_to(own_broker.port))
+    wait_for(lambda: not kafka_threads())
 
 
 def test_an_app_s_shutdown_leaves_nothing_of_kafka_open(own_broker, counted, monkeypatch,
@@ -146,8 +141,8 @@ def test_an_app_s_shutdown_leaves_nothing_of_kafka_open(own_broker, counted, mon
         assert client.post("/send").status_code == 200
         assert connections_to(own_broker.port)
     assert len(counted) == 2  # the sync producer's and the app loop's async one
-    poll(lambda: not connections_to(own_broker.port))
-    poll(lambda: not kafka_threads())
+    wait_for(lambda: not connections_to(own_broker.port))
+    wait_for(lambda: not kafka_threads())
     assert not app.lifecycle.stop_problems
 
 
@@ -174,7 +169,7 @@ def test_an_app_whose_broker_was_killed_shuts_down_within_its_timeout(own_broker
     with TestClient(app):
         with default_producer() as producer:
             producer.send("one", topic=topic)
-        poll(lambda: seen == ["one"], 30)
+        wait_for(lambda: seen == ["one"], 30)
         assert own_broker.process is not None
         own_broker.process.kill()
         own_broker.process.wait(10)
@@ -184,5 +179,5 @@ def test_an_app_whose_broker_was_killed_shuts_down_within_its_timeout(own_broker
     if not scheduler_was_running:
         assert not background_scheduler.running  # the hooks after kafka's still ran
     assert app.lifecycle.stopped
-    poll(lambda: not connections_to(own_broker.port), 5)
-    poll(lambda: not kafka_threads(), 5)
+    wait_for(lambda: not connections_to(own_broker.port), 5)
+    wait_for(lambda: not kafka_threads(), 5)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,13 +17,7 @@ from fastkit.executor import (
     current_fire,
     current_lease,
 )
-
-
-def wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+from waiting import wait_for
 
 
 @pytest.fixture
@@ -117,7 +110,7 @@ def _run_twice(locks, func, single_job=False):
                           misfire_grace_time=30)
         scheduler.start()
         try:
-            wait_until(lambda s=scheduler: not s.get_jobs())  # the date job fired
+            wait_for(lambda s=scheduler: not s.get_jobs())  # the date job fired
         finally:
             scheduler.shutdown(timeout=5)  # waits for its run
 

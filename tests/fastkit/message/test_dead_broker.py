@@ -19,6 +19,7 @@ from consumer_worker import FAST_GROUP
 
 from fastkit.message import AsyncConsumer, AsyncProducer, Consumer, Producer
 from kafka_broker import KafkaBroker, connections_to, create_topic
+from waiting import wait_for
 
 BOUND = 2.0  # seconds a stop may take beyond its timeout
 
@@ -74,11 +75,7 @@ def end(request: pytest.FixtureRequest) -> Any:
 
 
 def poll(condition: Any, timeout: float = 15) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout:g} s: {condition}")
-        time.sleep(0.02)
+    wait_for(condition, timeout, str(condition))
 
 
 @pytest.fixture
