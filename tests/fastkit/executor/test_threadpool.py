@@ -189,7 +189,10 @@ def test_a_holder_that_loses_its_lock_stops_before_another_starts(prefix):
         errors = [process.communicate(timeout=10)[1] for process in processes]
     finally:
         server.stop()
-    assert any("was lost while its holder runs" in err for err in errors), errors
+    # Told either way: the renewal found the lease gone, or the restart kept the store from
+    # confirming it within 2/3 of the ttl (which comes first depends on the restart's pace).
+    told = ("was lost while its holder runs", "is given up: its store did not confirm it")
+    assert any(line in err for err in errors for line in told), errors
     # Never two copies at once: the beats after the restart come from one holder, then at
     # most one other (a handover), never interleaved.
     after = beats_of(store, prefix, restarted)
