@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
@@ -39,7 +39,6 @@ from fastflyer.discovery import LoadedApp, find_app_dir, load_apps
 from fastflyer.docs import install_docs
 from fastflyer.errors import ErrorRenderer, FlyerError
 from fastflyer.executor import register_executors
-from fastflyer.fastpath import FastPathMiddleware, plan_routes
 from fastflyer.health import Readiness, ReadinessReport, health_paths
 from fastflyer.lifespan import Lifecycle
 from fastflyer.message import KafkaRouter, register_kafka
@@ -57,6 +56,7 @@ from fastflyer.middleware.redirects import RelativeRedirectMiddleware
 from fastflyer.middleware.unanswered import UnansweredErrorMiddleware
 from fastflyer.middleware.websocket import WebSocketContextMiddleware
 from fastflyer.openapi import document_answers
+from fastflyer.routing import FlyerRoute, adopt
 from fastflyer.schemas import DataResponse, ErrorResponse
 from fastflyer.service import service_name
 from fastflyer.settings import BaseConfig, FlyerSettings, load_settings
@@ -144,6 +144,7 @@ class FlyerAPI(FastAPI):
             else settings.version
 
         self.settings = settings
+        self.flyer_fast_path = settings.fast_path  # read by FlyerRoute when it plans a route
         self.base_url = base_url
         self.lifecycle = Lifecycle(settings.shutdown_timeout)
         self.readiness = Readiness()
@@ -173,6 +174,8 @@ class FlyerAPI(FastAPI):
             **kwargs,
         )
         self.state.settings = settings
+        if settings.fast_path:  # every route added from here on: app.get, add_api_route...
+            self.router.route_class = FlyerRoute
         self.lifecycle.add("thread pool", start=self._size_thread_pool)
         self.lifecycle.add("access log", stop=self._close_access_log)
         register_components(settings, self.readiness, self.lifecycle)
@@ -250,6 +253,14 @@ class FlyerAPI(FastAPI):
                                response_model=None, responses=_READINESS_ANSWERS,
                                include_in_schema=path != "/health_check/ready")
 
+    def include_router(self, router: APIRouter, *args: Any, **kwargs: Any) -> None:
+        """FastAPI's ``include_router``; the router's plain ``APIRoute`` routes (and those of
+        routers it includes) are served by :class:`~fastflyer.routing.FlyerRoute` unless
+        ``flyer_fast_path=0``."""
+        if self.settings.fast_path:
+            adopt(router.routes)
+        super().include_router(router, *args, **kwargs)
+
     def include_app(self, name: str, router: Any, dependencies: Sequence[Any] = ()) -> None:
         """Mount app ``name``'s router under the base URL."""
         before = len(self.router.routes)
@@ -309,14 +320,9 @@ class FlyerAPI(FastAPI):
 
     def build_middleware_stack(self) -> ASGIApp:
         app = super().build_middleware_stack()
-        if self.settings.fast_path and not self.user_middleware:
-            table = plan_routes(_iter_route_contexts(self.router.routes))
-            if table:
-                app = FastPathMiddleware(app, table, self.exception_handlers,
-                                         lambda: bool(self.dependency_overrides))
         # A JSON body is Unicode text on every route: a lone surrogate is a 422, not a 500.
         app = JSONTextMiddleware(app)
-        # HTTP semantics of every route, fast path included: HEAD wherever GET is, and
+        # HTTP semantics of every route: HEAD wherever GET is, and
         # redirects relative, never to the request's Host.
         app = HeadAsGetMiddleware(app, lambda: self.router.routes)
         app = RelativeRedirectMiddleware(app)

@@ -21,9 +21,10 @@ anything else              500          "Internal Server Error"; traceback to th
 
 A client that closes the connection before its request body has been read (Starlette's
 ``ClientDisconnect``, raised where the body is read: FastAPI's parameter parsing, which
-turns it into a 400 "There was an error parsing the body", the fast path, or the route's
-own ``await request.body()``) is not a server error: it ends as 499, the status nginx
-named "client closed request", so the access log tells it apart from a 400 or a 500.
+turns it into a 400 "There was an error parsing the body", the planned route handler of
+:mod:`fastflyer.routing`, or the route's own ``await request.body()``) is not a server
+error: it ends as 499, the status nginx named "client closed request", so the access log
+tells it apart from a 400 or a 500.
 
 The traceback of a 500 is one ERROR record (:func:`log_unhandled`): the request id, the
 method and route path, the exception's type and message, and the frames of the app's

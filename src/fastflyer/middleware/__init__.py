@@ -19,7 +19,7 @@ Outermost first, as :class:`~fastflyer.FlyerAPI` stacks them:
 7. :class:`~fastflyer.middleware.redirects.RelativeRedirectMiddleware` (a redirect to the
    request's own origin goes out relative) and
    :class:`~fastflyer.middleware.methods.HeadAsGetMiddleware` (``HEAD`` wherever ``GET``
-   is), outside the fast path so that both paths answer alike;
+   is), for every route, however it is handled;
 8. FastAPI's own stack, with GZip inside it when configured.
 """
 

@@ -3,8 +3,8 @@
 Python's ``json.loads`` (FastAPI's, and ``Request.json``'s) reads ``"\\ud800"`` and raw
 UTF-16 surrogate bytes (``ED A0 80``, which ``json.loads`` passes) into a ``str`` that is no
 Unicode text: it cannot be encoded as UTF-8, so the answer that echoes it, a log line, a
-database write fails, and the request became a 500. Pydantic's own JSON parser (the fast
-path's ``validate_json``) already refuses such a body; this makes every route agree with it.
+database write fails, and the request became a 500. Pydantic's own JSON parser
+(``validate_json``) already refuses such a body; this makes every route agree with it.
 
 Every other way in decodes with replacement (the path, the query string and form fields
 turn invalid UTF-8 into U+FFFD; header values are Latin-1), so a JSON body is the one door.

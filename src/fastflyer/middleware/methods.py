@@ -5,9 +5,9 @@ method a path lacks with the ``Allow`` of the first route it tried. FastFlyer co
 that, for every route however it was added (apps, the framework's docs, the task API):
 
 - ``HEAD`` is answered wherever ``GET`` is and no route declares ``HEAD`` itself: the
-  request runs as ``GET`` (:class:`HeadAsGetMiddleware`, before the fast path, so both
-  paths answer alike) and the answer goes out with the same status and headers
-  (``Content-Length`` and ``Content-Type`` included) and no body;
+  request runs as ``GET`` (:class:`HeadAsGetMiddleware`, before routing) and the answer
+  goes out with the same status and headers (``Content-Length`` and ``Content-Type``
+  included) and no body;
 - a ``405`` lists in ``Allow`` every method of every route at that path, plus ``HEAD``
   where ``GET`` is and ``OPTIONS`` (:func:`method_not_allowed`, the app's 405 handler);
 - ``OPTIONS`` on a path no route serves it on answers ``204`` with that ``Allow``; a CORS

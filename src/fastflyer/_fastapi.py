@@ -1,0 +1,78 @@
+"""The FastAPI internals :mod:`fastflyer.routing` plans with, in one place.
+
+FastAPI's public surface has the route class (``APIRoute.get_route_handler``) but not the
+pieces its own handler is made of: how a parameter's request key is chosen, how a value is
+validated against its field, which callables it awaits. The fast handler must make exactly
+the same choices, so it calls these same functions. Each is imported here and nowhere else;
+when one is missing or has changed shape (a FastAPI upgrade), :data:`AVAILABLE` is false and
+every route keeps FastAPI's own handler: the planner fails closed, never open. FastAPI's own
+test suite, run with the route class (``tools/fastapi_parity.py``), is the check that the
+choices still agree.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["AVAILABLE", "internals"]
+
+
+class _Internals:
+    """The imported names (attributes), present only when :data:`AVAILABLE`."""
+
+    def __init__(self) -> None:
+        from fastapi._body_limit import get_body_limit_error
+        from fastapi._compat import Undefined
+        from fastapi._compat.shared import field_annotation_is_sequence
+        from fastapi.datastructures import DefaultPlaceholder
+        from fastapi.dependencies.models import (
+            _get_cache_key,
+            _get_oauth_scopes,
+            _is_async_gen_callable,
+            _is_coroutine_callable,
+            _is_gen_callable,
+        )
+        from fastapi.dependencies.utils import (
+            _get_form_models,
+            _get_param_aliases,
+            _get_param_model,
+            _is_json_field,
+            _should_embed_body_fields,
+            _solve_generator,
+            _validate_value_with_model_field,
+            request_body_to_args,
+        )
+        from fastapi.routing import _effective_route_context_var, _extract_endpoint_context
+        from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
+
+        self.MAX_BODY_SIZE_SCOPE_KEY = MAX_BODY_SIZE_SCOPE_KEY
+        self.get_body_limit_error = get_body_limit_error
+        self.Undefined = Undefined
+        self.DefaultPlaceholder = DefaultPlaceholder
+        self.get_cache_key = _get_cache_key
+        self.get_oauth_scopes = _get_oauth_scopes
+        self.is_async_gen_callable = _is_async_gen_callable
+        self.is_coroutine_callable = _is_coroutine_callable
+        self.is_gen_callable = _is_gen_callable
+        self.get_form_models = _get_form_models
+        self.solve_generator = _solve_generator
+        self.get_param_aliases = _get_param_aliases
+        self.get_param_model = _get_param_model
+        self.is_json_field = _is_json_field
+        self.should_embed_body_fields = _should_embed_body_fields
+        self.validate_value = _validate_value_with_model_field
+        self.field_annotation_is_sequence = field_annotation_is_sequence
+        self.request_body_to_args = request_body_to_args
+        self.effective_route_context_var = _effective_route_context_var
+        self.extract_endpoint_context = _extract_endpoint_context
+
+
+def _load() -> _Internals | None:
+    try:
+        return _Internals()
+    except (ImportError, AttributeError):
+        return None
+
+
+internals: Any = _load()
+AVAILABLE: bool = internals is not None
