@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8080
 ECHO_PORT ?= 8081
 
-.PHONY: install install-dev demo httpx-demo echo-server test preflight lint smoke bench clean
+.PHONY: install install-dev demo httpx-demo echo-server test preflight lint smoke bench parity clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,7 +40,7 @@ preflight:
 	@$(PYTHON) tests/preflight.py
 
 lint: install-dev
-	$(PY) -m ruff check src tests bench examples
+	$(PY) -m ruff check src tests bench examples tools
 	$(PY) -m mypy
 
 test: preflight lint
@@ -58,6 +58,11 @@ bench: install-dev
 	$(PY) bench/bench_data.py
 	$(PY) bench/bench_lock.py
 	$(PY) bench/bench_kafka.py
+
+# FastAPI's own test suite, plain and with fastflyer's route class: fails on any test that fails
+# only with the route class. `make parity PARITY_ARGS='--route-class module:Class'`.
+parity: install-dev
+	$(PY) tools/fastapi_parity.py $(PARITY_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

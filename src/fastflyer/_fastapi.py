@@ -8,13 +8,23 @@ when one is missing or has changed shape (a FastAPI upgrade), :data:`AVAILABLE` 
 every route keeps FastAPI's own handler: the planner fails closed, never open. FastAPI's own
 test suite, run with the route class (``tools/fastapi_parity.py``), is the check that the
 choices still agree.
+
+Instrumentation libraries wrap functions of ``fastapi.routing`` to see inside FastAPI's
+handler: Sentry its ``get_request_handler``, Logfire its ``solve_dependencies`` and
+``run_endpoint_function``. A handler that does not call them would hide the requests from
+them, so :meth:`_Internals.instrumented` says when any of :data:`HOOKS` is no longer
+FastAPI's own function; the planner and the planned handler then defer to FastAPI's.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AVAILABLE", "internals"]
+__all__ = ["AVAILABLE", "HOOKS", "internals"]
+
+#: The functions of ``fastapi.routing`` that instrumentation replaces.
+HOOKS = ("get_request_handler", "solve_dependencies", "run_endpoint_function",
+         "serialize_response")
 
 
 class _Internals:
@@ -65,6 +75,27 @@ class _Internals:
         self.request_body_to_args = request_body_to_args
         self.effective_route_context_var = _effective_route_context_var
         self.extract_endpoint_context = _extract_endpoint_context
+
+        import fastapi.dependencies.utils
+        import fastapi.routing
+
+        self.routing = fastapi.routing
+        self.hooks = tuple(getattr(fastapi.routing, name) for name in HOOKS)
+        own = {fastapi.routing.__file__, fastapi.dependencies.utils.__file__}
+        # Already replaced before this import: never plan (the originals are unknown).
+        self.hooked_early = any(getattr(getattr(hook, "__code__", None), "co_filename", None)
+                                not in own for hook in self.hooks)
+
+    def instrumented(self) -> bool:
+        """Whether a function of :data:`HOOKS` has been replaced (a cheap check: four
+        attribute reads, run on every request)."""
+        routing = self.routing
+        get_request_handler, solve_dependencies, run_endpoint_function, serialize = self.hooks
+        return (self.hooked_early
+                or routing.get_request_handler is not get_request_handler
+                or routing.solve_dependencies is not solve_dependencies
+                or routing.run_endpoint_function is not run_endpoint_function
+                or routing.serialize_response is not serialize)
 
 
 def _load() -> _Internals | None:

@@ -30,8 +30,10 @@ the errors are raised together as FastAPI's ``RequestValidationError``, with the
 endpoint context. FastAPI's own handler for the route is handed the same ``Request`` (its
 body already read and kept) before anything ran when: the JSON body does not parse (FastAPI
 reports it its way), the app has ``dependency_overrides`` set, FastAPI's telemetry is
-instrumenting the request, or a dependant of the route was changed after the route was built
-(a dependency appended to ``route.dependant.dependencies``, a call replaced).
+instrumenting the request, an instrumentation library (Sentry, Logfire) has wrapped one of
+the functions FastAPI's handler is made of (:data:`fastflyer._fastapi.HOOKS`), or a
+dependant of the route was changed after the route was built (a dependency appended to
+``route.dependant.dependencies``, a call replaced).
 
 **What is planned.** Path, query, header and cookie parameters; JSON bodies (one or several
 parameters, embedded or not); dependencies, sync and async, plain or with ``yield``, with
@@ -228,7 +230,7 @@ def _walk(node: _Node) -> list[_Node]:
 def plan(route: Any) -> _Plan | None:
     """The plan of ``route`` (an ``APIRoute`` or the context FastAPI builds for it per
     inclusion), or ``None`` when FastAPI's own handler must serve it."""
-    if not AVAILABLE:
+    if not AVAILABLE or internals.instrumented():
         return None
     try:
         if (getattr(route, "is_sse_stream", False) or getattr(route, "is_json_stream", False)
@@ -434,7 +436,7 @@ def _planned_handler(plan: _Plan, fallback: Handler) -> Handler:
 
     async def handler(request: Request) -> Response:
         if (overrides is not None and overrides.dependency_overrides) \
-                or get_telemetry_data() is not None:
+                or get_telemetry_data() is not None or internals.instrumented():
             return await fallback(request)
         body = internals.Undefined
         if plan.body:

@@ -803,17 +803,18 @@ def test_every_shape_is_planned_but_the_fallback_ones(flyer_clients, plain_clien
 
 
 def _spy_on_fastapi_handler(monkeypatch) -> list[int]:
-    """Count the requests FastAPI's own handler solves (its ``solve_dependencies``)."""
+    """Count the requests FastAPI's own handler serves: it reads its telemetry data first
+    (``fastapi.routing.get_telemetry_data``, not a function instrumentation wraps)."""
     import fastapi.routing
 
     calls: list[int] = []
-    original = getattr(fastapi.routing, "solve_dependencies")  # noqa: B009 (not exported)
+    original = fastapi.routing.get_telemetry_data
 
-    async def counting(**kwargs):
+    def counting(*args: Any, **kwargs: Any) -> Any:
         calls.append(1)
-        return await original(**kwargs)
+        return original(*args, **kwargs)
 
-    monkeypatch.setattr(fastapi.routing, "solve_dependencies", counting)
+    monkeypatch.setattr(fastapi.routing, "get_telemetry_data", counting)
     return calls
 
 
@@ -827,6 +828,9 @@ def test_valid_requests_are_answered_by_the_planned_handler(flyer_clients, plain
         assert calls == [], request_id
     answer(on, "query-missing-required")  # invalid: reported by the planned handler too
     assert calls == []
+    answer(on, "body-malformed-json")  # no JSON: FastAPI's handler reports it its way
+    assert len(calls) == 1
+    calls.clear()
     answer(on, "fallback-query-model")  # not planned
     assert len(calls) == 1
     answer(off, "body")
@@ -982,3 +986,50 @@ def test_the_real_server_serves_planned_routes_with_the_context_headers(live):
     assert response.headers["x-request-id"] == "fast-1"
     assert response.headers["x-content-type-options"] == "nosniff"
     assert re.fullmatch(r"\d+\.\d\d", response.headers["x-lasting-time"])
+
+
+# --- instrumentation that wraps FastAPI's handler functions (Sentry, Logfire) ----------------
+@pytest.mark.parametrize("hook", ["solve_dependencies", "run_endpoint_function",
+                                  "serialize_response"])
+def test_instrumented_requests_go_through_fastapis_handler(plain_clients, monkeypatch, hook):
+    """Logfire wraps ``fastapi.routing.solve_dependencies`` and ``run_endpoint_function`` after
+    the routes exist: the planned handler must not hide the requests from it."""
+    import fastapi.routing
+
+    on, off = plain_clients
+    seen: list[str] = []
+    original = getattr(fastapi.routing, hook)
+
+    async def wrapped(*args: Any, **kwargs: Any) -> Any:
+        seen.append(hook)
+        return await original(*args, **kwargs)
+
+    monkeypatch.setattr(fastapi.routing, hook, wrapped)
+    assert answer(on, "body") == answer(off, "body")
+    assert seen == [hook, hook]  # once with FlyerRoute, once with APIRoute
+
+
+def test_a_wrapped_get_request_handler_leaves_routes_unplanned(monkeypatch):
+    """Sentry wraps ``fastapi.routing.get_request_handler`` to wrap every handler it builds:
+    routes built then keep FastAPI's (wrapped) handler."""
+    import fastapi.routing
+
+    built: list[str] = []
+    original = fastapi.routing.get_request_handler
+
+    def wrapping(*args: Any, **kwargs: Any) -> Any:
+        built.append("built")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(fastapi.routing, "get_request_handler", wrapping)
+    app = FastAPI()
+    app.router.route_class = FlyerRoute
+
+    @app.get("/x")
+    async def x() -> dict[str, int]:
+        return {"x": 1}
+
+    route = app.router.routes[-1]
+    assert isinstance(route, FlyerRoute) and route.planned is False and built == ["built"]
+    with TestClient(app) as client:
+        assert client.get("/x").json() == {"x": 1}
