@@ -5,37 +5,52 @@ uvicorn):
 
     pip install -e '.[dev]'               # fastapi, starlette, uvicorn[standard]
     apt-get install wrk
-    python bench/bench_web.py             # full run: 5 rounds of 10 s loads, ~12 minutes
+    python bench/bench_web.py             # full run: 3 rounds of 5 s loads, ~8 minutes
+    python bench/bench_web.py --threads 1 --output bench/results/web_t1.json   # wrk -t1
     python bench/bench_web.py --quick     # smoke run: 1 round of 3 s loads
     python bench/bench_web.py --no-throughput   # only import time and idle RSS
 
-One measurement by hand (the POST body is sent with a wrk Lua script, see ``LUA_POST``):
+One measurement by hand (the POST body and headers are sent with a wrk Lua script, see
+``LUA_POST`` and ``lua_item``):
 
     taskset -c 1 python -m uvicorn web_fastapi:app --app-dir bench --port 8000 \
         --loop uvloop --http httptools --workers 1 --log-level error --no-access-log \
         --no-proxy-headers
-    taskset -c 0 wrk -t2 -c100 -d10s --latency -s post.lua http://127.0.0.1:8000/flyer/items
+    taskset -c 0 wrk -t2 -c100 -d5s --latency -s post.lua http://127.0.0.1:8000/flyer/items
 
 Servers, all under uvicorn (uvloop, httptools, one in-process worker) pinned to core 1:
 ``raw`` (``bench/raw_asgi.py``), ``raw_loaded`` (the same app in a process that has also
 built the FastFlyer app, ``raw_asgi_loaded.py``: the cost of the process size alone),
-``starlette`` (``web_starlette.py``), ``fastapi`` (``web_fastapi.py``), ``flyer`` and
-``flyer_log`` (``web_flyer.py``: FlyerAPI on the bench project ``web_project``, access
-log off / on to ``<tmp>/access.log``). The flyer servers are skipped, with a note, while
+``starlette`` (``web_starlette.py``), ``fastapi`` (``web_fastapi.py``: ``FastAPI()`` with
+its defaults), ``fastapi_notel`` (``web_fastapi_notelemetry.py``: the same routes with
+``FastAPI(telemetry={"tracing": False, "metrics": False, "logs": False})``), and FlyerAPI
+on the bench project ``web_project`` (``web_flyer.py``): ``flyer`` (access log off),
+``flyer_log`` (access log on, to ``<tmp>/access.log``), ``flyer_auth`` (``flyer_log`` with
+``flyer_auth_enable=1``, ``flyer_auth_user``, ``flyer_auth_pass``) and ``flyer_cors``
+(``flyer_log`` with ``flyer_cors_origins=https://a.example`` and
+``flyer_gzip_min_size=500``). The flyer servers are skipped, with a note, while
 ``import fastflyer; fastflyer.FlyerAPI`` fails.
-Endpoints: ``health`` = GET /health_check/async on every server (raw answers any path),
-``business`` = POST /flyer/items with a JSON ``Item`` on all but raw.
+Endpoints: ``health`` = GET /health_check/async on every server but ``flyer_auth`` and
+``flyer_cors`` (raw answers any path), ``business`` = POST /flyer/items with a JSON
+``Item`` on all but those and raw, ``item`` = POST /flyer/items/42?q=hello (path + query
++ the same body, ``DataResponse`` envelope) on the FastAPI and flyer servers. Every
+``item`` request, to every server, carries ``Authorization: Basic`` (the ``flyer_auth``
+credentials), ``Origin: https://a.example`` and ``Accept-Encoding: gzip``; the answers are
+smaller than 500 bytes, so GZip passes them through. Before timing, each start is checked:
+200 from every endpoint it is measured on, 401 without credentials from ``flyer_auth``,
+``access-control-allow-origin`` from ``flyer_cors``.
 
-Load is ``wrk -t2 -c100 --latency`` pinned to core 0, one server at a time. Each round
-starts every server once, on a free 127.0.0.1 port, waits until it answers, runs each of
-its endpoints (an untimed warm-up wrk run, then the timed one) and stops it with
-SIGTERM; the order of servers and endpoints is reversed every other round. Reported:
-median req/s and medians of wrk's p50/p99 latency over rounds, and ratios of the medians.
-A run is invalid if wrk reports non-2xx responses or socket errors; a ``flyer_log``
-start is invalid if its access log holds fewer lines than the requests wrk completed
-(warm-ups included). Lines are counted after the server stopped: uvicorn re-raises
-SIGTERM after its lifespan shutdown, so atexit hooks do not run and a log tail still
-buffered then (not flushed on lifespan shutdown) is lost and makes the run invalid.
+Load is ``wrk -t2 -c100 --latency`` pinned to core 0 (``--threads 1``: ``wrk -t1``), one
+server at a time. Each round starts every server once, on a free 127.0.0.1 port, waits
+until it answers, runs each of its endpoints (an untimed warm-up wrk run, then the timed
+one) and stops it with SIGTERM; the order of servers and endpoints is reversed every
+other round. Reported: median req/s and medians of wrk's p50/p99 latency over rounds, and
+ratios of the medians against their targets (``RATIOS``).
+A run is invalid if wrk reports non-2xx responses or socket errors; a start of a server
+with the access log on is invalid if its access log holds fewer lines than the requests
+wrk completed (warm-ups included). Lines are counted after the server stopped: uvicorn
+re-raises SIGTERM after its lifespan shutdown, so atexit hooks do not run and a log tail
+still buffered then (not flushed on lifespan shutdown) is lost and makes the run invalid.
 
 Also measured: import time (wall time of ``python -c "<import>"`` subprocesses, runs of
 each statement interleaved, interpreter start-up included and not subtracted; ``pass``
@@ -47,6 +62,7 @@ Results go to stdout and ``bench/results/web.json``.
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import glob
 import json
@@ -75,12 +91,27 @@ CLIENT_CORE = 0
 
 HEALTH_PATH = "/health_check/async"
 BUSINESS_PATH = "/flyer/items"
+ITEM_PATH = "/flyer/items/42?q=hello"
 ITEM_BODY = '{"name":"widget","price":9.5,"tags":["a","b"]}'
 LUA_POST = (
     'wrk.method = "POST"\n'
     f"wrk.body = '{ITEM_BODY}'\n"
     'wrk.headers["Content-Type"] = "application/json"\n'
 )
+AUTH_USER, AUTH_PASS = "bench", "bench-pass"
+ORIGIN = "https://a.example"
+# Sent with every ``item`` request to every server (only flyer_auth / flyer_cors use them).
+ITEM_HEADERS = {
+    "Authorization": "Basic " + base64.b64encode(f"{AUTH_USER}:{AUTH_PASS}".encode()).decode(),
+    "Origin": ORIGIN,
+    "Accept-Encoding": "gzip",
+}
+
+
+def lua_item() -> str:
+    """The wrk script of ``item``: ``LUA_POST`` plus ``ITEM_HEADERS``."""
+    return LUA_POST + "".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in ITEM_HEADERS.items())
+
 
 # server name -> uvicorn module (in bench/); the order is the round's forward order.
 SERVERS: dict[str, str] = {
@@ -88,20 +119,44 @@ SERVERS: dict[str, str] = {
     "raw_loaded": "raw_asgi_loaded",
     "starlette": "web_starlette",
     "fastapi": "web_fastapi",
+    "fastapi_notel": "web_fastapi_notelemetry",
     "flyer": "web_flyer",
     "flyer_log": "web_flyer",
+    "flyer_auth": "web_flyer",
+    "flyer_cors": "web_flyer",
 }
-FLYER_SERVERS = ("flyer", "flyer_log")
+FLYER_SERVERS = ("flyer", "flyer_log", "flyer_auth", "flyer_cors")
+ACCESS_LOG_SERVERS = ("flyer_log", "flyer_auth", "flyer_cors")
 ENDPOINTS: dict[str, tuple[str, str]] = {
     "health": ("GET", HEALTH_PATH),
     "business": ("POST", BUSINESS_PATH),
+    "item": ("POST", ITEM_PATH),
+}
+SERVER_ENDPOINTS: dict[str, list[str]] = {
+    "raw": ["health"], "raw_loaded": ["health"], "starlette": ["health", "business"],
+    "fastapi": ["health", "business", "item"], "fastapi_notel": ["health", "business", "item"],
+    "flyer": ["health", "business", "item"], "flyer_log": ["health", "business", "item"],
+    "flyer_auth": ["item"], "flyer_cors": ["item"],
 }
 # (label, numerator, denominator, target: ratio must be >= (or <= for RSS) this, or None)
 RATIOS: list[tuple[str, tuple[str, str], tuple[str, str], float | None]] = [
-    ("flyer health / raw health", ("flyer", "health"), ("raw", "health"), 0.8),
+    ("flyer health / raw health", ("flyer", "health"), ("raw", "health"), 0.85),
+    ("flyer_log item / fastapi item", ("flyer_log", "item"), ("fastapi", "item"), 1.5),
+    ("flyer_log item / fastapi_notel item", ("flyer_log", "item"),
+     ("fastapi_notel", "item"), 1.5),
+    ("flyer_auth item / fastapi item", ("flyer_auth", "item"), ("fastapi", "item"), 1.5),
+    ("flyer_auth item / fastapi_notel item", ("flyer_auth", "item"),
+     ("fastapi_notel", "item"), 1.5),
+    ("flyer_cors item / fastapi item", ("flyer_cors", "item"), ("fastapi", "item"), 1.3),
+    ("flyer_cors item / fastapi_notel item", ("flyer_cors", "item"),
+     ("fastapi_notel", "item"), 1.3),
     ("flyer_log business / fastapi business", ("flyer_log", "business"),
      ("fastapi", "business"), 1.2),
+    ("flyer item / fastapi item", ("flyer", "item"), ("fastapi", "item"), None),
     ("flyer business / fastapi business", ("flyer", "business"), ("fastapi", "business"), None),
+    ("fastapi_notel item / fastapi item", ("fastapi_notel", "item"), ("fastapi", "item"), None),
+    ("flyer_auth item / flyer_log item", ("flyer_auth", "item"), ("flyer_log", "item"), None),
+    ("flyer_cors item / flyer_log item", ("flyer_cors", "item"), ("flyer_log", "item"), None),
     ("flyer_log health / flyer health", ("flyer_log", "health"), ("flyer", "health"), None),
     ("fastapi business / starlette business", ("fastapi", "business"),
      ("starlette", "business"), None),
@@ -115,7 +170,7 @@ IMPORTS: dict[str, str] = {
     "import fastflyer": "import fastflyer",
     "from fastflyer import FlyerAPI": "from fastflyer import FlyerAPI",
 }
-FULL = {"rounds": 5, "duration": 10, "warmup": 2, "import_runs": 7, "rss_starts": 3}
+FULL = {"rounds": 3, "duration": 5, "warmup": 1, "import_runs": 7, "rss_starts": 3}
 QUICK = {"rounds": 1, "duration": 3, "warmup": 1, "import_runs": 3, "rss_starts": 1}
 RSS_TARGET = 1.2  # flyer / fastapi idle RSS must be <= this
 RSS_REQUESTS = 20  # 10 health GETs + 10 business POSTs before reading RSS
@@ -142,28 +197,37 @@ def server_command(name: str, port: int) -> list[str]:
 
 
 def server_env(name: str, log_dir: str) -> dict[str, str]:
-    """The flyer servers log to ``log_dir``, console at ERROR; ``flyer_log`` adds the access log."""
-    env = dict(os.environ)
+    """No inherited ``flyer_*`` settings. The flyer servers log to ``log_dir``, console at
+    ERROR; those of ``ACCESS_LOG_SERVERS`` add the access log, and auth or CORS + GZip."""
+    env = {k: v for k, v in os.environ.items() if not k.lower().startswith("flyer_")}
     if name in FLYER_SERVERS:
         env["flyer_log_path"] = log_dir
         env["flyer_console_log_level"] = "error"
-        env["flyer_access_log"] = "1" if name == "flyer_log" else "0"
-        if name == "flyer_log":
+        env["flyer_access_log"] = "1" if name in ACCESS_LOG_SERVERS else "0"
+        if name in ACCESS_LOG_SERVERS:
             env["flyer_access_logfile"] = os.path.join(log_dir, "access.log")
+    if name == "flyer_auth":
+        env.update(flyer_auth_enable="1", flyer_auth_user=AUTH_USER, flyer_auth_pass=AUTH_PASS)
+    if name == "flyer_cors":
+        env.update(flyer_cors_origins=ORIGIN, flyer_gzip_min_size="500")
     return env
 
 
-def request(url: str, body: str | None = None, timeout: float = 2.0) -> tuple[int, bytes]:
-    """One GET (or POST of a JSON ``body``) with the stdlib; (status, body), never raises HTTP."""
+def request(url: str, body: str | None = None, timeout: float = 2.0,
+            headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+    """One GET (or POST of a JSON ``body``) with the stdlib; (status, body, lower-cased
+    headers), never raises HTTP."""
     data = body.encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method="POST" if data else "GET")
     if data:
         req.add_header("Content-Type", "application/json")
+    for key, value in (headers or {}).items():
+        req.add_header(key, value)
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
-            return resp.status, resp.read()
+            return resp.status, resp.read(), {k.lower(): v for k, v in resp.headers.items()}
     except urllib.error.HTTPError as exc:
-        return exc.code, exc.read()
+        return exc.code, exc.read(), {k.lower(): v for k, v in exc.headers.items()}
 
 
 @dataclass
@@ -175,7 +239,8 @@ class Server:
 
 
 def wait_ready(server: Server, timeout: float = 30.0) -> None:
-    """Poll the health route until 200; then check the business route once (fail fast)."""
+    """Poll the health route until 200; then check each measured endpoint once (fail fast):
+    200, the CORS header from ``flyer_cors``, and 401 without credentials from ``flyer_auth``."""
     deadline = time.monotonic() + timeout
     while True:
         if server.proc.poll() is not None:
@@ -186,10 +251,21 @@ def wait_ready(server: Server, timeout: float = 30.0) -> None:
         if time.monotonic() > deadline:
             raise RuntimeError(f"{server.name}: no 200 from {HEALTH_PATH} within {timeout:.0f}s")
         time.sleep(0.05)
-    if "business" in endpoints_of(server.name):
-        code, body = request(server.base + BUSINESS_PATH, ITEM_BODY)
+    for endpoint in endpoints_of(server.name):
+        method, path = ENDPOINTS[endpoint]
+        body_sent = ITEM_BODY if method == "POST" else None
+        headers = ITEM_HEADERS if endpoint == "item" else None
+        code, body, answer_headers = request(server.base + path, body_sent, headers=headers)
         if code != 200:
-            raise RuntimeError(f"{server.name}: POST {BUSINESS_PATH} -> {code} {body[:300]!r}")
+            raise RuntimeError(f"{server.name}: {method} {path} -> {code} {body[:300]!r}")
+        if server.name == "flyer_cors" and \
+                answer_headers.get("access-control-allow-origin") != ORIGIN:
+            raise RuntimeError(f"{server.name}: no CORS header on {path}: {answer_headers}")
+        if server.name == "flyer_auth":
+            anonymous = {k: v for k, v in ITEM_HEADERS.items() if k != "Authorization"}
+            code, body, _ = request(server.base + path, body_sent, headers=anonymous)
+            if code != 401:
+                raise RuntimeError(f"{server.name}: {path} without credentials -> {code}")
 
 
 @contextlib.contextmanager
@@ -220,7 +296,7 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def endpoints_of(name: str) -> list[str]:
-    return ["health"] if name in ("raw", "raw_loaded") else ["health", "business"]
+    return SERVER_ENDPOINTS[name]
 
 
 def count_access_lines(log_dir: str) -> int:
@@ -296,7 +372,9 @@ def wrk(url: str, seconds: int, args: argparse.Namespace, lua: str | None) -> st
 # --------------------------------------------------------------------------- throughput
 
 
-def bench_throughput(servers: list[str], args: argparse.Namespace, lua: str) -> list[WrkRun]:
+def bench_throughput(servers: list[str], args: argparse.Namespace,
+                     lua: dict[str, str]) -> list[WrkRun]:
+    """``lua``: endpoint -> wrk script (endpoints without one are plain GETs)."""
     runs: list[WrkRun] = []
     for r in range(args.rounds):
         order = servers if r % 2 == 0 else servers[::-1]  # alternate the order every round
@@ -306,8 +384,8 @@ def bench_throughput(servers: list[str], args: argparse.Namespace, lua: str) -> 
             completed = 0  # requests wrk completed on this start, warm-ups included
             with serve(name) as server:
                 for endpoint in endpoints:
-                    method, path = ENDPOINTS[endpoint]
-                    script = lua if method == "POST" else None
+                    path = ENDPOINTS[endpoint][1]
+                    script = lua.get(endpoint)
                     warm = wrk(server.base + path, args.warmup, args, script)
                     completed += parse_wrk(warm, name, endpoint, r + 1).requests
                     run = parse_wrk(wrk(server.base + path, args.duration, args, script),
@@ -316,17 +394,17 @@ def bench_throughput(servers: list[str], args: argparse.Namespace, lua: str) -> 
                     done.append(run)
                 stop(server.proc)  # count once the log is flushed, before the dir is removed
                 lines = count_access_lines(server.log_dir)
-            if name == "flyer_log" and lines < completed:
+            if name in ACCESS_LOG_SERVERS and lines < completed:
                 for run in done:
                     run.valid = False
                     run.problems.append(f"access log has {lines} lines < {completed} requests")
             for run in done:
                 note = "" if run.valid else "  INVALID: " + "; ".join(run.problems)
-                print(f"  round {r + 1}/{args.rounds} {name:<10}{run.endpoint:<9}"
+                print(f"  round {r + 1}/{args.rounds} {name:<14}{run.endpoint:<9}"
                       f"{run.rps:>10.1f} req/s  p50 {run.latency_ms.get('p50', 0):6.2f} ms  "
                       f"p99 {run.latency_ms.get('p99', 0):6.2f} ms{note}", flush=True)
             if name in FLYER_SERVERS:
-                print(f"  round {r + 1}/{args.rounds} {name:<10}access log lines {lines} "
+                print(f"  round {r + 1}/{args.rounds} {name:<14}access log lines {lines} "
                       f"(requests completed {completed})", flush=True)
             runs.extend(done)
     return runs
@@ -455,18 +533,18 @@ def machine_info() -> dict[str, Any]:
 def print_report(result: dict[str, Any]) -> None:
     if "throughput" in result:
         t = result["throughput"]
-        print(f"\n{'server':<11}{'endpoint':<10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
+        print(f"\n{'server':<15}{'endpoint':<10}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
               f"{'spread %':>10}  valid")
         for key, s in t["summary"].items():
             server, endpoint = key.split("/")
-            print(f"{server:<11}{endpoint:<10}{s['median_rps']:>10.1f}{s['median_p50_ms']:>9.2f}"
+            print(f"{server:<15}{endpoint:<10}{s['median_rps']:>10.1f}{s['median_p50_ms']:>9.2f}"
                   f"{s['median_p99_ms']:>9.2f}{s['spread_pct']:>10.1f}  "
                   f"{'yes' if s['valid'] else 'NO'}")
         print(f"(medians of {result['config']['rounds']} rounds; spread = (max-min)/median)")
         for r in t["ratios"]:
             target = "" if r["target_min"] is None else (
                 f"  target >= {r['target_min']}: {'met' if r['met'] else 'NOT met'}")
-            print(f"  {r['ratio']:<40}{r['value']:>7.3f}{target}"
+            print(f"  {r['ratio']:<42}{r['value']:>7.3f}{target}"
                   f"{'' if r['valid'] else '  (INVALID input)'}")
     imp = result["imports"]
     print("\nimport time, median ms (python -c, start-up included):")
@@ -490,10 +568,10 @@ def print_report(result: dict[str, Any]) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--duration", type=int, help="seconds per timed wrk run (10; quick 3)")
+    parser.add_argument("--duration", type=int, help="seconds per timed wrk run (5; quick 3)")
     parser.add_argument("--warmup", type=int,
-                        help="seconds of the warm-up wrk run (2; quick 1)")
-    parser.add_argument("--rounds", type=int, help="interleaved rounds (5; quick 1)")
+                        help="seconds of the warm-up wrk run (1; quick 1)")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds (3; quick 1)")
     parser.add_argument("--threads", type=int, default=2, help="wrk threads")
     parser.add_argument("--connections", type=int, default=100, help="wrk connections")
     parser.add_argument("--import-runs", type=int, help="runs per import statement (7; quick 3)")
@@ -553,6 +631,8 @@ def main(argv: list[str] | None = None) -> int:
             "wrk_connections": args.connections, "import_runs": args.import_runs,
             "rss_starts": args.rss_starts, "quick": args.quick,
             "flyer_available": has_flyer, "post_body": ITEM_BODY,
+            "endpoints": {k: list(v) for k, v in ENDPOINTS.items()},
+            "item_headers": {k: v for k, v in ITEM_HEADERS.items() if k != "Authorization"},
             "lifecycle": "each server started once per round, loaded alone",
         },
     }
@@ -568,10 +648,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.no_throughput:
         print(f"\nthroughput: {args.rounds} round(s), {args.warmup} s warm-up + "
               f"{args.duration} s wrk -t{args.threads} -c{args.connections} per run")
-        with tempfile.NamedTemporaryFile("w", suffix=".lua", prefix="post-") as lua:
-            lua.write(LUA_POST)
-            lua.flush()
-            runs = bench_throughput(servers, args, lua.name)
+        with tempfile.TemporaryDirectory(prefix="flyer-bench-lua-") as lua_dir:
+            scripts = {}
+            for endpoint, text in (("business", LUA_POST), ("item", lua_item())):
+                scripts[endpoint] = os.path.join(lua_dir, f"{endpoint}.lua")
+                Path(scripts[endpoint]).write_text(text)
+            runs = bench_throughput(servers, args, scripts)
         summary = summarize(runs)
         result["throughput"] = {"summary": summary, "ratios": ratios(summary),
                                 "runs": [asdict(r) for r in runs]}

@@ -4,8 +4,12 @@
     taskset -c 1 python -m uvicorn web_flyer:app --app-dir bench --loop uvloop \
         --http httptools --workers 1 --log-level error --no-access-log --no-proxy-headers
 
-Routers of ``web_project/app/*`` are mounted under ``/flyer`` (POST ``/flyer/items``);
-the framework serves ``/health_check/async`` itself.
+Routers of ``web_project/app/*`` are mounted under ``/flyer``: ``bench_items`` (POST
+``/flyer/items``) and ``bench_shapes`` (POST ``/flyer/items/{item_id}?q=`` and the other
+route shapes ``bench_asgi_cpu.py`` measures); ``web_fastapi.py`` has the same routes. The
+framework serves ``/health_check/async`` itself. ``bench_web.py`` and ``bench_asgi_cpu.py``
+start it with auth (``flyer_auth_enable=1``), CORS + GZip (``flyer_cors_origins``,
+``flyer_gzip_min_size``) or ``flyer_fast_path=0`` set in the environment.
 """
 
 from pathlib import Path
