@@ -74,6 +74,9 @@ _FASTAPI_HAS_TELEMETRY = "telemetry" in inspect.signature(FastAPI.__init__).para
 
 __all__ = ["DuplicateRouteError", "FlyerAPI", "create_app"]
 
+# FastAPI's arguments for the docs pages; FlyerAPI serves its own (offline, auth-aware).
+_DOCS_ARGUMENTS = ("openapi_url", "docs_url", "redoc_url", "swagger_ui_oauth2_redirect_url")
+
 
 # The readiness route answers JSONResponse itself (200 or 503, even with always_http_200).
 _READINESS_ANSWERS: dict[int | str, dict[str, Any]] = {
@@ -116,8 +119,15 @@ class FlyerAPI(FastAPI):
     ``app_path``: the project directory (or its ``main.py``, or its ``app/``); ``None``
     builds the framework alone. ``middlewares``: extra Starlette ``Middleware`` entries.
     ``settings``: use these instead of reading the environment. ``config``: the
-    project's ``BaseConfig`` subclass (found in ``settings.py`` when not given). Other
-    keyword arguments go to ``FastAPI``.
+    project's ``BaseConfig`` subclass (found in ``settings.py`` when not given).
+
+    Other keyword arguments are FastAPI's, and where the framework sets one too, the
+    caller's value wins: ``version`` (over ``flyer_version`` and ``VERSION``); ``middleware``
+    (run before ``middlewares``, both inside the framework's own layers); ``openapi_url``,
+    ``docs_url``, ``redoc_url`` and ``swagger_ui_oauth2_redirect_url`` (the paths of the
+    offline docs pages, by default under ``flyer_base_url``; ``None`` leaves a page out, and
+    no ``openapi_url`` leaves out all three, as in FastAPI; ``flyer_docs_enabled=0`` still
+    turns them all off); ``title``, ``description``, ``telemetry``.
     """
 
     def __init__(
@@ -142,6 +152,8 @@ class FlyerAPI(FastAPI):
                 {"base_url": f"{config.__name__}.PREFIX"}, base_url=config.PREFIX).base_url
         version = config.VERSION if config.VERSION and "version" not in explicit \
             else settings.version
+        version = kwargs.pop("version", version)  # FastAPI's own arguments: the caller's win
+        self._docs_paths = {name: kwargs.pop(name) for name in _DOCS_ARGUMENTS if name in kwargs}
 
         self.settings = settings
         self.flyer_fast_path = settings.fast_path  # read by FlyerRoute when it plans a route
@@ -154,7 +166,7 @@ class FlyerAPI(FastAPI):
         self.apps: list[LoadedApp] = []
         self._health_direct: RequestContextMiddleware | None = None
 
-        user_middleware = list(middlewares or ())
+        user_middleware = [*(kwargs.pop("middleware", None) or ()), *(middlewares or ())]
         # CORS is not user middleware: that runs inside FastAPI's ServerErrorMiddleware,
         # whose 500 would then carry no CORS header. It wraps the whole stack instead
         # (see build_middleware_stack), so that every answer, errors included, has it.
@@ -219,13 +231,24 @@ class FlyerAPI(FastAPI):
     def _install_framework_routes(self) -> None:
         base = self.base_url
         if self.settings.docs_enabled:
-            install_docs(self, base)  # behind the auth middleware when auth is on
-            docs = f"{base}/docs"
+            # Behind the auth middleware when auth is on. FastAPI's arguments name the paths.
+            paths = {"openapi_url": f"{base}/openapi.json", "docs_url": f"{base}/docs",
+                     "redoc_url": f"{base}/redoc", **self._docs_paths}
+            if "swagger_ui_oauth2_redirect_url" in paths:
+                paths["oauth2_redirect_url"] = paths.pop("swagger_ui_oauth2_redirect_url")
+            install_docs(self, base, **paths)
+            if paths["openapi_url"] is None:
+                paths["docs_url"] = paths["redoc_url"] = None
+            self.openapi_url = paths["openapi_url"]
+            self.docs_url = paths["docs_url"]
+            self.redoc_url = paths["redoc_url"]
+            docs = paths["docs_url"] or paths["redoc_url"]
+            if docs and docs != "/":
 
-            async def root(request: Request) -> RedirectResponse:
-                return RedirectResponse(f"{request.scope.get('root_path', '')}{docs}")
+                async def root(request: Request) -> RedirectResponse:
+                    return RedirectResponse(f"{request.scope.get('root_path', '')}{docs}")
 
-            self.add_api_route("/", root, include_in_schema=False)
+                self.add_api_route("/", root, include_in_schema=False)
 
         async def liveness() -> Response:
             # Reached only for methods the fast path leaves to routing (OPTIONS...).

@@ -39,11 +39,28 @@ def assets_directory() -> Path:
     return directory
 
 
-def install_docs(app: FastAPI, base_url: str) -> None:
-    """Add the schema, Swagger UI, ReDoc and their assets under ``base_url``."""
+_DEFAULT: Any = object()  # a page left at its default path (None: no page)
+
+
+def install_docs(app: FastAPI, base_url: str, *, openapi_url: str | None = _DEFAULT,
+                 docs_url: str | None = _DEFAULT, redoc_url: str | None = _DEFAULT,
+                 oauth2_redirect_url: str | None = _DEFAULT) -> None:
+    """Add the schema, Swagger UI, ReDoc and their assets under ``base_url``.
+
+    Each page's path defaults to ``{base_url}/openapi.json``, ``{base_url}/docs``,
+    ``{base_url}/redoc`` and ``{docs_url}/oauth2-redirect``; ``None`` leaves that page out,
+    and no ``openapi_url`` leaves out the two pages that read it, as in FastAPI."""
     static = f"{base_url}/static"
-    openapi_url = f"{base_url}/openapi.json"
-    oauth2_redirect_url = f"{base_url}/docs/oauth2-redirect"
+    if openapi_url is _DEFAULT:
+        openapi_url = f"{base_url}/openapi.json"
+    if docs_url is _DEFAULT:
+        docs_url = f"{base_url}/docs"
+    if redoc_url is _DEFAULT:
+        redoc_url = f"{base_url}/redoc"
+    if oauth2_redirect_url is _DEFAULT:
+        oauth2_redirect_url = f"{docs_url}/oauth2-redirect" if docs_url else None
+    if openapi_url is None:
+        return
     app.mount(static, StaticFiles(directory=assets_directory()), name="fastflyer-docs-assets")
 
     async def openapi(request: Request) -> JSONResponse:
@@ -54,7 +71,8 @@ def install_docs(app: FastAPI, base_url: str) -> None:
         return _local_only(get_swagger_ui_html(
             openapi_url=_rooted(request, openapi_url),
             title=f"{app.title} - Swagger UI",
-            oauth2_redirect_url=_rooted(request, oauth2_redirect_url),
+            oauth2_redirect_url=(_rooted(request, oauth2_redirect_url)
+                                 if oauth2_redirect_url else None),
             swagger_js_url=_rooted(request, f"{static}/swagger-ui-bundle.js"),
             swagger_css_url=_rooted(request, f"{static}/swagger-ui.css"),
             swagger_favicon_url=_rooted(request, f"{static}/favicon.png"),
@@ -74,9 +92,12 @@ def install_docs(app: FastAPI, base_url: str) -> None:
         ))
 
     app.add_api_route(openapi_url, openapi, include_in_schema=False)
-    app.add_api_route(f"{base_url}/docs", swagger, include_in_schema=False)
-    app.add_api_route(oauth2_redirect_url, oauth2_redirect, include_in_schema=False)
-    app.add_api_route(f"{base_url}/redoc", redoc, include_in_schema=False)
+    if docs_url:
+        app.add_api_route(docs_url, swagger, include_in_schema=False)
+        if oauth2_redirect_url:
+            app.add_api_route(oauth2_redirect_url, oauth2_redirect, include_in_schema=False)
+    if redoc_url:
+        app.add_api_route(redoc_url, redoc, include_in_schema=False)
 
 
 # ReDoc's bundle draws a "by Redocly" logo from cdn.redoc.ly that no option removes: the
