@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from fastflyer.auth import authorize
     from fastflyer.discovery import AppLoadError
     from fastflyer.errors import FlyerError
+    from fastflyer.exceptions import FastFlyerError
     from fastflyer.executor import asyncio_scheduler, background_scheduler, threadpool
     from fastflyer.settings import BaseConfig, SettingsError
     from fastkit.httpx import AsyncClient, Client, aioclient, aiorequests, client, requests, status
@@ -36,6 +37,7 @@ __all__ = [
     "BaseConfig",
     "Client",
     "DuplicateRouteError",
+    "FastFlyerError",
     "FlyerAPI",
     "FlyerError",
     "SettingsError",
@@ -61,6 +63,7 @@ _WHERE = {
     "BaseConfig": "fastflyer.settings",
     "Client": "fastkit.httpx",
     "DuplicateRouteError": "fastflyer.application",
+    "FastFlyerError": "fastflyer.exceptions",
     "FlyerAPI": "fastflyer.application",
     "FlyerError": "fastflyer.errors",
     "SettingsError": "fastflyer.settings",

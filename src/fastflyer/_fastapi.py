@@ -12,19 +12,23 @@ choices still agree.
 Instrumentation libraries wrap functions of ``fastapi.routing`` to see inside FastAPI's
 handler: Sentry its ``get_request_handler``, Logfire its ``solve_dependencies`` and
 ``run_endpoint_function``. A handler that does not call them would hide the requests from
-them, so :meth:`_Internals.instrumented` says when any of :data:`HOOKS` is no longer
-FastAPI's own function; the planner and the planned handler then defer to FastAPI's.
+them, so :meth:`_Internals.instrumented` says when any of :data:`HOOKS` (or of
+:data:`UTIL_HOOKS`, in the module that defines them) is no longer FastAPI's own function;
+the planner and the planned handler then defer to FastAPI's.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["AVAILABLE", "HOOKS", "internals"]
+__all__ = ["AVAILABLE", "HOOKS", "UTIL_HOOKS", "internals"]
 
 #: The functions of ``fastapi.routing`` that instrumentation replaces.
 HOOKS = ("get_request_handler", "solve_dependencies", "run_endpoint_function",
          "serialize_response")
+#: The same in ``fastapi.dependencies.utils``, which calls them by these names itself
+#: (``solve_dependencies`` for each sub-dependency).
+UTIL_HOOKS = ("solve_dependencies", "request_params_to_args", "request_body_to_args")
 
 
 class _Internals:
@@ -80,22 +84,28 @@ class _Internals:
         import fastapi.routing
 
         self.routing = fastapi.routing
+        self.utils = fastapi.dependencies.utils
         self.hooks = tuple(getattr(fastapi.routing, name) for name in HOOKS)
+        self.util_hooks = tuple(getattr(fastapi.dependencies.utils, name) for name in UTIL_HOOKS)
         own = {fastapi.routing.__file__, fastapi.dependencies.utils.__file__}
         # Already replaced before this import: never plan (the originals are unknown).
         self.hooked_early = any(getattr(getattr(hook, "__code__", None), "co_filename", None)
-                                not in own for hook in self.hooks)
+                                not in own for hook in (*self.hooks, *self.util_hooks))
 
     def instrumented(self) -> bool:
-        """Whether a function of :data:`HOOKS` has been replaced (a cheap check: four
-        attribute reads, run on every request)."""
-        routing = self.routing
+        """Whether a function of :data:`HOOKS` or :data:`UTIL_HOOKS` has been replaced (a
+        cheap check: seven attribute reads, run on every request)."""
+        routing, utils = self.routing, self.utils
         get_request_handler, solve_dependencies, run_endpoint_function, serialize = self.hooks
+        solve, params_to_args, body_to_args = self.util_hooks
         return (self.hooked_early
                 or routing.get_request_handler is not get_request_handler
                 or routing.solve_dependencies is not solve_dependencies
                 or routing.run_endpoint_function is not run_endpoint_function
-                or routing.serialize_response is not serialize)
+                or routing.serialize_response is not serialize
+                or utils.solve_dependencies is not solve
+                or utils.request_params_to_args is not params_to_args
+                or utils.request_body_to_args is not body_to_args)
 
 
 def _load() -> _Internals | None:

@@ -38,6 +38,7 @@ from fastflyer.database import use_project
 from fastflyer.discovery import LoadedApp, find_app_dir, load_apps
 from fastflyer.docs import install_docs
 from fastflyer.errors import ErrorRenderer, FlyerError
+from fastflyer.exceptions import FastFlyerError
 from fastflyer.executor import register_executors
 from fastflyer.health import Readiness, ReadinessReport, health_paths
 from fastflyer.lifespan import Lifecycle
@@ -91,7 +92,7 @@ _TASK_API_CLOSED: dict[int | str, dict[str, Any]] = {
           "or flyer_task_api_open=1 opens it"}}
 
 
-class DuplicateRouteError(RuntimeError):
+class DuplicateRouteError(FastFlyerError, RuntimeError):
     """Two apps declare the same method and path; start-up stops."""
 
 

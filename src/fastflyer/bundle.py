@@ -31,6 +31,7 @@ import zipfile
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from fastflyer.exceptions import FastFlyerError
 from fastkit import __version__
 
 __all__ = ["DISTRIBUTION", "BundleError", "installed_from", "sdk_wheel", "wheel_name"]
@@ -42,7 +43,7 @@ _INSTALLER_FILES = {"INSTALLER", "REQUESTED", "direct_url.json", "RECORD", "RECO
 _ZIP_DATE = (2020, 1, 1, 0, 0, 0)  # fixed: the same files give the same wheel
 
 
-class BundleError(RuntimeError):
+class BundleError(FastFlyerError, RuntimeError):
     """The running SDK cannot be made into a wheel; the message says why in one line."""
 
 

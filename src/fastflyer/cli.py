@@ -278,11 +278,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("create_app", "create"):
         return _create(args)
-    from fastflyer.settings import SettingsError
+    from fastflyer.exceptions import FastFlyerError
 
     try:
         return _demo(args) if args.command == "demo" else _serve(args)
-    except SettingsError as exc:  # one line per bad value: a flag's as typed, else the variable
+    except FastFlyerError as exc:  # a bad setting: one line per value, a flag's as typed
         print(exc, file=sys.stderr)
         return 1
 

@@ -25,13 +25,14 @@ from types import ModuleType
 
 from fastapi import APIRouter
 
+from fastflyer.exceptions import FastFlyerError
 from fastflyer.message import KafkaRouter
 from fastkit.logging import logger
 
 __all__ = ["AppLoadError", "LoadedApp", "find_app_dir", "load_apps"]
 
 
-class AppLoadError(RuntimeError):
+class AppLoadError(FastFlyerError, RuntimeError):
     """An app under ``app/`` could not be loaded; start-up stops."""
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fastflyer.cpus import usable_cpus
+from fastflyer.exceptions import FastFlyerError
 from fastflyer.settings import FlyerSettings
 
 __all__ = ["BindError", "gunicorn_options", "listen", "run", "serve"]
@@ -40,7 +41,7 @@ def _log_level(settings: FlyerSettings) -> str:
     return settings.console_log_level.lower()
 
 
-class BindError(OSError):
+class BindError(FastFlyerError, OSError):
     """The server cannot listen on the address asked for; the message says why in one line.
 
     ``errno`` is the system's (``errno.EADDRINUSE`` for a port in use); ``port_problem``

@@ -38,6 +38,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from fastflyer.exceptions import FastFlyerError
 from fastkit.logging import logger
 from fastkit.utils.threads import run_in_daemon_thread
 
@@ -193,7 +194,7 @@ async def close_default_producers(timeout: float = 10) -> None:
                                                "{}", producer, type(result).__name__)
 
 
-class KafkaNotReady(RuntimeError):
+class KafkaNotReady(FastFlyerError, RuntimeError):
     """The broker does not answer, or a declared consumer is not running."""
 
 

@@ -138,7 +138,8 @@ def _shape(dependant: Any) -> tuple[Any, ...]:
             tuple(dependant.cookie_params), tuple(dependant.body_params),
             dependant.request_param_name, dependant.http_connection_param_name,
             dependant.background_tasks_param_name, dependant.response_param_name,
-            dependant.security_scopes_param_name)
+            dependant.security_scopes_param_name, dependant.path,
+            tuple(dependant.own_oauth_scopes or ()), tuple(dependant.parent_oauth_scopes or ()))
 
 
 @dataclass(frozen=True, slots=True)
@@ -381,6 +382,8 @@ async def _solve(node: _Node, state: _Solved) -> tuple[dict[str, Any], list[Any]
         if sub.cache_key not in state.cache:
             state.cache[sub.cache_key] = solved
     validate = internals.validate_value
+    if node.params:  # FastAPI reads it per dependant, after its sub-dependencies ran
+        state.sources[_PATH] = state.request.path_params
     for param in node.params:
         key, value = param.read(state.sources)
         result, param_errors = validate(field=param.field, value=value, values=values,
@@ -444,12 +447,10 @@ def _planned_handler(plan: _Plan, fallback: Handler) -> Handler:
                 body = await _read_body(request, plan.strict_content_type)
             except _Invalid:
                 return await fallback(request)
-        sources: list[Any] = [
-            request.path_params if needs[0] else None,
-            request.query_params if needs[1] else None,
-            request.headers if needs[2] else None,
-            request.cookies if needs[3] else None,
-        ]
+        # As FastAPI's handler: the query, headers and cookies read (and so kept by the
+        # request) before any dependency runs, whether parameters use them or not.
+        sources: list[Any] = [request.path_params if needs[0] else None,
+                              request.query_params, request.headers, request.cookies]
         if _changed(root):
             return await fallback(request)
         state = _Solved(request, sources, body, plan.embed_body_fields, plan.single_body)

@@ -20,6 +20,7 @@ import re
 from pathlib import Path
 
 from fastflyer.bundle import BundleError, sdk_wheel
+from fastflyer.exceptions import FastFlyerError
 from fastflyer.settings import BASE_URL_PATTERN
 from fastkit import __version__
 
@@ -30,7 +31,7 @@ _RENAMES = {"gitignore": ".gitignore", "dockerignore": ".dockerignore"}
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}")
 
 
-class ScaffoldError(Exception):
+class ScaffoldError(FastFlyerError, ValueError):
     """The project cannot be written as asked; the message says why in one line."""
 
 

@@ -38,6 +38,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from fastflyer.exceptions import FastFlyerError
+
 __all__ = ["BaseConfig", "FlyerSettings", "SettingsError", "load_settings",
            "unknown_variable_warnings"]
 
@@ -206,11 +208,14 @@ def _normal_origin(origin: str) -> str:
     return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
-class SettingsError(SystemExit):
-    """A ``flyer_*`` variable holds a value that is not allowed.
+class SettingsError(FastFlyerError, ValueError):
+    """A ``flyer_*`` variable holds a value that is not allowed: one line per bad variable,
+    naming it, the value and what is allowed.
 
-    A ``SystemExit``: raised while the app is built, it stops the process with its
-    message (one line per bad variable) and no traceback, before any port is bound.
+    Raised while the app is built, before any port is bound. A ``ValueError`` (and a
+    :class:`~fastflyer.exceptions.FastFlyerError`), never a ``SystemExit``: code that embeds
+    an app (a test, a process manager) can catch it. The ``fastflyer`` command prints the
+    lines and exits with status 1; a gunicorn worker exits with its boot-error status.
     """
 
     def __init__(self, lines: list[str]) -> None:

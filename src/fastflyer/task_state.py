@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any, Literal, cast, get_args
 
 from apscheduler.jobstores.base import JobLookupError
 
+from fastflyer.exceptions import FastFlyerError
 from fastflyer.executor import SCHEDULERS
 from fastflyer.service import worker_count
 from fastkit.executor import JobNotFound, Scheduler
@@ -90,11 +91,11 @@ return {ARGV[2], version, 1}
 """
 
 
-class NotServiceWide(RuntimeError):
+class NotServiceWide(FastFlyerError, RuntimeError):
     """Several workers and no Redis: a change would reach only the worker that answers."""
 
 
-class TaskStateUnavailable(RuntimeError):
+class TaskStateUnavailable(FastFlyerError, RuntimeError):
     """Redis does not answer: the service-wide state can be neither read nor changed."""
 
 

@@ -63,12 +63,19 @@ class FlyerWorker(UvicornWorker):  # type: ignore[misc]
             self.server.force_exit = self.server.should_exit = True
 
     def load_wsgi(self) -> None:
-        """Import the app. One that stops itself (a bad setting is a ``SystemExit`` with
-        its one line) ends with gunicorn's boot-error status, so that the master stops
-        with it instead of starting the worker again and again."""
+        """Import the app. One with a bad setting (a
+        :class:`~fastflyer.settings.SettingsError`, told in its lines, no traceback) or that
+        stops itself ends with gunicorn's boot-error status, so that the master stops with
+        it instead of starting the worker again and again. Other errors keep gunicorn's
+        traceback: an app's own import error needs its frames."""
+        from fastflyer.settings import SettingsError
+
         os.environ[WORKERS_VARIABLE] = str(self.cfg.workers)
         try:
             super().load_wsgi()
+        except SettingsError as exc:
+            print(exc, file=sys.stderr, flush=True)
+            sys.exit(Arbiter.WORKER_BOOT_ERROR)
         except SystemExit as exc:
             if exc.code in (None, 0):
                 raise

@@ -133,13 +133,32 @@ def test_auth_without_credentials_stops_start_up_and_hides_the_password(monkeypa
 def test_a_bad_value_stops_the_server_before_binding_with_one_line(tmp_path, name, value, line):
     env = {f"flyer_{name}": value, "PATH": "/usr/bin:/bin", "flyer_log_path": str(tmp_path)}
     result = subprocess.run(
-        [sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(DEMO), "--port", "1"],
+        [sys.executable, "-m", "fastflyer", "run", "--app-dir", str(DEMO), "--port", "1"],
         env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(line)
     assert "Traceback" not in result.stderr
+    assert "Uvicorn running" not in result.stderr
+
+
+@pytest.mark.parametrize(("name", "value", "line"), [
+    ("workers", "0", "flyer_workers='0' is not allowed: an integer ≥ 1"),
+    ("db_url", "mysql+pymysql://u:secret@h:x/db",
+     "flyer_db_url='mysql+pymysql://u:***@h:x/db' is not allowed: a SQLAlchemy URL"),
+])
+def test_under_plain_uvicorn_a_bad_value_is_an_error_naming_it(tmp_path, name, value, line):
+    # A library raises no SystemExit: uvicorn shows the SettingsError (a ValueError) as it
+    # shows any error of an app's import, and stops before binding; its last line is ours.
+    env = {f"flyer_{name}": value, "PATH": "/usr/bin:/bin", "flyer_log_path": str(tmp_path)}
+    result = subprocess.run(
+        [sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(DEMO), "--port", "1"],
+        env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"fastflyer.settings.SettingsError: {line}"), result.stderr
+    assert "secret" not in result.stderr  # no chained pydantic error showing the input
     assert "Uvicorn running" not in result.stderr
 
 

@@ -536,7 +536,7 @@ def test_the_service_name_comes_from_the_setting_the_title_or_the_directory(monk
     monkeypatch.setenv("flyer_service_name", "Billing.v2")
     assert service_name(load_settings(), "Orders API") == "billing.v2"
     monkeypatch.setenv("flyer_service_name", "a:b{c}")
-    with pytest.raises(SystemExit, match="flyer_service_name"):
+    with pytest.raises(ValueError, match="flyer_service_name"):  # a SettingsError
         load_settings()
 
 

@@ -54,6 +54,8 @@ from typing import Any, TypeVar, cast
 
 import cacheout
 
+from fastkit.exceptions import FastKitError
+
 __all__ = ["CACHE_TYPES", "CachePoolError", "get_cacheout_pool"]
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -69,7 +71,7 @@ _BY_VALUE: dict[Any, str] = {
 }
 
 
-class CachePoolError(ValueError):
+class CachePoolError(FastKitError, ValueError):
     """A cache pool asked for with settings it cannot have."""
 
 

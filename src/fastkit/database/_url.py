@@ -13,6 +13,8 @@ from typing import Any
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from fastkit.exceptions import FastKitError
+
 __all__ = ["DatabaseConfigError", "as_url", "async_url", "masked", "mysql_url", "port_number"]
 
 # Drivers whose asyncio counterpart SQLAlchemy knows: the sync driver of each backend
@@ -22,7 +24,7 @@ _ASYNC_DRIVERS = {"mysql": "aiomysql", "mariadb": "aiomysql", "sqlite": "aiosqli
 _ASYNC_ALREADY = {"aiomysql", "asyncmy", "aiosqlite", "asyncpg", "psycopg", "psycopg_async"}
 
 
-class DatabaseConfigError(ValueError):
+class DatabaseConfigError(FastKitError, ValueError):
     """Database settings that cannot work: the message names what is wrong (never a password)."""
 
 

@@ -26,6 +26,8 @@ from collections import defaultdict
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
+from fastkit.exceptions import FastKitError
+
 if TYPE_CHECKING:
     import redis
 
@@ -36,7 +38,7 @@ FIRE_TAKEN = -1  # this fire already ran (or runs) in some process
 HELD = -2        # another run of this lock is still going
 
 
-class LockUnavailable(RuntimeError):
+class LockUnavailable(FastKitError, RuntimeError):
     """The lock store cannot be reached: whatever needed the lock does not run."""
 
 

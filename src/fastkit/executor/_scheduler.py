@@ -64,6 +64,7 @@ from apscheduler.triggers.combining import BaseCombiningTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import iscoroutinefunction_partial
 
+from fastkit.exceptions import FastKitError
 from fastkit.executor._backends import redis_backend
 from fastkit.executor._locks import (
     GUARD_ATTRIBUTE,
@@ -86,7 +87,7 @@ _JOB_DEFAULTS = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 30}
 _RUN_LOGGER = "fastkit.executor.runs"  # APScheduler's per-run lines; ours replace them
 
 
-class JobNotFound(KeyError):
+class JobNotFound(FastKitError, KeyError):
     """No job has this id in this scheduler."""
 
     def __str__(self) -> str:

@@ -29,6 +29,7 @@ from concurrent.futures import CancelledError as FutureCancelled
 from types import TracebackType
 from typing import Any
 
+from fastkit.exceptions import FastKitError
 from fastkit.logging import logger
 from fastkit.message._closing import settle, stop_within
 from fastkit.message._codec import encode_headers, encode_key, encode_value
@@ -55,7 +56,7 @@ REQUEST_TIMEOUT_MS = 40000
 _NO_IDEMPOTENCE: set[str] = set()
 
 
-class MessageError(RuntimeError):
+class MessageError(FastKitError, RuntimeError):
     """Kafka could not do what was asked (the message names what and where)."""
 
 

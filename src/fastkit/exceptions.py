@@ -1,0 +1,52 @@
+"""FastKit's errors: one root, and each error also the builtin it is a kind of, so that
+``except ValueError`` around a configuration call and ``except FastKitError`` around any
+FastKit call both work.
+
+    FastKitError
+     ├── DatabaseConfigError   (ValueError)     database settings that cannot work
+     ├── CachePoolError        (ValueError)     a cache pool asked for with settings it cannot have
+     ├── JobNotFound           (KeyError)       no job has this id in this scheduler
+     ├── LockUnavailable       (RuntimeError)   the lock store cannot be reached
+     └── MessageError          (RuntimeError)   Kafka could not do what was asked
+          ├── ProduceError                      a message was not acknowledged
+          └── ConsumeError                      the broker is out of reach, or a dead letter failed
+
+Each is defined beside the code that raises it and importable from here as well
+(``from fastkit.exceptions import LockUnavailable``), loaded on first use. The HTTP client
+raises httpx's own exceptions (``httpx.HTTPError`` and its tree), unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from fastkit._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from fastkit.cache._local import CachePoolError
+    from fastkit.database._url import DatabaseConfigError
+    from fastkit.executor._backends import LockUnavailable
+    from fastkit.executor._scheduler import JobNotFound
+    from fastkit.message._consumer import ConsumeError
+    from fastkit.message._producer import MessageError, ProduceError
+
+__all__ = ["CachePoolError", "ConsumeError", "DatabaseConfigError", "FastKitError",
+           "JobNotFound", "LockUnavailable", "MessageError", "ProduceError"]
+
+
+class FastKitError(Exception):
+    """The root of every error FastKit raises itself."""
+
+
+_HOMES = {
+    "DatabaseConfigError": "fastkit.database._url",
+    "CachePoolError": "fastkit.cache._local",
+    "JobNotFound": "fastkit.executor._scheduler",
+    "LockUnavailable": "fastkit.executor._backends",
+    "MessageError": "fastkit.message._producer",
+    "ProduceError": "fastkit.message._producer",
+    "ConsumeError": "fastkit.message._consumer",
+}
+
+
+__getattr__ = lazy_exports(__name__, globals(), _HOMES)
