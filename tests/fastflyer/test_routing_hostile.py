@@ -57,14 +57,9 @@ from starlette.testclient import TestClient
 
 from fastflyer import FlyerAPI
 from fastflyer.routing import FlyerRoute
-
-IGNORED_HEADERS = {"x-request-id", "x-lasting-time"}  # differ from one request to the next
-JSON = {"content-type": "application/json"}
-
-Log = list[str]
-Factory = Callable[[FastAPI, Log], None]
-Answer = tuple[Any, ...]
-Probe = tuple[str, str, Any, bytes | None]  # method, URL, headers, body
+from route_pairs import JSON, Answer, Factory, Log, Probe, assert_alike
+from route_pairs import ask as _ask
+from route_pairs import make as _make
 
 
 # --- models (module level: FastAPI resolves annotations through the module) ---
@@ -104,38 +99,6 @@ def _in_tenant(value: str) -> str:
     if not value.startswith(TENANT.get()):
         raise ValueError(f"not in tenant {TENANT.get()}")
     return value
-
-
-# --- serving one factory with one route class ---
-def _make(factory: Factory, route_class: type[APIRoute]) -> tuple[FastAPI, Log]:
-    log: Log = []
-    app = FastAPI()
-    app.router.route_class = route_class
-    factory(app, log)
-    return app, log
-
-
-def _ask(client: TestClient, log: Log, method: str, url: str, headers: Any,
-         body: bytes | None) -> Answer:
-    log.clear()
-    response = client.request(method, url, headers=headers, content=body)
-    kept = [(name, value) for name, value in response.headers.multi_items()
-            if name not in IGNORED_HEADERS]
-    return response.status_code, kept, response.content, list(log)
-
-
-def answers(factory: Factory, route_class: type[APIRoute],
-            requests: list[tuple[str, str, Any, bytes | None]]) -> list[Answer]:
-    app, log = _make(factory, route_class)
-    with TestClient(app, raise_server_exceptions=False) as client:
-        return [_ask(client, log, *request) for request in requests]
-
-
-def assert_alike(factory: Factory, *requests: tuple[str, str, Any, bytes | None]) -> None:
-    flyer = answers(factory, FlyerRoute, list(requests))
-    plain = answers(factory, APIRoute, list(requests))
-    for request, on, off in zip(requests, flyer, plain, strict=True):
-        assert on == off, request[:2]
 
 
 def planned_paths(factory: Factory) -> dict[str, bool]:

@@ -40,17 +40,10 @@ from fastapi.security import SecurityScopes
 from fastapi.telemetry import get_telemetry_data
 from pydantic import AfterValidator, BaseModel
 from pydantic_core import PydanticCustomError
-from starlette.testclient import TestClient
 
+import route_pairs
 from fastflyer.routing import FlyerRoute
-
-IGNORED_HEADERS = {"x-request-id", "x-lasting-time"}
-JSON = {"content-type": "application/json"}
-
-Log = list[Any]
-Factory = Callable[[FastAPI, Log], None]
-Answer = tuple[Any, ...]
-Probe = tuple[str, str, Any, bytes | None]  # method, URL, headers, body
+from route_pairs import JSON, Answer, Factory, Log, Probe
 
 
 class Item(BaseModel):
@@ -87,14 +80,11 @@ def _seen(exc: RequestValidationError) -> dict[str, Any]:
     }
 
 
-def _make(factory: Factory, route_class: type[APIRoute]) -> tuple[FastAPI, Log]:
+def _record_validation(app: FastAPI, log: Log) -> None:
     # FastAPI caches each endpoint's context (file, line, name) by id(function) without
     # keeping the function: a new function at a dead one's address gets the dead one's
     # context, in both apps alike. Start each app from an empty cache.
     fastapi.routing._endpoint_context_cache.clear()
-    log: Log = []
-    app = FastAPI()
-    app.router.route_class = route_class
 
     @app.exception_handler(RequestValidationError)
     async def verbatim(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -102,38 +92,20 @@ def _make(factory: Factory, route_class: type[APIRoute]) -> tuple[FastAPI, Log]:
         return JSONResponse(jsonable_encoder({"errors": exc.errors(), "body": exc.body}),
                             status_code=422)
 
-    factory(app, log)
-    return app, log
 
-
-def _ask(client: TestClient, log: Log, method: str, url: str, headers: Any,
-         body: bytes | None) -> Answer:
-    log.clear()
-    response = client.request(method, url, headers=headers, content=body)
-    kept = [(name, value) for name, value in response.headers.multi_items()
-            if name not in IGNORED_HEADERS]
-    return response.status_code, kept, response.content, list(log)
+def _make(factory: Factory, route_class: type[APIRoute]) -> tuple[FastAPI, Log]:
+    return route_pairs.make(factory, route_class, _record_validation)
 
 
 def answers(factory: Factory, route_class: type[APIRoute], requests: list[Probe],
             between: Callable[[FastAPI, int], None] | None = None) -> list[Answer]:
-    app, log = _make(factory, route_class)
-    seen = []
-    with TestClient(app, raise_server_exceptions=False) as client:
-        for number, request in enumerate(requests):
-            if between is not None:
-                between(app, number)
-            seen.append(_ask(client, log, *request))
-    return seen
+    return route_pairs.answers(factory, route_class, requests, between, _record_validation)
 
 
 def assert_alike(factory: Factory, *requests: Probe,
                  between: Callable[[FastAPI, int], None] | None = None) -> list[Answer]:
-    flyer = answers(factory, FlyerRoute, list(requests), between)
-    plain = answers(factory, APIRoute, list(requests), between)
-    for request, on, off in zip(requests, flyer, plain, strict=True):
-        assert on == off, request[:2]
-    return plain
+    return route_pairs.assert_alike(factory, *requests, between=between,
+                                    setup=_record_validation)
 
 
 def assert_planned(factory: Factory) -> None:

@@ -122,6 +122,14 @@ def test_auth_without_credentials_stops_start_up_and_hides_the_password(monkeypa
     assert "hunter2" not in repr(load_settings(auth_user="admin"))
 
 
+def started_with(tmp_path: Path, name: str, value: str,
+                 *command: str) -> subprocess.CompletedProcess[str]:
+    """``python -m <command> --app-dir DEMO --port 1`` with ``flyer_<name>=value``."""
+    env = {f"flyer_{name}": value, "PATH": "/usr/bin:/bin", "flyer_log_path": str(tmp_path)}
+    return subprocess.run([sys.executable, "-m", *command, "--app-dir", str(DEMO),
+                           "--port", "1"], env=env, capture_output=True, text=True, timeout=60)
+
+
 @pytest.mark.parametrize(("name", "value", "line"), [
     ("workers", "0", "flyer_workers='0' is not allowed: an integer ≥ 1"),
     ("console_log_level", "loud", "flyer_console_log_level='loud' is not allowed: one of debug"),
@@ -131,10 +139,7 @@ def test_auth_without_credentials_stops_start_up_and_hides_the_password(monkeypa
      "flyer_db_url='mysql+pymysql://u:***@h:x/db' is not allowed: a SQLAlchemy URL"),
 ])
 def test_a_bad_value_stops_the_server_before_binding_with_one_line(tmp_path, name, value, line):
-    env = {f"flyer_{name}": value, "PATH": "/usr/bin:/bin", "flyer_log_path": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-m", "fastflyer", "run", "--app-dir", str(DEMO), "--port", "1"],
-        env=env, capture_output=True, text=True, timeout=60)
+    result = started_with(tmp_path, name, value, "fastflyer", "run")
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
@@ -151,10 +156,7 @@ def test_a_bad_value_stops_the_server_before_binding_with_one_line(tmp_path, nam
 def test_under_plain_uvicorn_a_bad_value_is_an_error_naming_it(tmp_path, name, value, line):
     # A library raises no SystemExit: uvicorn shows the SettingsError (a ValueError) as it
     # shows any error of an app's import, and stops before binding; its last line is ours.
-    env = {f"flyer_{name}": value, "PATH": "/usr/bin:/bin", "flyer_log_path": str(tmp_path)}
-    result = subprocess.run(
-        [sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(DEMO), "--port", "1"],
-        env=env, capture_output=True, text=True, timeout=60)
+    result = started_with(tmp_path, name, value, "uvicorn", "main:app")
     assert result.returncode == 1
     last = result.stderr.strip().splitlines()[-1]
     assert last.startswith(f"fastflyer.settings.SettingsError: {line}"), result.stderr
