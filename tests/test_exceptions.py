@@ -78,3 +78,59 @@ def test_the_command_tells_a_bad_setting_in_one_line(capsys: pytest.CaptureFixtu
     err = capsys.readouterr().err
     assert err.strip().splitlines() == [err.strip()], err  # one line
     assert "--workers 0 is not allowed" in err and "Traceback" not in err
+
+
+def test_errors_survive_pickle_and_copy() -> None:
+    import copy
+    import errno
+    import pickle
+
+    from fastflyer.launch import BindError
+    from fastflyer.settings import SettingsError
+    from fastkit.exceptions import JobNotFound
+
+    settings_error = SettingsError(["flyer_port='x' is not allowed: 1 to 65535", "b"])
+    for again in (pickle.loads(pickle.dumps(settings_error)), copy.copy(settings_error)):
+        assert again.lines == settings_error.lines and again.args == settings_error.args
+        assert str(again) == str(settings_error)
+    bind = pickle.loads(pickle.dumps(BindError(errno.EADDRINUSE, "port 8080 is already in use")))
+    assert bind.port_problem and str(bind) == "port 8080 is already in use"
+    assert str(pickle.loads(pickle.dumps(JobNotFound("job-1")))) == "job-1"
+    assert str(JobNotFound()) == "" and str(BindError("one line")) == "one line"
+
+
+def test_a_bad_setting_keeps_no_raw_value_in_its_context(monkeypatch) -> None:
+    from fastflyer.settings import SettingsError, load_settings
+
+    monkeypatch.setenv("flyer_db_url", "mysql+pymysql://u:topSECRETpw@h:bad/x")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    seen, error = [], caught.value
+    while error is not None:  # what a reporter walking the chain would show
+        seen.append(repr(error) + str(error))
+        error = error.__cause__ or error.__context__
+    assert len(seen) == 1 and "topSECRETpw" not in seen[0]
+
+
+def test_the_reloaders_page_tells_each_bad_value(tmp_path: Path) -> None:
+    from fastflyer.reloading import describe_load_error
+    from fastflyer.settings import SettingsError
+
+    error = describe_load_error(SettingsError(["a='1' is not allowed: x", "b='2' is not "
+                                               "allowed: y"]), tmp_path)
+    assert "a='1' is not allowed: x; b='2' is not allowed: y" in str(error)
+
+
+def test_the_command_shows_where_an_app_failed_to_import(tmp_path: Path) -> None:
+    import shutil
+
+    from fastflyer.cli import main
+    from fastflyer.discovery import AppLoadError
+
+    project = tmp_path / "project"
+    shutil.copytree(Path(__file__).parent / "fastflyer" / "demo_project", project)
+    broken = project / "app" / "items" / "__init__.py"
+    broken.write_text(broken.read_text() + "\nimport no_such_module_here\n")
+    with pytest.raises(AppLoadError) as caught:  # a traceback, not one line
+        main(["run", "--app-dir", str(project), "--port", "0"])
+    assert "no_such_module_here" in str(caught.value)

@@ -60,7 +60,7 @@ from fastflyer.openapi import document_answers
 from fastflyer.routing import FlyerRoute, adopt
 from fastflyer.schemas import DataResponse, ErrorResponse
 from fastflyer.service import service_name
-from fastflyer.settings import BaseConfig, FlyerSettings, load_settings
+from fastflyer.settings import BaseConfig, FlyerSettings, SettingsError, load_settings
 from fastflyer.task_state import register_task_state
 from fastkit.logging import logger
 
@@ -94,6 +94,34 @@ _TASK_API_CLOSED: dict[int | str, dict[str, Any]] = {
 
 class DuplicateRouteError(FastFlyerError, RuntimeError):
     """Two apps declare the same method and path; start-up stops."""
+
+
+def _check_docs_arguments(paths: dict[str, Any], base_url: str, version: Any, title: Any,
+                          docs_enabled: bool) -> None:
+    """Refuse docs pages FlyerAPI could not serve as asked, one line each (FastAPI refuses
+    the first and the last at build too). Raises
+    :class:`~fastflyer.settings.SettingsError`."""
+    problems = []
+    health = ("/health_check", f"{base_url}/health_check")
+    static = f"{base_url}/static"
+    for name, path in paths.items():
+        if not path:
+            continue  # None or "": no such page
+        if not isinstance(path, str) or not path.startswith("/"):
+            problems.append(f"{name}={path!r} is not allowed: a path starting with '/'")
+        elif any(path == open_path or path.startswith(f"{open_path}/") for open_path in health):
+            problems.append(f"{name}={path!r} is not allowed: a path outside the health "
+                            f"checks ({' and '.join(health)} stay open when auth is on)")
+        elif path == static or path.startswith(f"{static}/"):
+            problems.append(f"{name}={path!r} is not allowed: a path outside {static}, "
+                            "where the docs pages' files are served")
+    if docs_enabled and paths.get("openapi_url", True):
+        for name, value in (("title", title), ("version", version)):
+            if not isinstance(value, str) or not value:
+                problems.append(f"{name}={value!r} is not allowed: text, which the OpenAPI "
+                                "schema requires")
+    if problems:
+        raise SettingsError(problems)
 
 
 def _project_config(project: Path | None) -> type[BaseConfig]:
@@ -155,6 +183,9 @@ class FlyerAPI(FastAPI):
             else settings.version
         version = kwargs.pop("version", version)  # FastAPI's own arguments: the caller's win
         self._docs_paths = {name: kwargs.pop(name) for name in _DOCS_ARGUMENTS if name in kwargs}
+        _check_docs_arguments(self._docs_paths, base_url, version,
+                              kwargs.get("title", config.API_TITLE),
+                              settings.docs_enabled)
 
         self.settings = settings
         self.flyer_fast_path = settings.fast_path  # read by FlyerRoute when it plans a route
@@ -230,6 +261,23 @@ class FlyerAPI(FastAPI):
         self.add_exception_handler(Exception, self.renderer.unhandled)
 
     def _install_framework_routes(self) -> None:
+        # The app's own dependencies (FastAPI(dependencies=...)) are for its routes: a
+        # readiness probe or the docs page do not send an app's API key. The task API keeps
+        # them (it acts on the service).
+        app_dependencies, self.router.dependencies = self.router.dependencies, []
+        try:
+            self._install_open_routes()
+        finally:
+            self.router.dependencies = app_dependencies
+        base = self.base_url
+        from fastflyer.task_api import build_task_router
+
+        # Closed (403) unless auth is on or flyer_task_api_open=1 (fastflyer.auth).
+        closed = [] if task_api_is_open(self.settings) else [Depends(task_api_closed)]
+        self.include_router(build_task_router(self.task_state), prefix=base,
+                            dependencies=closed, responses=_TASK_API_CLOSED if closed else None)
+
+    def _install_open_routes(self) -> None:
         base = self.base_url
         if self.settings.docs_enabled:
             # Behind the auth middleware when auth is on. FastAPI's arguments name the paths.
@@ -263,13 +311,6 @@ class FlyerAPI(FastAPI):
             code = 200 if report["ready"] else 503
             return JSONResponse({"code": code, "message": "success" if code == 200 else
                                  "Service Unavailable", "data": report}, status_code=code)
-
-        from fastflyer.task_api import build_task_router
-
-        # Closed (403) unless auth is on or flyer_task_api_open=1 (fastflyer.auth).
-        closed = [] if task_api_is_open(self.settings) else [Depends(task_api_closed)]
-        self.include_router(build_task_router(self.task_state), prefix=base,
-                            dependencies=closed, responses=_TASK_API_CLOSED if closed else None)
 
         for path in ("/health_check/ready", f"{base}/health_check/ready"):
             self.add_api_route(path, readiness, methods=["GET"], tags=["health"],

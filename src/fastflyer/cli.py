@@ -212,10 +212,13 @@ def _serve(args: argparse.Namespace) -> int:
                               "(or flyer_host)")
     settings = settings.model_copy(update={"port": sock.getsockname()[1]})
     _export_flags(args, settings.port)
-    if args.command == "run":
-        run(settings, project, sock)
-    else:
-        serve(settings, project, sock)
+    try:
+        if args.command == "run":
+            run(settings, project, sock)
+        else:
+            serve(settings, project, sock)
+    finally:  # the app may fail to build (a bad setting, an app's import error)
+        sock.close()
     return 0
 
 
@@ -278,10 +281,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("create_app", "create"):
         return _create(args)
+    from fastflyer.discovery import AppLoadError
     from fastflyer.exceptions import FastFlyerError
 
     try:
         return _demo(args) if args.command == "demo" else _serve(args)
+    except AppLoadError:
+        raise  # an app's own import error: its traceback shows where
     except FastFlyerError as exc:  # a bad setting: one line per value, a flag's as typed
         print(exc, file=sys.stderr)
         return 1

@@ -58,7 +58,7 @@ def install_docs(app: FastAPI, base_url: str, *, openapi_url: str | None = _DEFA
     if redoc_url is _DEFAULT:
         redoc_url = f"{base_url}/redoc"
     if oauth2_redirect_url is _DEFAULT:
-        oauth2_redirect_url = f"{docs_url}/oauth2-redirect" if docs_url else None
+        oauth2_redirect_url = f"{docs_url.rstrip('/')}/oauth2-redirect" if docs_url else None
     if openapi_url is None:
         return
     app.mount(static, StaticFiles(directory=assets_directory()), name="fastflyer-docs-assets")

@@ -53,7 +53,7 @@ class BindError(FastFlyerError, OSError):
         return self.errno in (errno.EADDRINUSE, errno.EACCES)
 
     def __str__(self) -> str:
-        return str(self.strerror)
+        return str(self.strerror) if self.strerror is not None else super().__str__()
 
 
 def listen(host: str, port: int, backlog: int = 2048) -> socket.socket:

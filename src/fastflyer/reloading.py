@@ -105,7 +105,8 @@ def describe_load_error(exc: BaseException, project: Path) -> LoadError:
         if root.filename:
             file, line = _relative(root.filename, project), root.lineno
     else:
-        message = str(root)
+        lines = getattr(root, "lines", None)  # a SettingsError: one line per bad value
+        message = "; ".join(lines) if isinstance(lines, list) else str(root)
         inside = str(project.resolve())
         for frame in reversed(traceback.extract_tb(root.__traceback__)):
             if frame.filename.startswith(inside + os.sep):

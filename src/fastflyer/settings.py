@@ -4,9 +4,9 @@
     settings = load_settings()            # reads os.environ now, never at import
     settings.port, settings.base_url
 
-A bad value stops start-up before anything binds: :class:`SettingsError` is a
-``SystemExit`` whose message has one line per bad variable, naming it, its value
-and what is allowed::
+A bad value stops start-up before anything binds: :class:`SettingsError` (a ``ValueError``
+and a :class:`~fastflyer.exceptions.FastFlyerError`) has one line per bad variable, naming
+it, its value and what is allowed::
 
     flyer_workers='0' is not allowed: an integer ≥ 1
 
@@ -224,6 +224,10 @@ class SettingsError(FastFlyerError, ValueError):
 
     def __str__(self) -> str:
         return "\n".join(self.lines)
+
+    def __reduce__(self) -> tuple[type[SettingsError], tuple[list[str]]]:
+        # Rebuilt from its lines (pickle, copy, another process), not from args[0].
+        return type(self), (list(self.lines),)
 
 
 class FlyerSettings(BaseSettings):
@@ -576,4 +580,7 @@ def load_settings(sources: Mapping[str, str] | None = None, /, *, warn_unknown: 
     try:
         return FlyerSettings(**overrides)
     except ValidationError as exc:
-        raise SettingsError([_describe_error(e, sources or {}) for e in exc.errors()]) from None
+        lines = [_describe_error(e, sources or {}) for e in exc.errors()]
+    # Raised outside the except block: pydantic's error, which holds every raw value
+    # (passwords included), is then not even the SettingsError's __context__.
+    raise SettingsError(lines)

@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from fastflyer import FlyerAPI
-from fastflyer.settings import load_settings
+from fastflyer.settings import SettingsError, load_settings
 
 
 class Tag:
@@ -115,3 +115,51 @@ def test_moved_docs_stay_behind_auth(path: str) -> None:
     with TestClient(app) as client:
         assert client.get(path).status_code == 401
         assert client.get(path, auth=("u", "p")).status_code == 200
+
+
+@pytest.mark.parametrize(("argument", "path", "why"), [
+    ("docs_url", "/health_check/docs", "outside the health checks"),
+    ("openapi_url", "/flyer/health_check/openapi.json", "outside the health checks"),
+    ("redoc_url", "/health_check", "outside the health checks"),
+    ("docs_url", "docs", "starting with '/'"),
+    ("openapi_url", "openapi.json", "starting with '/'"),
+    ("docs_url", "/flyer/static/docs", "outside /flyer/static"),
+])
+def test_a_docs_path_it_could_not_serve_as_asked_is_refused(argument: str, path: str,
+                                                             why: str) -> None:
+    # Under a health prefix, a page would be open with auth on: the health checks are.
+    with pytest.raises(SettingsError) as caught:
+        FlyerAPI(settings=load_settings(auth_enable=True, auth_user="u", auth_pass="p"),
+                 **{argument: path})
+    assert len(caught.value.lines) == 1
+    assert caught.value.lines[0].startswith(f"{argument}={path!r} is not allowed: a path {why}")
+
+
+@pytest.mark.parametrize(("argument", "value"), [("title", None), ("title", ""),
+                                                 ("version", None), ("version", "")])
+def test_the_schema_needs_a_title_and_a_version(argument: str, value: Any) -> None:
+    with pytest.raises(SettingsError, match=f"{argument}={value!r} is not allowed: text"):
+        FlyerAPI(settings=load_settings(), **{argument: value})
+    FlyerAPI(settings=load_settings(), openapi_url=None, **{argument: value})  # no schema
+
+
+def test_the_oauth2_redirect_follows_a_docs_path_with_a_trailing_slash() -> None:
+    with TestClient(app_with(docs_url="/api-docs/")) as client:
+        assert client.get("/api-docs/oauth2-redirect").status_code == 200
+
+
+def test_app_dependencies_guard_the_apps_routes_not_the_probes_or_the_docs() -> None:
+    from fastapi import Depends, Header, HTTPException
+
+    def api_key(x_key: str | None = Header(default=None)) -> None:
+        if x_key != "k":
+            raise HTTPException(status_code=403, detail="no key")
+
+    app = app_with(dependencies=[Depends(api_key)])
+    with TestClient(app) as client:
+        assert client.get("/flyer/ping").status_code == 403
+        assert client.get("/flyer/ping", headers={"x-key": "k"}).status_code == 200
+        for open_path in ("/health_check", "/flyer/health_check", "/health_check/ready",
+                          "/flyer/health_check/ready", "/flyer/docs", "/flyer/redoc",
+                          "/flyer/openapi.json"):
+            assert client.get(open_path).status_code == 200, open_path

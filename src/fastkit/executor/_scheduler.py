@@ -91,7 +91,7 @@ class JobNotFound(FastKitError, KeyError):
     """No job has this id in this scheduler."""
 
     def __str__(self) -> str:
-        return str(self.args[0])
+        return str(self.args[0]) if self.args else ""
 
 
 # --- naming fires alike in every process --------------------------------------------------
