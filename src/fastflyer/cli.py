@@ -281,14 +281,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("create_app", "create"):
         return _create(args)
-    from fastflyer.discovery import AppLoadError
-    from fastflyer.exceptions import FastFlyerError
+    # Nothing here may import fastkit.logging (fastflyer.discovery does) before the command
+    # has set flyer_log_path: AppLoadError is looked up only once an error is raised.
+    from fastflyer import exceptions
 
     try:
         return _demo(args) if args.command == "demo" else _serve(args)
-    except AppLoadError:
-        raise  # an app's own import error: its traceback shows where
-    except FastFlyerError as exc:  # a bad setting: one line per value, a flag's as typed
+    except exceptions.FastFlyerError as exc:  # a bad setting: one line, a flag's as typed
+        if isinstance(exc, exceptions.AppLoadError):
+            raise  # an app's own import error: its traceback shows where
         print(exc, file=sys.stderr)
         return 1
 
