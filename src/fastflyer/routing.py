@@ -147,7 +147,6 @@ class _Plan:
     """Everything about a route that does not change from one request to the next."""
 
     root: _Node
-    sources: tuple[bool, bool, bool, bool]  # which of path/query/header/cookie are read
     body: bool
     strict_content_type: bool
     single_body: Any  # the one body field validated whole, or None
@@ -221,13 +220,6 @@ def _plan_node(dependant: Any, uses_scopes: dict[int, Any], top: bool) -> _Node 
     )
 
 
-def _walk(node: _Node) -> list[_Node]:
-    nodes = [node]
-    for sub in node.subs:
-        nodes.extend(_walk(sub))
-    return nodes
-
-
 def plan(route: Any) -> _Plan | None:
     """The plan of ``route`` (an ``APIRoute`` or the context FastAPI builds for it per
     inclusion), or ``None`` when FastAPI's own handler must serve it."""
@@ -246,16 +238,11 @@ def plan(route: Any) -> _Plan | None:
         root = _plan_node(route.dependant, {}, top=True)
         if root is None:
             return None
-        nodes = _walk(root)
-        sources = [False] * 4
-        for node in nodes:
-            for param in node.params:
-                sources[param.source] = True
         body_fields = root.body_fields
-        single = (len(body_fields) == 1 and len(nodes) == 1 and not route._embed_body_fields
+        single = (len(body_fields) == 1 and not root.subs and not route._embed_body_fields
                   and not internals.should_embed_body_fields(list(body_fields)))
         return _Plan(
-            root=root, sources=(sources[0], sources[1], sources[2], sources[3]),
+            root=root,
             body=body_field is not None,
             strict_content_type=bool(_value(route.strict_content_type)),
             single_body=body_fields[0] if single else None,
@@ -432,7 +419,6 @@ def _planned_handler(plan: _Plan, fallback: Handler) -> Handler:
     root = plan.root
     call = root.call
     is_coroutine = root.kind == "async"
-    needs = plan.sources
     response_field = plan.response_field
     options = plan.serialize_options
     overrides = plan.overrides
@@ -449,8 +435,8 @@ def _planned_handler(plan: _Plan, fallback: Handler) -> Handler:
                 return await fallback(request)
         # As FastAPI's handler: the query, headers and cookies read (and so kept by the
         # request) before any dependency runs, whether parameters use them or not.
-        sources: list[Any] = [request.path_params if needs[0] else None,
-                              request.query_params, request.headers, request.cookies]
+        # (path parameters: read per dependant by _solve, after its sub-dependencies)
+        sources: list[Any] = [None, request.query_params, request.headers, request.cookies]
         if _changed(root):
             return await fallback(request)
         state = _Solved(request, sources, body, plan.embed_body_fields, plan.single_body)

@@ -12,13 +12,14 @@ from __future__ import annotations
 import contextlib
 import re
 import subprocess
-import time
 import uuid
 from pathlib import Path
 
 import httpx
 import redis
 from test_launch import FASTFLYER, env_for, healthy_address, started
+
+from waiting import wait_for
 
 CONTEXT_MAIN = '''
 from fastapi import APIRouter
@@ -81,10 +82,7 @@ def test_work_handed_off_by_a_request_logs_its_request_id(tmp_path: Path, launch
         return {found[2]: found[1] for line in lines
                 if (found := re.search(r"\| (\S+) \| .* - work (\w+) ran", line))}
 
-    deadline = time.monotonic() + 10
-    while logged() != wanted:
-        assert time.monotonic() < deadline, logged()
-        time.sleep(0.05)
+    wait_for(lambda: logged() == wanted, what=f"the runs {wanted} in the log")
 
 
 CLEANUP_APP = '''
@@ -139,10 +137,8 @@ def test_two_services_on_one_redis_each_run_every_fire_of_their_own(tmp_path: Pa
                             flyer_console_log_level="info",
                             flyer_log_path=str(tmp_path / f"{service}-logs")), log))
                 healthy_address(process, log)
-            deadline = time.monotonic() + 20
-            while min(len(counted(service)) for service in services) < 8:
-                assert time.monotonic() < deadline, [counted(service) for service in services]
-                time.sleep(0.1)
+            wait_for(lambda: min(len(counted(service)) for service in services) >= 8,
+                     timeout=20, what="8 runs of each service")
         for service in services:
             runs = counted(service)
             assert set(runs.values()) == {1}, runs
