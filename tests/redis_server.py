@@ -1,26 +1,86 @@
-"""A private redis-server on a free loopback port, for tests that stop and start Redis
-(the shared one on 6379 stays up for everything else)."""
+"""A private redis-server on a reserved loopback port, for tests that stop and start Redis
+(the shared one on 6379 stays up for everything else), and the ports such child servers
+listen on."""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
 import socket
 import subprocess
 import time
+import weakref
+from collections.abc import Iterator
 
 import redis
 
 
-def free_port() -> int:
+def reserve_port() -> socket.socket:
+    """A socket bound to a port of 127.0.0.1 with SO_REUSEADDR, not listening; its port is
+    ``getsockname()[1]``.
+
+    While it stays open the kernel gives that port to nobody else (binding port 0 skips
+    it, a plain bind of it fails with EADDRINUSE), yet a server that sets SO_REUSEADDR
+    itself (redis-server, mariadbd and tansu do) binds and listens there. For servers that
+    cannot bind port 0 and report the port they got: unlike picking a free port and
+    closing it, nothing can take the port between the choice and the server's bind."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A port of 127.0.0.1 bound but not listening, held for the block: a connection to it
+    is refused, and no other program can listen there meanwhile."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        yield int(sock.getsockname()[1])
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the socket listening on TCP ``port`` (from /proc: the
+    kernel's socket tables and the process's descriptors); False once it has ended."""
+    listening = set()
+    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
+        with open(table) as rows:
+            for row in list(rows)[1:]:
+                fields = row.split()
+                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    listening.add(f"socket:[{fields[9]}]")
+    try:
+        descriptors = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return False
+    for fd in descriptors:
+        with contextlib.suppress(OSError):
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in listening:
+                return True
+    return False
 
 
 class ChildServer:
-    """A server run as a child process of the tests; ``stop()`` ends it."""
+    """A server run as a child process of the tests on a port reserved for it (see
+    :func:`reserve_port`) for the object's lifetime, so a restart finds it free too;
+    ``stop()`` ends the process."""
 
     process: subprocess.Popen[bytes] | None = None
+
+    def reserve(self) -> int:
+        """Reserve a port for this server until the object is collected; the port."""
+        sock = reserve_port()
+        weakref.finalize(self, sock.close)
+        return int(sock.getsockname()[1])
+
+    def check_listening(self, port: int) -> None:
+        """Raise RuntimeError unless this server's process is the one listening on ``port``
+        (a server that answers may be another program's, or one about to exit)."""
+        if self.process is None or not listens(self.process.pid, port):
+            self.stop()
+            raise RuntimeError(f"{type(self).__name__} is not the one listening on "
+                               f"127.0.0.1:{port}")
 
     def stop(self) -> None:
         if self.process is not None:
@@ -37,7 +97,7 @@ class RedisServer(ChildServer):
         if binary is None:  # .ci/run installs it; a test must fail, not skip, without it
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         self.binary = binary
-        self.port = free_port()
+        self.port = self.reserve()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -50,8 +110,9 @@ class RedisServer(ChildServer):
             while True:
                 try:
                     client.ping()
-                    return
+                    break
                 except redis.ConnectionError:
-                    if time.monotonic() > deadline:
+                    if self.process.poll() is not None or time.monotonic() > deadline:
                         raise
-                    time.sleep(0.05)
+                    time.sleep(0.05)  # polling to the deadline above
+        self.check_listening(self.port)

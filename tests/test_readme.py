@@ -15,8 +15,9 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 
@@ -48,9 +49,20 @@ def test_no_python_hides_in_another_language(index):
                 f"{code.splitlines()[0]!r}; mark it ```python")
 
 
+class EchoServer(NamedTuple):
+    url: str
+    log: Path  # its output: the address line, then "METHOD /path STATUS" per request
+
+    def requests(self) -> list[str]:
+        """The requests it has answered so far, as "METHOD /path STATUS"."""
+        return re.findall(r"^(?:GET|POST|PUT|PATCH|DELETE|HEAD) \S+ \d+$",
+                          self.log.read_text(), re.M)
+
+
 @pytest.fixture(scope="module")
-def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The README's echo server, run as `make echo-server` runs it, on a free port."""
+def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EchoServer]:
+    """The README's echo server, run as `make echo-server` runs it, on port 0: the port it
+    got is read from the address line it prints."""
     log = tmp_path_factory.mktemp("echo") / "echo.log"
     with log.open("wb") as out:
         process = subprocess.Popen([sys.executable, str(ECHO_SERVER), "--port", "0"],
@@ -60,8 +72,8 @@ def echo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         while not (found := re.search(r'base_url = "(http://[^"]+)"', log.read_text())):
             assert process.poll() is None, log.read_text()
             assert time.monotonic() < deadline, f"no address within 30 s: {log.read_text()}"
-            time.sleep(0.05)
-        yield found.group(1)
+            time.sleep(0.05)  # polling to the deadline above
+        yield EchoServer(found.group(1), log)
     finally:
         process.terminate()
         assert process.wait(timeout=10) == 0, log.read_text()  # SIGTERM: a clean stop
@@ -92,8 +104,49 @@ def test_the_echo_server_on_a_port_in_use_says_so_in_one_line():
 
 
 @pytest.mark.parametrize("index", range(len(BLOCKS)))
-def test_readme_example(index, echo_server, request):
-    names = {"__name__": "readme", "base_url": echo_server}
-    if "kafka_servers" in BLOCKS[index]:  # a real broker (tansu) for the messaging examples
+def test_readme_example(index, echo_server, logs, request):
+    block = BLOCKS[index]
+    checks = [check for marker, check in CHECKS.items() if marker in block]
+    # A block's own asserts (or pytest.raises) are what the run shows; one without any
+    # needs a check of what it did, here: running it alone would show only "no exception".
+    assert checks or re.search(r"^\s*assert |pytest\.raises\(", block, re.M), \
+        f"README block {index} asserts nothing and has no check in CHECKS:\n{block}"
+    names = {"__name__": "readme", "base_url": echo_server.url}
+    if "kafka_servers" in block:  # a real broker (tansu) for the messaging examples
         names["kafka_servers"] = request.getfixturevalue("broker").servers
-    exec(compile(BLOCKS[index], f"<README block {index}>", "exec"), names)
+    answered = len(echo_server.requests())
+    exec(compile(block, f"<README block {index}>", "exec"), names)
+    for check in checks:
+        check(names, echo_server.requests()[answered:], logs)
+
+
+def routes_are_flyer_routes(names: dict[str, Any], served: list[str], logs: Any) -> None:
+    """The route class given to a router and to an app makes the routes added later."""
+    from fastflyer.routing import FlyerRoute
+
+    names["router"].get("/on-router")(lambda: None)
+    names["app"].get("/on-app")(lambda: None)
+    assert isinstance(names["router"].routes[-1], FlyerRoute)
+    assert isinstance(names["app"].router.routes[-1], FlyerRoute)
+
+
+def both_requests_answered(names: dict[str, Any], served: list[str], logs: Any) -> None:
+    """The GET without retries and the POST with them both reached the server, once."""
+    assert served == ["GET /get 200", "POST /post 200"]
+
+
+def both_lines_logged(names: dict[str, Any], served: list[str], logs: Any) -> None:
+    """``logger.info`` and the seed's ``logger.warn`` log at INFO and WARNING."""
+    assert [(record["level"], record["message"]) for record in logs.records
+            if record["message"] in ("INFO level", "WARN level")] == [
+        ("INFO", "INFO level"), ("WARNING", "WARN level")]
+
+
+# What the blocks that assert nothing themselves did, checked after they ran; each is
+# found by a line of its own: the namespace it left, the echo server's requests during it,
+# the log records during it.
+CHECKS: dict[str, Callable[[dict[str, Any], list[str], Any], None]] = {
+    "app.router.route_class = FlyerRoute": routes_are_flyer_routes,
+    'retry={"retry_methods": {"POST"}}': both_requests_answered,
+    'logger.warn("WARN level")': both_lines_logged,
+}

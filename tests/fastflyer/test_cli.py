@@ -316,6 +316,8 @@ MARKS = Path(os.environ["SHUTDOWN_MARKS"])
 
 @router.get("/slow", response_model=DataResponse)
 async def slow(seconds: float = 1.0):
+    with MARKS.with_suffix(".arrivals").open("a") as arrivals:  # one line per request
+        arrivals.write(f"{os.getpid()}\\n")
     await asyncio.sleep(seconds)
     return {"data": "done"}
 """
@@ -343,6 +345,7 @@ def test_sigterm_lets_100_requests_in_flight_finish(tmp_path):
     (tmp_path / "app" / "slow" / "__init__.py").write_text(SLOW_APP)
     (tmp_path / "main.py").write_text(HOOK)
     marks = tmp_path / "shutdown.marks"
+    arrivals = marks.with_suffix(".arrivals")
     log = tmp_path / "server.log"
 
     async def in_flight(process: subprocess.Popen, base: str) -> tuple[list[int], str]:
@@ -350,16 +353,20 @@ def test_sigterm_lets_100_requests_in_flight_finish(tmp_path):
         async with httpx.AsyncClient(base_url=base, timeout=30, limits=limits) as client:
             calls = [asyncio.create_task(client.get("/shop/slow", params={"seconds": 3}))
                      for _ in range(100)]
-            await asyncio.sleep(1.0)  # all sent and waiting on the sleep
+            deadline = time.monotonic() + 10
+            while len(arrivals.read_text().split()) < 100 if arrivals.exists() else True:
+                assert time.monotonic() < deadline, "the 100 requests did not all arrive"
+                await asyncio.sleep(0.02)  # polling to the deadline above
             process.send_signal(signal.SIGTERM)
-            await asyncio.sleep(0.5)
-            # While those are still running, a new connection is not accepted.
-            async with httpx.AsyncClient(timeout=2) as newcomer:
-                try:
-                    await newcomer.get(f"{base}/health_check")
-                    late = "accepted"
-                except httpx.TransportError as exc:
-                    late = type(exc).__name__
+            # While those are still running (3 s each), a new connection is soon refused.
+            late, deadline = "accepted", time.monotonic() + 1.5
+            while late == "accepted" and time.monotonic() < deadline:
+                async with httpx.AsyncClient(timeout=2) as newcomer:
+                    try:
+                        await newcomer.get(f"{base}/health_check")
+                        await asyncio.sleep(0.02)  # polling to the deadline above
+                    except httpx.TransportError as exc:
+                        late = type(exc).__name__
             pending = sum(not call.done() for call in calls)
             responses = await asyncio.gather(*calls, return_exceptions=True)
         assert pending == 100, "the slow requests ended before the check"

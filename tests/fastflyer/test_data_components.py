@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import socket
 import uuid
 
 import pytest
@@ -16,12 +15,7 @@ from fastflyer.database import get_async_mysql_pool, get_dataset_pool, get_mysql
 from fastflyer.settings import SettingsError, load_settings
 from mariadb import URL as MARIADB_URL
 from mariadb import answering_or_fail, sql
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from redis_server import closed_port
 
 
 @pytest.fixture
@@ -81,8 +75,9 @@ def test_flyer_db_url_is_the_default_and_reported_ready(build, project, table_na
 
 def test_a_database_that_does_not_answer_is_reported_down_without_its_password(build, project):
     secret = "Db-pass-4471"
-    url = f"mysql+pymysql://flyer:{secret}@127.0.0.1:{free_port()}/flyer"
-    with TestClient(build(project, db_url=url), raise_server_exceptions=False) as client:
+    with closed_port() as port, TestClient(build(
+            project, db_url=f"mysql+pymysql://flyer:{secret}@127.0.0.1:{port}/flyer"),
+            raise_server_exceptions=False) as client:
         response = client.get("/health_check/ready")
     assert response.status_code == 503
     database = response.json()["data"]["components"]["database"]
@@ -104,9 +99,9 @@ def test_flyer_redis_host_gives_the_default_client_and_its_readiness(build, proj
 
 
 def test_an_unreachable_redis_is_reported_down(build, project):
-    port = free_port()
-    with TestClient(build(project, redis_host="127.0.0.1", redis_port=port),
-                    raise_server_exceptions=False) as client:
+    with closed_port() as port, TestClient(
+            build(project, redis_host="127.0.0.1", redis_port=port),
+            raise_server_exceptions=False) as client:
         response = client.get("/health_check/ready")
     assert response.status_code == 503
     redis = response.json()["data"]["components"]["redis"]

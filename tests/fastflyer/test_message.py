@@ -3,6 +3,7 @@ run with the lifespan, the request id crosses the broker, readiness, settings.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import textwrap
 import time
@@ -77,6 +78,27 @@ def wait_for(done, timeout: float = 30, every: float = 0.05) -> None:
         time.sleep(every)
 
 
+def marked_every_partition(servers: str, topic: str, partitions: int = 4) -> list[dict]:
+    """Send ``{"marker": n}`` to partition n of ``topic``, for each of its ``partitions``;
+    the markers, in partition order."""
+    from aiokafka import AIOKafkaProducer
+
+    markers = [{"marker": partition} for partition in range(partitions)]
+
+    async def send() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=servers)
+        await producer.start()
+        try:
+            for partition, marker in enumerate(markers):
+                await producer.send_and_wait(topic, json.dumps(marker).encode(),
+                                             partition=partition)
+        finally:
+            await producer.stop()
+
+    asyncio.run(send())
+    return markers
+
+
 def test_a_served_app_consumes_what_its_route_publishes_with_the_request_id(
         orders, broker, launch):
     project, env, out = orders
@@ -97,9 +119,14 @@ def test_a_served_app_consumes_what_its_route_publishes_with_the_request_id(
         producer.send({"id": 2}, topic=env["ORDERS_TOPIC"])
     again = launch({**env, "flyer_kafka_servers": broker.servers}, project=project)
     wait_for(lambda: len(billed(out)) >= 2)
-    time.sleep(0.5)
+    # A marker sent to each partition after those: once every marker is billed, a second
+    # copy of order 1 (before its partition's marker) would have been billed too.
+    markers = marked_every_partition(broker.servers, env["ORDERS_TOPIC"])
+    wait_for(lambda: all(marker in [row["order"] for row in billed(out)] for marker in markers))
     again.stop()
-    assert [row["order"] for row in billed(out)] == [{"id": 1}, {"id": 2}]
+    orders = [row["order"] for row in billed(out)]
+    assert orders[:2] == [{"id": 1}, {"id": 2}] and sorted(
+        orders[2:], key=lambda marker: marker["marker"]) == markers, orders
 
 
 def test_declared_consumers_without_kafka_servers_stop_the_build(orders):

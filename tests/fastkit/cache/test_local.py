@@ -12,6 +12,7 @@ import pytest
 
 from fastflyer.cache import get_cacheout_pool as flyer_get_cacheout_pool
 from fastkit.cache import CACHE_TYPES, CachePoolError, get_cacheout_pool
+from waiting import wait_for
 
 
 def name() -> str:
@@ -55,10 +56,11 @@ def test_bad_settings_name_what_is_wrong(kwargs, message):
 
 def test_ttl_expires_entries():
     pool = get_cacheout_pool(name(), "cache", ttl=0.05)
+    set_at = time.monotonic()
     pool.set("k", "v")
     assert pool.get("k") == "v"
-    time.sleep(0.1)
-    assert pool.get("k") is None
+    wait_for(lambda: pool.get("k") is None, 5, "the entry expired")
+    assert time.monotonic() - set_at >= 0.04  # at its ttl, not before (cacheout's own clock)
 
 
 def test_cache_result_on_a_sync_function_with_the_original_cache_key_form():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import uuid
 
 import pytest
@@ -11,6 +10,7 @@ import redis
 
 from fastflyer.cache import get_redis_pool as flyer_get_redis_pool
 from fastkit.cache import get_async_redis_pool, get_redis_pool
+from redis_server import closed_port
 
 HOST, PORT = "127.0.0.1", 6379
 DB = 15  # the tests' own database
@@ -21,12 +21,6 @@ def key():
     name = f"fastkit-test:{uuid.uuid4().hex}"
     yield name
     redis.Redis(host=HOST, port=PORT, db=DB).delete(name)
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_the_seed_block_runs_with_positional_arguments(key):
@@ -53,10 +47,10 @@ def test_url_form(key):
 
 
 def test_creating_a_client_connects_nothing_and_the_first_command_names_host_and_port():
-    port = closed_port()
-    client = get_redis_pool(HOST, port, "", 0, timeout=1)  # no error here
-    with pytest.raises(redis.ConnectionError, match=f"{HOST}:{port}"):
-        client.ping()
+    with closed_port() as port:  # held: nothing can listen there during the test
+        client = get_redis_pool(HOST, port, "", 0, timeout=1)  # no error here
+        with pytest.raises(redis.ConnectionError, match=f"{HOST}:{port}"):
+            client.ping()
 
 
 @pytest.mark.parametrize(("args", "message"), [

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from datetime import UTC, datetime
 
 import pytest
@@ -19,7 +18,8 @@ from fastkit.executor import (
     current_lease,
 )
 from fastkit.executor._locks import fire_context, reset_fire
-from redis_server import free_port
+from redis_server import closed_port
+from waiting import wait_for
 
 
 @pytest.fixture(params=["redis", "local"])
@@ -92,30 +92,40 @@ def test_a_job_moved_to_another_grid_is_not_behind_its_old_mark(backend):
 def test_the_watchdog_keeps_a_long_holder_s_lock(backend):
     locks = Locks(backend, ttl=0.3)
     lease = locks.acquire("name")
-    time.sleep(1.0)  # more than three ttls
+    taken = lease.renewed
+    # Time passed, shown by the store: it confirmed a renewal more than three ttls later.
+    wait_for(lambda: lease.renewed - taken > 3 * 0.3, 5, "a renewal three ttls on")
     assert locks.acquire("name") is None
     assert not lease.lost
     locks.release(lease)
-    assert locks.acquire("name") is not None
+    again = locks.acquire("name")
+    assert again is not None
+    locks.release(again)  # no lease is left renewing after the test
 
 
 def test_a_dead_holder_s_lock_expires(backend):
     locks = Locks(backend, ttl=0.3)
     lease = locks.acquire("name")
     locks._watchdog.forget(lease)  # what a killed process does: stop renewing
-    time.sleep(0.5)
-    assert locks.acquire("name") is not None
+    assert locks.acquire("name") is None  # held until its ttl runs out
+    taken = []
+    wait_for(lambda: taken.append(locks.acquire("name")) or taken[-1] is not None, 5,
+             "the lock expired")
+    locks.release(taken[-1])
 
 
 def test_a_lease_taken_over_is_reported_lost(backend, logs):
     locks = Locks(backend, ttl=0.3)
     lease = locks.acquire("name")
     locks._watchdog.forget(lease)
-    time.sleep(0.5)
-    thief = locks.acquire("name")
+    taken = []
+    wait_for(lambda: taken.append(locks.acquire("name")) or taken[-1] is not None, 5,
+             "the lock expired")
+    thief = taken[-1]
     _renew_now(lease)
     assert lease.lost and thief is not None
     assert "was lost while its holder runs" in logs.text()
+    locks.release(thief)
 
 
 def _renew_now(lease):
@@ -189,17 +199,18 @@ def test_async_guard_runs_on_the_loop(backend):
 
 
 def test_unreachable_redis_fails_closed(logs):
-    client = redis.Redis(port=free_port(), socket_connect_timeout=0.5)
-    locks = Locks(RedisLockBackend(client), ttl=5)
-    with pytest.raises(LockUnavailable, match=r"Redis at localhost:\d+"):
-        locks.acquire("name")
-    ran = []
+    with closed_port() as port:  # held: nothing can listen there during the test
+        client = redis.Redis(port=port, socket_connect_timeout=0.5)
+        locks = Locks(RedisLockBackend(client), ttl=5)
+        with pytest.raises(LockUnavailable, match=rf"Redis at localhost:{port}"):
+            locks.acquire("name")
+        ran = []
 
-    @locks.guard
-    def work():
-        ran.append(1)
+        @locks.guard
+        def work():
+            ran.append(1)
 
-    assert work() is None and ran == []
+        assert work() is None and ran == []
     assert "skipped: lock store unavailable" in logs.text()
 
 

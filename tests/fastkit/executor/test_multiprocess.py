@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
+import threading
 import time
 
 import pytest
@@ -16,10 +18,33 @@ import redis
 from workers import finish, spawn
 
 from redis_server import RedisServer
+from waiting import wait_for
 
 
 def fires(store: redis.Redis, prefix: str) -> dict[int, int]:
     return {int(k): int(v) for k, v in store.hgetall(f"{prefix}:fires").items()}
+
+
+def follow(process) -> tuple[threading.Thread, list[str]]:
+    """The lines of ``process``'s standard error, appended as they come, and the thread
+    that reads them (it ends, closing the pipe, when the process does)."""
+    lines: list[str] = []
+
+    def read() -> None:
+        with process.stderr:
+            for line in process.stderr:
+                lines.append(line)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return reader, lines
+
+
+def skipped_fires(logs: tuple[list[str], ...]) -> set[str]:
+    """The fire times the workers logged as skipped for an unreachable lock store."""
+    pattern = re.compile(r"fire at (\S+) skipped: lock store unavailable")
+    return {found.group(1) for lines in logs for line in list(lines)
+            for found in [pattern.search(line)] if found}
 
 
 def assert_each_fire_once(counted: dict[int, int], interval_ms: int, at_least: int) -> None:
@@ -49,21 +74,12 @@ def test_killing_the_process_running_a_long_job_moves_the_next_fire(prefix, stor
     processes = [spawn("scheduler", prefix, "--run-for", "14", "--job-seconds", "4",
                        "--ttl", "1.5") for _ in range(3)]
     started = f"{prefix}:started"
-    deadline = time.monotonic() + 5
-    while not store.llen(started):
-        assert time.monotonic() < deadline, "no fire started"
-        time.sleep(0.05)
+    wait_for(lambda: store.llen(started), 5, "a fire started")
     victim_pid, victim_fire = store.lindex(started, 0).split()
     os.kill(int(victim_pid), signal.SIGKILL)
     killed_at = time.time()
-    deadline = time.monotonic() + 6
-    while True:
-        later = [line.split() for line in store.lrange(started, 1, -1)]
-        if later:
-            break
-        assert time.monotonic() < deadline, "no other process took the job over"
-        time.sleep(0.05)
-    pid, fire_ms = later[0]
+    wait_for(lambda: store.llen(started) > 1, 6, "another process took the job over")
+    pid, fire_ms = store.lindex(started, 1).split()
     assert pid != victim_pid
     assert int(fire_ms) > int(victim_fire)
     assert int(fire_ms) / 1000 - killed_at < 4  # after the lock expired, not never
@@ -78,13 +94,20 @@ def test_redis_down_skips_locked_runs_and_they_resume_when_it_returns(prefix, st
     try:
         processes = [spawn("scheduler", prefix, "--run-for", "12", "--job-seconds", "0.1",
                            "--lock-url", server.url) for _ in range(3)]
-        time.sleep(3.5)
+        readers, logs = zip(*(follow(process) for process in processes), strict=True)
+        wait_for(lambda: len(fires(store, prefix)) >= 3, 6, "three fires ran")
         server.stop()
         stopped = time.time()
-        time.sleep(3)
+        # The outage lasts until the workers skipped two fires for it (what proves that
+        # fires came while Redis was down), not a guessed number of seconds.
+        wait_for(lambda: len(skipped_fires(logs)) >= 2, 6, "two fires skipped while down")
         server.start()
         restarted = time.time()
-        errors = finish(processes)
+        for process, reader in zip(processes, readers, strict=True):
+            process.wait(30)
+            process.stdout.close()
+            reader.join(10)
+        errors = ["".join(lines) for lines in logs]
     finally:
         server.stop()
     counted = fires(store, prefix)

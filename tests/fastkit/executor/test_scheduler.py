@@ -132,10 +132,16 @@ def test_max_instances_skips_a_fire_while_the_job_runs(scheduler, logs):
 
 def test_shutdown_waits_for_running_jobs_up_to_its_timeout(logs):
     made = Scheduler("slow", "background")
-    made.add_job(lambda: time.sleep(3), "interval", seconds=3600, id="sleeper")
+    running = threading.Event()
+
+    def sleeper():  # ignores is_stopped(): runs its 3 s whatever the scheduler says
+        running.set()
+        time.sleep(3)
+
+    made.add_job(sleeper, "interval", seconds=3600, id="sleeper")
     made.start()
     made.run_job("sleeper")
-    time.sleep(0.2)
+    assert running.wait(5)
     started = time.monotonic()
     made.shutdown(wait=True, timeout=0.5)
     assert 0.4 < time.monotonic() - started < 1.5
@@ -145,15 +151,17 @@ def test_shutdown_waits_for_running_jobs_up_to_its_timeout(logs):
 def test_shutdown_returns_as_soon_as_jobs_end_and_sleep_is_cut_short():
     made = Scheduler("sleepy", "background")
     ended = []
+    running = threading.Event()
 
     def patient():
+        running.set()
         made.sleep(30)
         ended.append(made.is_stopped())
 
     made.add_job(patient, "interval", seconds=3600, id="patient")
     made.start()
     made.run_job("patient")
-    time.sleep(0.2)
+    assert running.wait(5)
     started = time.monotonic()
     made.shutdown(wait=True, timeout=10)
     assert time.monotonic() - started < 1
@@ -176,14 +184,16 @@ def test_the_asyncio_scheduler_runs_coroutines_on_the_loop_that_started_it():
         made = Scheduler("loop", "asyncio")
         loop = asyncio.get_running_loop()
         seen = []
+        ran = asyncio.Event()
 
         async def job():
             seen.append(asyncio.get_running_loop() is loop)
+            ran.set()
 
         made.add_job(job, "interval", seconds=3600, id="coro")
         made.start()
         made.run_job("coro")
-        await asyncio.sleep(0.1)
+        await asyncio.wait_for(ran.wait(), 5)
         await made.aclose(1)
         return seen
 
@@ -199,20 +209,24 @@ def test_aclose_cancels_coroutine_jobs_still_running_after_its_timeout(logs):
     async def main():
         made = Scheduler("loop", "asyncio")
         cancelled = []
+        running, ended = asyncio.Event(), asyncio.Event()
 
         async def job():
+            running.set()
             try:
-                await asyncio.sleep(10)
+                await asyncio.sleep(10)  # the job's own work: longer than aclose waits
             except asyncio.CancelledError:
                 cancelled.append(1)
                 raise
+            finally:
+                ended.set()
 
         made.add_job(job, "interval", seconds=3600, id="long")
         made.start()
         made.run_job("long")
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(running.wait(), 5)
         await made.aclose(0.2)
-        await asyncio.sleep(0.05)
+        await asyncio.wait_for(ended.wait(), 5)  # far less than the job's 10 s
         return cancelled
 
     assert asyncio.run(main()) == [1]

@@ -19,14 +19,15 @@ from waiting import wait_for
 def test_decorating_registers_without_running_and_keeps_the_name():
     pool = ThreadPoolExecutor(4)
     ran = []
+    before = threading.active_count()
 
     @pool.submit()
     def task():
         ran.append(1)
 
     assert callable(task) and task.__name__ == "task"
-    time.sleep(0.1)
-    assert ran == []
+    # Not run, and nothing that could run it later: no thread exists before start().
+    assert ran == [] and not pool.running and threading.active_count() == before
     pool.start()
     wait_for(lambda: ran == [1], 5, "the registered task ran")
     pool.shutdown(timeout=2)
@@ -72,7 +73,7 @@ def test_shutdown_stops_looping_tasks_promptly():
                 pool.sleep(30)
 
     pool.start()
-    time.sleep(0.2)
+    wait_for(lambda: len(loops) == 3, 5, "the three loops are in their sleep")
     started = time.monotonic()
     pool.shutdown(wait=True, timeout=10)
     assert time.monotonic() - started < 0.5
@@ -81,9 +82,15 @@ def test_shutdown_stops_looping_tasks_promptly():
 
 def test_shutdown_honours_its_timeout_for_a_task_that_ignores_it(logs):
     pool = ThreadPoolExecutor(2)
-    pool.submit_task(time.sleep, 2)
+    running = threading.Event()
+
+    def stubborn():  # ignores is_stopped(): runs its 2 s whatever the pool says
+        running.set()
+        time.sleep(2)
+
+    pool.submit_task(stubborn)
     pool.start()
-    time.sleep(0.1)
+    assert running.wait(5)
     started = time.monotonic()
     pool.shutdown(wait=True, timeout=0.3)
     assert 0.25 < time.monotonic() - started < 1.0
@@ -94,9 +101,9 @@ def test_the_pool_starts_again_after_a_shutdown():
     pool = ThreadPoolExecutor(2)
     runs = []
     pool.submit()(lambda: runs.append(1))
-    for _ in range(2):
+    for count in (1, 2):
         pool.start()
-        time.sleep(0.1)
+        wait_for(lambda n=count: len(runs) == n, 5, f"run {count} of the registered task")
         pool.shutdown()
     assert runs == [1, 1]
 

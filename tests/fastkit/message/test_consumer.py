@@ -19,7 +19,7 @@ from consumer_worker import FAST_GROUP
 
 from fastkit.message import AsyncConsumer, AsyncProducer, ConsumeError, Consumer
 from fastkit.request_id import bind_request_id, get_request_id
-from redis_server import free_port
+from redis_server import closed_port
 
 
 async def produce(servers: str, topic: str, values: list, **headers: str) -> None:
@@ -317,14 +317,15 @@ def test_a_dead_letter_topic_that_cannot_be_written_stops_the_run(broker, topic)
 
 
 def test_a_broker_that_is_down_raises_naming_it():
-    servers = f"127.0.0.1:{free_port()}"
+    with closed_port() as port:  # held: nothing can listen there during the test
+        servers = f"127.0.0.1:{port}"
 
-    async def main():
-        consumer = AsyncConsumer(servers, "t", group_id="g", request_timeout_ms=2000)
-        await consumer.run(lambda m: None)
+        async def main():
+            consumer = AsyncConsumer(servers, "t", group_id="g", request_timeout_ms=2000)
+            await consumer.run(lambda m: None)
 
-    with pytest.raises(ConsumeError, match=f"cannot reach Kafka at {servers}"):
-        asyncio.run(main())
+        with pytest.raises(ConsumeError, match=f"cannot reach Kafka at {servers}"):
+            asyncio.run(main())
 
 
 def test_bad_arguments_are_refused(broker):

@@ -11,7 +11,7 @@ from aiokafka import AIOKafkaConsumer
 
 from fastkit.message import REQUEST_ID_HEADER, AsyncProducer, ProduceError, Producer
 from fastkit.request_id import bind_request_id
-from redis_server import free_port
+from redis_server import closed_port
 
 
 async def read_all(servers: str, topic: str, count: int, timeout: float = 15) -> list:
@@ -72,17 +72,18 @@ def test_the_sync_producer_carries_the_caller_s_request_id(broker, topic):
 
 
 def test_a_broker_that_is_down_raises_naming_it():
-    servers = f"127.0.0.1:{free_port()}"
-    with Producer(servers, topic="t", request_timeout_ms=2000) as producer, \
-            pytest.raises(ProduceError, match=f"cannot reach Kafka at {servers}"):
-        producer.send("lost?")
+    with closed_port() as port:  # held: nothing can listen there during the test
+        servers = f"127.0.0.1:{port}"
+        with Producer(servers, topic="t", request_timeout_ms=2000) as producer, \
+                pytest.raises(ProduceError, match=f"cannot reach Kafka at {servers}"):
+            producer.send("lost?")
 
-    async def main():
-        async with AsyncProducer(servers, topic="t", request_timeout_ms=2000) as producer:
-            await producer.send("lost?")
+        async def main():
+            async with AsyncProducer(servers, topic="t", request_timeout_ms=2000) as producer:
+                await producer.send("lost?")
 
-    with pytest.raises(ProduceError, match="cannot reach Kafka"):
-        asyncio.run(main())
+        with pytest.raises(ProduceError, match=f"cannot reach Kafka at {servers}"):
+            asyncio.run(main())
 
 
 def test_a_broker_stopped_after_connecting_makes_send_raise_within_its_timeout(topic):
