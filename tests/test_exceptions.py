@@ -17,6 +17,7 @@ EXPECTED = {
     "CachePoolError": ("fastkit", ValueError),
     "JobNotFound": ("fastkit", KeyError),
     "LockUnavailable": ("fastkit", RuntimeError),
+    "LogConfigError": ("fastkit", ValueError),
     "MessageError": ("fastkit", RuntimeError),
     "ProduceError": ("fastkit", RuntimeError),
     "ConsumeError": ("fastkit", RuntimeError),

@@ -29,12 +29,13 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse
+from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from fastflyer.app_context import AppContext, bind, bound, built, unbind
 from fastflyer.auth import document_basic_auth, task_api_closed, task_api_is_open
 from fastflyer.components import register_components
-from fastflyer.database import use_project
 from fastflyer.discovery import LoadedApp, find_app_dir, load_apps
 from fastflyer.docs import install_docs
 from fastflyer.errors import ErrorRenderer, FlyerError
@@ -50,7 +51,7 @@ from fastflyer.middleware import (
     RequestContextMiddleware,
 )
 from fastflyer.middleware.auth import BasicAuthMiddleware
-from fastflyer.middleware.context import HEALTH_BODY, HEALTH_METHODS
+from fastflyer.middleware.context import HEALTH_METHODS, Liveness
 from fastflyer.middleware.json_text import JSONTextMiddleware
 from fastflyer.middleware.methods import HeadAsGetMiddleware, method_not_allowed
 from fastflyer.middleware.redirects import RelativeRedirectMiddleware
@@ -62,6 +63,7 @@ from fastflyer.schemas import DataResponse, ErrorResponse
 from fastflyer.service import service_name
 from fastflyer.settings import BaseConfig, FlyerSettings, SettingsError, load_settings
 from fastflyer.task_state import register_task_state
+from fastkit.logging import configure as configure_logging
 from fastkit.logging import logger
 
 try:  # FastAPI ≥ 0.16x keeps included routers whole; walk their routes
@@ -170,15 +172,21 @@ class FlyerAPI(FastAPI):
         **kwargs: Any,
     ) -> None:
         settings = settings if settings is not None else load_settings()
+        configure_logging(settings.log_settings())  # the app's log settings: this process's
         app_dir = find_app_dir(app_path) if app_path is not None else None
-        if app_dir is not None:
-            use_project(app_dir.parent)  # the default database's data directory
+        # What code running for this app sees (fastflyer.app_context): its settings and its
+        # project directory (the default database's data directory is there), in its
+        # requests, its lifespan and while its apps are imported.
+        self.app_context = AppContext(settings, app_dir.parent if app_dir is not None else None)
         config = config or _project_config(app_dir.parent if app_dir else None)
         explicit = settings.model_fields_set
         base_url = settings.base_url
         if config.PREFIX and "base_url" not in explicit:
-            base_url = load_settings(  # validated too; an error names the class
-                {"base_url": f"{config.__name__}.PREFIX"}, base_url=config.PREFIX).base_url
+            # Validated too (an error names the class), among the app's own settings: the
+            # environment is not read again.
+            base_url = load_settings(
+                {"base_url": f"{config.__name__}.PREFIX"}, warn_unknown=False,
+                **{**dict(settings), "base_url": config.PREFIX}).base_url
         version = config.VERSION if config.VERSION and "version" not in explicit \
             else settings.version
         version = kwargs.pop("version", version)  # FastAPI's own arguments: the caller's win
@@ -196,7 +204,16 @@ class FlyerAPI(FastAPI):
         self.access_log = (AccessLog(settings.access_logfile, settings.access_log_exclude_uris)
                            if settings.access_log else None)
         self.apps: list[LoadedApp] = []
-        self._health_direct: RequestContextMiddleware | None = None
+        # Liveness: answered by one ASGI app that __call__ sends GET and HEAD on the health
+        # paths to, before anything else; behind trusted proxies, after their headers (the
+        # access log names the client they forwarded).
+        self._health_paths = frozenset(health_paths(base_url))
+        self._liveness: ASGIApp = Liveness(self.access_log)
+        if settings.trusted_proxies:
+            from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
+
+            self._liveness = cast(ASGIApp, ProxyHeadersMiddleware(
+                cast(Any, self._liveness), trusted_hosts=settings.trusted_proxies))
 
         user_middleware = [*(kwargs.pop("middleware", None) or ()), *(middlewares or ())]
         # CORS is not user middleware: that runs inside FastAPI's ServerErrorMiddleware,
@@ -232,7 +249,8 @@ class FlyerAPI(FastAPI):
         self._include_kafka = register_kafka(settings, self.readiness, self.lifecycle)
         self._install_error_handlers()
         if app_dir is not None:
-            self.apps = load_apps(app_dir)
+            with bound(self.app_context):  # module-level code of an app sees this app
+                self.apps = load_apps(app_dir)
             for loaded in self.apps:
                 if loaded.enabled and loaded.router is not None:
                     self.include_app(loaded.name, loaded.router)
@@ -241,6 +259,7 @@ class FlyerAPI(FastAPI):
         # After the apps: routing tries routes in order, and the apps' are the busy ones.
         self._install_framework_routes()
         self._refuse_duplicate_routes()
+        built(self.app_context)  # outside any app's context, the last app built is used
 
     # --- building -------------------------------------------------------------------
     async def _size_thread_pool(self) -> None:
@@ -299,12 +318,12 @@ class FlyerAPI(FastAPI):
 
                 self.add_api_route("/", root, include_in_schema=False)
 
-        async def liveness() -> Response:
-            # Reached only for methods the fast path leaves to routing (OPTIONS...).
-            return Response(HEALTH_BODY, media_type="application/json")
-
+        # Declared for routing, which answers the other methods (405 and Allow, OPTIONS)
+        # and refuses an app's route on the same path; GET and HEAD never get this far
+        # (__call__ gives them to the same answer, which logged them already).
         for path in health_paths(base):
-            self.add_api_route(path, liveness, methods=["GET"], include_in_schema=False)
+            self.router.routes.append(Route(path, Liveness(), methods=["GET"],
+                                            include_in_schema=False))
 
         async def readiness() -> JSONResponse:
             report = await self.readiness.report()
@@ -374,14 +393,21 @@ class FlyerAPI(FastAPI):
         return self.openapi_schema
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # Liveness probes are answered before anything else, FastAPI's per-request
-        # telemetry check included (what answers them is the context middleware).
-        direct = self._health_direct
-        if (direct is not None and scope["type"] == "http" and scope["path"] in direct.health_paths
-                and scope["method"] in HEALTH_METHODS and not self.root_path):
-            await direct(scope, receive, send)
-            return
-        await super().__call__(scope, receive, send)
+        if scope["type"] == "http" and scope["method"] in HEALTH_METHODS:
+            # Liveness probes are answered before anything else: FastAPI's per-request
+            # telemetry check, the middleware, auth, routing. Under a root path too.
+            path: str = scope["path"]
+            root: str = self.root_path or scope.get("root_path", "")
+            if root and path.startswith(root):
+                path = path[len(root):]
+            if path in self._health_paths:
+                await self._liveness(scope, receive, send)
+                return
+        token = bind(self.app_context)  # what runs for this app sees its settings
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            unbind(token)
 
     def build_middleware_stack(self) -> ASGIApp:
         app = super().build_middleware_stack()
@@ -410,12 +436,10 @@ class FlyerAPI(FastAPI):
                 allow_headers=self.settings.cors_headers,
                 allow_credentials=self.settings.cors_allow_credentials)
         context = RequestContextMiddleware(app, renderer=self.renderer,
-                                           health_paths=health_paths(self.base_url),
                                            access_log=self.access_log)
         app = WebSocketContextMiddleware(context)  # request id and refusals of websockets
         self.lifecycle.in_flight = lambda: context.in_flight + context.cut_off
         # Behind trusted proxies the client address needs the proxy layer first.
-        self._health_direct = None if self.settings.trusted_proxies else context
         if self.settings.trusted_proxies:
             from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 

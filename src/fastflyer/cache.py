@@ -6,8 +6,9 @@ the project's default Redis.
 
 ``default_redis()`` is the client for ``flyer_redis_host``, ``flyer_redis_port``,
 ``flyer_redis_pass`` and ``flyer_redis_db``; with ``flyer_redis_host`` set, the app also
-reports that Redis in its readiness check. Its connect and read timeouts are
-:func:`fastkit.cache.get_redis_pool`'s, 3 s each.
+reports that Redis in its readiness check. Without ``settings``, they are those of the
+app the code runs for (:func:`fastflyer.app_context.current_settings`). Its connect and
+read timeouts are :func:`fastkit.cache.get_redis_pool`'s, 3 s each.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import fastkit.cache
+from fastflyer.app_context import current_settings
 from fastkit.cache import CACHE_TYPES, CachePoolError, get_cacheout_pool
 
 if TYPE_CHECKING:
@@ -29,9 +31,8 @@ __all__ = ["CACHE_TYPES", "CachePoolError", "default_async_redis", "default_redi
 
 
 def _redis_arguments(settings: FlyerSettings | None) -> tuple[str, int, str, int]:
-    from fastflyer.settings import load_settings
-
-    settings = settings or load_settings()
+    if settings is None:
+        settings = current_settings()
     if not settings.redis_host:
         raise CachePoolError("no default Redis: flyer_redis_host is not set")
     return (settings.redis_host, settings.redis_port, settings.redis_pass.get_secret_value(),

@@ -171,6 +171,16 @@ def _flag_settings(args: argparse.Namespace, warn_unknown: bool = True) -> Flyer
                          warn_unknown=warn_unknown, **overrides)
 
 
+def _configure_logging(settings: FlyerSettings) -> None:
+    """This process's logging from ``settings`` (gunicorn's master logs too; each worker
+    configures its own when it builds the app), then the typo warnings through it."""
+    from fastflyer.settings import warn_unknown_variables
+    from fastkit.logging import configure
+
+    configure(settings.log_settings())
+    warn_unknown_variables()
+
+
 def _export_flags(args: argparse.Namespace, port: int) -> None:
     """Make the flags the app's variables: the app reads ``flyer_*`` again where it is
     built (each worker, the reloader's server process), and must see what was checked here,
@@ -196,7 +206,8 @@ def _serve(args: argparse.Namespace) -> int:
               "fastflyer create_app to make a project)", file=sys.stderr)
         return 1
     # --port 0: any free port (flyer_port itself must be a real port)
-    settings = _flag_settings(args)  # SettingsError: one line per bad value, exit 1
+    settings = _flag_settings(args, warn_unknown=False)  # SettingsError: one line, exit 1
+    _configure_logging(settings)
     if args.command == "serve" and settings.reload:
         # Reloading is a development server's job; a production one that silently did not
         # would be a surprise, and one that did would be a risk.
@@ -253,7 +264,8 @@ def _demo(args: argparse.Namespace) -> int:
         if not any(name.lower() == "flyer_log_path" for name in os.environ):
             # not ./logs where make runs (the framework's variables are lower-case)
             os.environ["flyer_log_path"] = str(target / "logs")  # noqa: SIM112
-        settings = _flag_settings(args).model_copy(update={"port": port})
+        settings = _flag_settings(args, warn_unknown=False).model_copy(update={"port": port})
+        _configure_logging(settings)
         _export_flags(args, port)
         target.mkdir(parents=True, exist_ok=True)
         try:
@@ -281,8 +293,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("create_app", "create"):
         return _create(args)
-    # Nothing here may import fastkit.logging (fastflyer.discovery does) before the command
-    # has set flyer_log_path: AppLoadError is looked up only once an error is raised.
     from fastflyer import exceptions
 
     try:

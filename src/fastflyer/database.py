@@ -9,7 +9,9 @@
 The default database is ``flyer_db_url`` (any SQLAlchemy URL) when it is set, and
 otherwise a SQLite file, ``fastflyer.sqlite3`` in the project's data directory
 (``flyer_data_dir``, else ``data/`` beside the project's ``main.py``), so a new project
-runs with no database server. Called with no arguments, ``get_mysql_pool``,
+runs with no database server. Both are those of the app the code runs for (in its
+requests, its lifespan, and while it imports the project's apps; see
+:mod:`fastflyer.app_context`). Called with no arguments, ``get_mysql_pool``,
 ``get_async_mysql_pool`` and ``get_dataset_pool`` open that default. Every driver
 connection has :mod:`fastkit.database`'s timeouts (connect 5 s, read 60 s) unless the
 URL's query sets its own (``flyer_db_url=mysql+pymysql://...?read_timeout=300``).
@@ -21,8 +23,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import fastkit.database
+from fastflyer.app_context import current_project, current_settings
 
 if TYPE_CHECKING:
+    from fastflyer.settings import FlyerSettings
     from fastkit.database import (
         AsyncMySQL,
         DatabaseConfigError,
@@ -55,28 +59,33 @@ _project: Path | None = None
 
 def use_project(project_dir: str | Path) -> None:
     """Make ``project_dir`` the project whose data directory holds the default database
-    (the app does this when it is built; before that, the current directory is used)."""
+    where no app says which (outside any app's context, or for an app built without a
+    project; an app built with one uses its own). Before that, the current directory."""
     global _project
     _project = Path(project_dir).resolve()
 
 
-def data_dir() -> Path:
-    """The project's data directory (created when the default database first needs it)."""
-    from fastflyer.settings import load_settings
-
-    configured = load_settings().data_dir
-    base = _project or Path.cwd()
+def data_dir(settings: FlyerSettings | None = None) -> Path:
+    """The data directory of the project (not created here): ``flyer_data_dir`` of
+    ``settings`` (default: :func:`~fastflyer.app_context.current_settings`), relative to
+    the project directory, else ``data/`` in it."""
+    if settings is None:
+        settings = current_settings()
+    configured = settings.data_dir
+    base = current_project() or _project or Path.cwd()
     return base / configured if configured else base / "data"
 
 
-def default_url() -> str:
-    """``flyer_db_url``, else the URL of the SQLite file in the data directory."""
-    from fastflyer.settings import load_settings
-
-    url = load_settings().db_url.get_secret_value()
+def default_url(settings: FlyerSettings | None = None) -> str:
+    """``flyer_db_url`` of ``settings`` (default:
+    :func:`~fastflyer.app_context.current_settings`), else the URL of the SQLite file in
+    the data directory, which is created then."""
+    if settings is None:
+        settings = current_settings()
+    url = settings.db_url.get_secret_value()
     if url:
         return url
-    directory = data_dir()
+    directory = data_dir(settings)
     directory.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{directory / SQLITE_FILE}"
 

@@ -51,11 +51,13 @@ def lock_prefix(service: str) -> str:
 
 def lock_backend(settings: FlyerSettings | None = None,
                  service: str = "fastflyer") -> LockBackend:
-    """Redis when ``flyer_redis_host`` is set (keys under :func:`lock_prefix` of
-    ``service``), else this process's memory."""
-    from fastflyer.settings import load_settings
+    """Redis when ``flyer_redis_host`` of ``settings`` is set (keys under
+    :func:`lock_prefix` of ``service``), else this process's memory. ``settings``
+    defaults to :func:`fastflyer.app_context.current_settings`."""
+    if settings is None:
+        from fastflyer.app_context import current_settings
 
-    settings = settings or load_settings()
+        settings = current_settings()
     if not settings.redis_host:
         return LocalLockBackend()
     from fastflyer.cache import default_redis

@@ -1,8 +1,10 @@
 """Liveness and readiness.
 
 Liveness: ``/health_check``, ``/health_check/async`` and ``{base_url}/health_check``
-answer ``{"code":200,"message":"success"}`` to GET and HEAD from the request-context
-middleware, before routing, so a busy app still answers its probes cheaply.
+(under the root path, if any) answer ``{"code":200,"message":"success"}`` to GET and HEAD
+from :class:`fastflyer.middleware.context.Liveness`, which the app calls before anything
+else (middleware, auth, routing), so a busy app still answers its probes cheaply. Other
+methods go to routing: 405 with ``Allow``, OPTIONS 204.
 
 Readiness: ``/health_check/ready`` (and ``{base_url}/health_check/ready``) runs every
 registered check concurrently, each within its timeout, and answers 200 when all are

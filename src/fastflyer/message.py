@@ -123,14 +123,11 @@ def kafka_options(settings: FlyerSettings) -> dict[str, Any]:
     return options
 
 
-# The settings of the app being served: what the default producers use.
-_serving: list[FlyerSettings] = []
-
-
 def _servers(settings: FlyerSettings | None) -> tuple[str, dict[str, Any]]:
-    from fastflyer.settings import load_settings
+    if settings is None:  # the app the code runs for (fastflyer.app_context)
+        from fastflyer.app_context import current_settings
 
-    settings = settings or (_serving[-1] if _serving else load_settings())
+        settings = current_settings()
     if not settings.kafka_servers:
         from fastkit.message import MessageError
 
@@ -143,9 +140,10 @@ _producers_guard = threading.Lock()
 
 
 def default_producer(settings: FlyerSettings | None = None) -> Producer:
-    """The blocking :class:`~fastkit.message.Producer` for ``flyer_kafka_servers`` of the
-    app being served, else of the environment (one per process, closed when the app
-    stops)."""
+    """The blocking :class:`~fastkit.message.Producer` for ``flyer_kafka_servers`` of
+    ``settings`` (default: those of the app the code runs for,
+    :func:`fastflyer.app_context.current_settings`), one per process and servers, closed
+    when the app stops."""
     from fastkit.message import Producer
 
     servers, options = _servers(settings)
@@ -157,9 +155,10 @@ def default_producer(settings: FlyerSettings | None = None) -> Producer:
 
 
 def default_async_producer(settings: FlyerSettings | None = None) -> AsyncProducer:
-    """The :class:`~fastkit.message.AsyncProducer` for ``flyer_kafka_servers`` of the
-    app being served, else of the environment, on the running event loop (one per loop,
-    closed when the app stops)."""
+    """The :class:`~fastkit.message.AsyncProducer` for ``flyer_kafka_servers`` of
+    ``settings`` (default: those of the app the code runs for,
+    :func:`fastflyer.app_context.current_settings`) on the running event loop, one per
+    loop and servers, closed when the app stops."""
     from fastkit.message import AsyncProducer
 
     servers, options = _servers(settings)
@@ -287,7 +286,6 @@ class _Kafka:
                                  f"declared ({declared})"])
 
     async def start(self) -> None:
-        _serving.append(self.settings)
         if not self.specs:
             return
         servers, options = _servers(self.settings)
@@ -322,8 +320,6 @@ class _Kafka:
                         type(result).__name__)
             await close_default_producers(left())
         finally:
-            if self.settings in _serving:
-                _serving.remove(self.settings)
             client, self._client = self._client, None
             if client is not None:
                 await settle(client.close(), left())

@@ -39,12 +39,11 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fastflyer.exceptions import FastFlyerError
+from fastkit.logging import LogSettings, parse_flag, parse_level
 
 __all__ = ["BaseConfig", "FlyerSettings", "SettingsError", "load_settings",
-           "unknown_variable_warnings"]
+           "unknown_variable_warnings", "warn_unknown_variables"]
 
-_LEVELS = {"debug": "DEBUG", "info": "INFO", "warn": "WARNING", "warning": "WARNING",
-           "error": "ERROR", "critical": "CRITICAL"}
 # Segments of letters, digits, ".", "_", "-"; never "." or "..", which clients resolve away.
 BASE_URL_PATTERN = (r"^(/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*"
                     r"|\.\.[A-Za-z0-9._-]+))+$")
@@ -267,6 +266,8 @@ class FlyerSettings(BaseSettings):
                                 allow_inf_nan=False)
     console_log_level: str = _allowed("info", "one of debug, info, warn, error, critical")
     file_log_level: str = _allowed("info", "one of debug, info, warn, error, critical")
+    log_to_file: bool = _allowed(True, "1 or 0")
+    log_json: bool = _allowed(False, "1 or 0")
     access_log: bool = _allowed(True, "1 or 0")
     access_logfile: str = _allowed("-", "a file path, or - for the console", min_length=1)
 
@@ -366,10 +367,27 @@ class FlyerSettings(BaseSettings):
     @field_validator("console_log_level", "file_log_level", mode="before")
     @classmethod
     def _level(cls, value: Any) -> str:
-        level = _LEVELS.get(str(value).strip().lower())
-        if level is None:
-            raise ValueError("not a log level")
-        return level
+        try:
+            return parse_level(value, "level")  # FastKit's parser: one table of levels
+        except ValueError:
+            raise ValueError("not a log level") from None
+
+    @field_validator("log_to_file", "log_json", mode="before")
+    @classmethod
+    def _flag(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return value
+        try:
+            return parse_flag(value, "flag")  # FastKit's parser of its own switches
+        except ValueError:
+            raise ValueError("not 1 or 0") from None
+
+    def log_settings(self, name: str = "fastkit") -> LogSettings:
+        """FastKit's log settings for these settings (:func:`fastkit.logging.configure`):
+        levels, ``log_path``, ``log_to_file`` and ``log_json``; files ``<name>.log``."""
+        return LogSettings(name=name, console_level=self.console_log_level,
+                           file_level=self.file_log_level, log_path=self.log_path or None,
+                           to_file=self.log_to_file, json=self.log_json)
 
     @field_validator("access_log_exclude_uris", "cors_origins", "cors_methods", "cors_headers",
                      "trusted_proxies", mode="before")
@@ -482,7 +500,6 @@ _URLS = ("db_url", "redis_host", "kafka_servers", "cors_origins")
 # flyer_* variables read outside FlyerSettings: by FastKit itself, and by the project's
 # settings.py as the seed writes it (its DataBase class). Not warned about.
 _READ_ELSEWHERE = frozenset({
-    "flyer_log_to_file", "flyer_log_json",  # fastkit.logging
     "flyer_max_body_log_length", "flyer_max_params_log_length",  # fastkit.httpx
     "flyer_max_headers_log_length",
     "flyer_db_user", "flyer_db_pass", "flyer_db_host", "flyer_db_port", "flyer_db_name",
@@ -551,7 +568,8 @@ def unknown_variable_warnings(environ: Mapping[str, str] | None = None) -> list[
     return lines
 
 
-def _warn_unknown_variables() -> None:
+def warn_unknown_variables() -> None:
+    """Log each line of :func:`unknown_variable_warnings` once per process (WARNING)."""
     lines = [line for line in unknown_variable_warnings() if line not in _warned]
     if lines:
         from fastkit.logging import logger
@@ -576,7 +594,7 @@ def load_settings(sources: Mapping[str, str] | None = None, /, *, warn_unknown: 
     for a caller that loads them again once logging is set up.
     """
     if warn_unknown:
-        _warn_unknown_variables()
+        warn_unknown_variables()
     try:
         return FlyerSettings(**overrides)
     except ValidationError as exc:

@@ -5,7 +5,8 @@ FastKit call both work.
     FastKitError
      ├── DatabaseConfigError   (ValueError)     database settings that cannot work
      ├── CachePoolError        (ValueError)     a cache pool asked for with settings it cannot have
-     ├── JobNotFound           (KeyError)       no job has this id in this scheduler
+     ├── LogConfigError        (ValueError)     a log level, switch or file option that cannot work
+ ├── JobNotFound           (KeyError)       no job has this id in this scheduler
      ├── LockUnavailable       (RuntimeError)   the lock store cannot be reached
      └── MessageError          (RuntimeError)   Kafka could not do what was asked
           ├── ProduceError                      a message was not acknowledged
@@ -27,11 +28,12 @@ if TYPE_CHECKING:
     from fastkit.database._url import DatabaseConfigError
     from fastkit.executor._backends import LockUnavailable
     from fastkit.executor._scheduler import JobNotFound
+    from fastkit.logging._setup import LogConfigError
     from fastkit.message._consumer import ConsumeError
     from fastkit.message._producer import MessageError, ProduceError
 
 __all__ = ["CachePoolError", "ConsumeError", "DatabaseConfigError", "FastKitError",
-           "JobNotFound", "LockUnavailable", "MessageError", "ProduceError"]
+           "JobNotFound", "LockUnavailable", "LogConfigError", "MessageError", "ProduceError"]
 
 
 class FastKitError(Exception):
@@ -42,6 +44,7 @@ _HOMES = {
     "DatabaseConfigError": "fastkit.database._url",
     "CachePoolError": "fastkit.cache._local",
     "JobNotFound": "fastkit.executor._scheduler",
+    "LogConfigError": "fastkit.logging._setup",
     "LockUnavailable": "fastkit.executor._backends",
     "MessageError": "fastkit.message._producer",
     "ProduceError": "fastkit.message._producer",

@@ -22,6 +22,7 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
+import fastflyer.app_context
 from fastflyer import FlyerAPI
 
 DEMO = Path(__file__).parent / "demo_project"
@@ -35,6 +36,8 @@ def _clean_flyer_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             monkeypatch.delenv(name)
     monkeypatch.setenv("flyer_log_path", str(tmp_path / "logs"))
     monkeypatch.setenv("flyer_access_log", "0")
+    # Nor the settings of an app an earlier test built (the default outside any app).
+    monkeypatch.setattr(fastflyer.app_context, "_last_built", None)
 
 
 @pytest.fixture

@@ -341,9 +341,11 @@ def check_keepalive(setting: Setting) -> None:
 
 # --- logs ---------------------------------------------------------------------------------
 
-# What a process logs at three levels, through FastKit's logger (its sinks are set up from
-# the flyer_* variables when it is imported).
-LOG_LINES = ("from fastkit.logging import logger\n"
+# What a process logs at three levels, through FastKit's logger, once logging is set up from
+# the settings as a FastFlyer app and the command do it.
+LOG_LINES = ("from fastflyer.settings import load_settings\n"
+             "from fastkit.logging import configure, logger\n"
+             "configure(load_settings().log_settings())\n"
              "for level in ('DEBUG', 'INFO', 'ERROR'):\n"
              "    logger.log(level, f'effect-{level.lower()}')\n")
 
@@ -378,6 +380,27 @@ def check_log_path(setting: Setting) -> None:
     setting.set(log_path=chosen)
     python(LOG_LINES, setting.tmp_path)
     assert "effect-info" in (chosen / "fastkit.log").read_text()
+
+
+def check_log_to_file(setting: Setting) -> None:
+    setting.set(log_path=setting.tmp_path / "to-file")
+    python(LOG_LINES, setting.tmp_path)
+    assert "effect-info" in (setting.tmp_path / "to-file" / "fastkit.log").read_text()
+    setting.set(log_path=setting.tmp_path / "console-only", log_to_file=0)
+    console = python(LOG_LINES, setting.tmp_path).stderr
+    assert "effect-info" in console
+    assert not (setting.tmp_path / "console-only").exists()
+
+
+def check_log_json(setting: Setting) -> None:
+    setting.set(log_path=setting.tmp_path / "text")
+    python(LOG_LINES, setting.tmp_path)
+    assert "| INFO" in (setting.tmp_path / "text" / "fastkit.log").read_text()
+    setting.set(log_path=setting.tmp_path / "json", log_json=1)
+    console = python(LOG_LINES, setting.tmp_path).stderr
+    lines = (setting.tmp_path / "json" / "fastkit.log").read_text().splitlines()
+    assert json.loads(lines[0])["record"]["message"] == "effect-info"
+    assert json.loads(console.splitlines()[0])["record"]["message"] == "effect-info"
 
 
 def check_access_log(setting: Setting) -> None:
@@ -779,7 +802,7 @@ def check_redis_db(setting: Setting) -> None:
     from fastflyer.cache import default_redis
 
     key = f"test-every-setting:{uuid.uuid4().hex}"
-    setting.set(redis_host="127.0.0.1", redis_db=7)
+    setting.build(redis_host="127.0.0.1", redis_db=7)  # the app's settings are the default's
     default_redis().set(key, "here", ex=60)
     try:
         assert redis.Redis(db=7).get(key) == b"here"
@@ -800,7 +823,7 @@ def check_data_dir(setting: Setting) -> None:
     setting.build()  # the demo project is the one whose data directory holds the database
     assert data_dir() == DEMO.resolve() / "data"
     chosen = setting.tmp_path / "store"
-    setting.set(data_dir=chosen)
+    setting.build(data_dir=chosen)  # the app's settings name the default database
     database = get_dataset_pool()  # no arguments: the default database
     try:
         database["effects"].insert({"setting": "data_dir"})
@@ -971,6 +994,8 @@ EFFECTS: dict[str, Callable[..., None]] = {
     "access_log": check_access_log,
     "access_logfile": check_access_logfile,
     "log_path": check_log_path,
+    "log_to_file": check_log_to_file,
+    "log_json": check_log_json,
     "access_log_exclude_uris": check_access_log_exclude_uris,
     "auth_enable": check_auth_enable,
     "auth_user": check_auth_user,

@@ -191,3 +191,39 @@ def test_auth_over_a_real_server_and_no_password_in_logs(launch):
     logs = output + "".join(server.access_lines())
     assert "s3cret-pass" not in logs
     assert base64.b64encode(b"admin:s3cret-pass").decode() not in logs
+
+
+def test_under_a_root_path_health_checks_are_still_answered_before_everything(
+        monkeypatch, tmp_path):
+    seen: list[str] = []
+
+    class Recorder:  # a user middleware: inside the app, before routing
+        def __init__(self, app):
+            self.app = app
+
+        async def __call__(self, scope, receive, send):
+            if scope["type"] == "http":
+                seen.append(f"{scope['method']} {scope['path']}")
+            await self.app(scope, receive, send)
+
+    for name, value in {"auth_enable": "1", "auth_user": "admin", "auth_pass": "pw",
+                        "access_log": "1",
+                        "access_logfile": str(tmp_path / "access.log")}.items():
+        monkeypatch.setenv(f"flyer_{name}", value)
+    app = FlyerAPI(app_path=DEMO, middlewares=[Middleware(Recorder)])
+    # The server's root path (uvicorn --root-path): the path the app gets starts with it.
+    with TestClient(app, root_path="/api") as client:
+        for path in ["/api/health_check", "/api/health_check/async", "/api/flyer/health_check"]:
+            got = client.get(path, headers={"X-Request-ID": "probe-7"})  # no credentials
+            assert (got.status_code, got.json()) == (200, {"code": 200, "message": "success"})
+            assert got.headers["x-request-id"] == "probe-7"
+            assert got.headers["x-content-type-options"] == "nosniff"
+            head = client.head(path)
+            assert (head.status_code, head.content) == (200, b"")
+        refused = client.post("/api/health_check")  # routing answers other methods
+        assert refused.status_code == 405
+        assert refused.headers["allow"] == "GET, HEAD, OPTIONS"
+    assert seen == ["POST /api/health_check"]
+    logged = [line for line in (tmp_path / "access.log").read_text().splitlines()
+              if "probe-7" in line]
+    assert len(logged) == 3  # one line each, as for every request

@@ -23,7 +23,8 @@ What it adds to APScheduler:
 * ``single_job=True`` or ``@scheduler.lock()`` runs each fire once across processes (see
   :mod:`fastkit.executor._locks`); a run now (``run_job``) is no scheduled fire
   (``current_fire().scheduled`` is False): it takes only the run's lock, and runs in the
-  caller's context (its request id goes along);
+  caller's context (its request id goes along); a scheduled fire runs in a copy of the
+  context its job was added in (``add_job``, ``scheduled_job``), without its request id;
 * job ids are URL-safe; without one, a job is named ``module.qualname`` of its function,
   so every process names it alike;
 * a job that raises is logged with its id and traceback, and the scheduler goes on;
@@ -76,6 +77,7 @@ from fastkit.executor._locks import (
 )
 from fastkit.executor._stopping import Stopping
 from fastkit.logging import logger
+from fastkit.request_id import set_request_id
 
 __all__ = ["EPOCH", "JOB_ID_PATTERN", "JobNotFound", "Scheduler"]
 
@@ -176,30 +178,45 @@ def _settle(executor: Any, job_id: str, future: Any) -> None:
 
 
 class _Manual:
-    """Runs now (``run_job``) waiting for their executor: each with its caller's context."""
+    """Runs now (``run_job``) waiting for their executor: each with its caller's context;
+    and the context each job was added in (``added``, by job id), which its scheduled
+    fires run in a copy of, without the adder's request id (each fire is no request's)."""
 
-    def __init__(self) -> None:
+    def __init__(self, added: dict[str, contextvars.Context] | None = None) -> None:
         self.waiting: dict[tuple[str, datetime], contextvars.Context] = {}
+        self.added = added if added is not None else {}
 
     def take(self, job: Job, run_times: list[datetime]) -> contextvars.Context | None:
         if len(run_times) != 1:
             return None
         return self.waiting.pop((job.id, run_times[0]), None)
 
+    def context(self, job: Job, run_times: list[datetime]) -> tuple[contextvars.Context, bool]:
+        """The context to run ``job``'s fires at ``run_times`` in; True for a run now."""
+        caller = self.take(job, run_times)
+        if caller is not None:
+            return caller, True
+        added = self.added.get(job.id)
+        if added is None:  # added otherwise than by Scheduler.add_job
+            return contextvars.copy_context(), False
+        context = added.copy()
+        context.run(set_request_id, None)
+        return context, False
+
 
 class _ThreadExecutor(ThreadPoolExecutor):  # type: ignore[misc]
-    def __init__(self, name: str, max_workers: int, stopping: Stopping) -> None:
+    def __init__(self, name: str, max_workers: int, stopping: Stopping,
+                 added: dict[str, contextvars.Context] | None = None) -> None:
         super().__init__(max_workers, pool_kwargs={"thread_name_prefix": f"{name}-job"})
         self.name = name
         self.stopping = stopping
-        self.manual = _Manual()
+        self.manual = _Manual(added)
         self.running: set[Future[Any]] = set()
 
     def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
-        caller = self.manual.take(job, run_times)
-        context = caller or contextvars.copy_context()
+        context, manual = self.manual.context(job, run_times)
         future = self._pool.submit(context.run, _run_fires, self.name, self.stopping,
-                                   caller is not None, job, job._jobstore_alias, run_times,
+                                   manual, job, job._jobstore_alias, run_times,
                                    _RUN_LOGGER)
         self.running.add(future)
         future.add_done_callback(partial(_settle, self, job.id))
@@ -209,18 +226,17 @@ class _ThreadExecutor(ThreadPoolExecutor):  # type: ignore[misc]
 
 
 class _LoopExecutor(AsyncIOExecutor):  # type: ignore[misc]
-    def __init__(self, name: str, stopping: Stopping) -> None:
+    def __init__(self, name: str, stopping: Stopping,
+                 added: dict[str, contextvars.Context] | None = None) -> None:
         super().__init__()
         self.name = name
         self.stopping = stopping
-        self.manual = _Manual()
+        self.manual = _Manual(added)
         self.running: set[Any] = set()
 
     def _do_submit_job(self, job: Job, run_times: list[datetime]) -> None:
         alias = job._jobstore_alias
-        caller = self.manual.take(job, run_times)
-        context = caller or contextvars.copy_context()
-        manual = caller is not None
+        context, manual = self.manual.context(job, run_times)
         if iscoroutinefunction_partial(job.func):
             future: Any = self._eventloop.create_task(
                 _run_fires_async(self.name, self.stopping, manual, job, alias, run_times,
@@ -305,6 +321,8 @@ class Scheduler:
         self._aps: BaseScheduler | None = None
         self._store = _KeptJobStore()
         self._create = threading.Lock()
+        # job id -> the context add_job was called in: its scheduled fires run in a copy
+        self._added: dict[str, contextvars.Context] = {}
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -384,8 +402,19 @@ class Scheduler:
                              "a different time, so the lock could not tell the fires apart")
         if trigger == "interval" and "start_date" not in options:
             options["start_date"] = EPOCH  # the same fire times in every process
-        return self.apscheduler.add_job(target, trigger, args, kwargs,
-                                        self._job_id(id, target), name, **options)
+        job_id = self._job_id(id, target)
+        # before the job is added: a running scheduler may fire it at once
+        previous = self._added.get(job_id)
+        self._added[job_id] = contextvars.copy_context()
+        try:
+            return self.apscheduler.add_job(target, trigger, args, kwargs, job_id, name,
+                                            **options)
+        except BaseException:  # refused (an id in use): the job there keeps its context
+            if previous is None:
+                self._added.pop(job_id, None)
+            else:
+                self._added[job_id] = previous
+            raise
 
     def scheduled_job(self, trigger: Any = None, args: Iterable[Any] | None = None,
                       kwargs: Mapping[str, Any] | None = None, id: str | None = None,
@@ -443,6 +472,7 @@ class Scheduler:
             self._store.remove_job(job_id)  # kept from an earlier run
         else:
             self.apscheduler.remove_job(job_id)
+        self._added.pop(job_id, None)
 
     def run_job(self, job_id: str) -> Job:
         """Run the job now, once, without moving its schedule (the scheduler must run).
@@ -487,9 +517,9 @@ class Scheduler:
         self._stopping.reset()
         if "default" in aps._executors:  # an executor does not start twice
             aps.remove_executor("default", shutdown=False)
-        executor = (_ThreadExecutor(self.name, self.max_workers, self._stopping)
+        executor = (_ThreadExecutor(self.name, self.max_workers, self._stopping, self._added)
                     if self.scheduler_type == "background"
-                    else _LoopExecutor(self.name, self._stopping))
+                    else _LoopExecutor(self.name, self._stopping, self._added))
         aps.add_executor(executor, "default")
         aps.start(paused=paused)
 

@@ -1,14 +1,21 @@
-"""Loguru configuration: a console sink and rotating files, levels from ``flyer_*`` variables.
+"""FastKit's logger, and the one function that configures loguru for an application.
 
-Importing configures the console sink only (no file, no thread). The files are
-opened when the first line is logged: their directory is ``flyer_log_path`` when
-set and writable, else ``./logs``, else a directory under the system temp dir, so
-a non-root process never crashes for want of a log directory.
+Importing or using FastKit configures nothing: :data:`logger` is loguru's own logger
+(same sinks, same levels) with a patcher of its own, attached by ``logger.patch`` to the
+lines FastKit logs and to no one else's. So a library user's sinks, formats and patcher
+are left as they are, and FastKit's lines reach them; with loguru untouched they print on
+stderr in loguru's format. The patcher folds the exception's traceback into the message
+and masks the message's secrets (:func:`fastkit.logging.redact.redact_text`), and adds
+``extra["request_id"]``.
 
-Every record passes one patcher before any sink sees it: it folds the exception's
-traceback into the message and masks the message's secrets
-(:func:`fastkit.logging.redact.redact_text`), so console, files and JSON lines alike
-carry no token, password or cookie, exceptions and tracebacks included.
+:func:`configure` (and :func:`get_logger`, which calls it) is the one function that
+changes loguru's global state, and only when called: FastFlyer calls it when it builds an
+app and when its command starts. It replaces loguru's default stderr sink by FastKit's
+console sink, sets the same patcher on every line (the application's too, so the lines the
+framework writes and the application's alike are redacted and carry the request id), and
+adds rotating files, opened when the first line is logged: their directory is
+``log_path`` when set and writable, else ``./logs``, else a directory under the system
+temp dir, so a non-root process never crashes for want of a log directory.
 """
 
 from __future__ import annotations
@@ -23,16 +30,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from loguru import logger
-from loguru._logger import Logger as _LoguruLogger
+from loguru import logger as _loguru
 
-from fastkit.logging.redact import redact_text
+from fastkit.exceptions import FastKitError
+from fastkit.logging._files import add_file_sink, check_file_options
+from fastkit.logging.redact import MASK, is_secret_key, redact_text
 from fastkit.request_id import get_request_id
 
 if TYPE_CHECKING:
     from loguru import Logger, Record, RecordException
 
-__all__ = ["LogSettings", "configure", "get_logger", "log_settings_from_env", "logger"]
+__all__ = ["LogConfigError", "LogSettings", "configure", "get_logger", "log_settings_from_env",
+           "logger", "parse_flag", "parse_level"]
 
 TEXT_FORMAT = (
     "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {extra[request_id]} | "
@@ -50,11 +59,14 @@ _LEVELS = {
     "critical": "CRITICAL",
 }
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
+# Set on a record once patched: the global patcher (after configure) and the logger's own
+# both see FastKit's lines, which are masked once. Loguru shows a record's known fields only.
+_PATCHED = "fastkit_patched"
 
-# The specification writes ``logger.warn``; loguru spells it ``warning``.
-if not hasattr(_LoguruLogger, "warn"):
-    _LoguruLogger.warn = _LoguruLogger.warning  # type: ignore[attr-defined]
+
+class LogConfigError(FastKitError, ValueError):
+    """A log setting that cannot work: the message names the variable or argument."""
 
 
 @dataclass(frozen=True)
@@ -73,43 +85,47 @@ class LogSettings:
 
 
 def parse_level(value: str, variable: str) -> str:
-    """Map ``debug/info/warn/error`` (any case) to a loguru level; name ``variable`` on error."""
-    level = _LEVELS.get(value.strip().lower())
+    """Map ``debug/info/warn/error/critical`` (also trace, success, warning; any case) to a
+    loguru level name.
+
+    Raises :class:`LogConfigError` (a ``ValueError``) naming ``variable`` and ``value``.
+    The one parser of a level: ``flyer_console_log_level`` and ``flyer_file_log_level``
+    are read with it here and by FastFlyer's settings.
+    """
+    level = _LEVELS.get(str(value).strip().lower())
     if level is None:
         allowed = "debug, info, warn, error, critical"
-        raise ValueError(f"{variable}={value!r} is not a log level; use one of {allowed}")
+        raise LogConfigError(f"{variable}={value!r} is not a log level; use one of {allowed}")
     return level
 
 
 def parse_flag(value: str, variable: str) -> bool:
-    """Map ``1/0`` (also true/false, yes/no, on/off) to a bool; name ``variable`` on error."""
-    lowered = value.strip().lower()
+    """Map ``1/0`` (also true/false, yes/no, on/off; any case) to a bool.
+
+    Raises :class:`LogConfigError` (a ``ValueError``) naming ``variable`` and ``value``.
+    """
+    lowered = str(value).strip().lower()
     if lowered in _TRUE:
         return True
     if lowered in _FALSE:
         return False
-    raise ValueError(f"{variable}={value!r} is not a switch; use 1 or 0")
+    raise LogConfigError(f"{variable}={value!r} is not a switch; use 1 or 0")
 
 
 def log_settings_from_env(
-    environ: Mapping[str, str] | None = None, *, problems: list[str] | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> LogSettings:
     """Read ``flyer_console_log_level``, ``flyer_file_log_level``, ``flyer_log_path``,
     ``flyer_log_to_file`` and ``flyer_log_json``.
 
-    A bad value raises ``ValueError`` naming the variable; with a ``problems`` list, the
-    default is used instead and the message appended to it.
+    These are FastKit's documented defaults, read here only (FastFlyer reads the same
+    variables into its settings with the same parsers). A variable set to the empty string
+    counts as unset. A bad value raises :class:`LogConfigError` naming the variable.
     """
     env = os.environ if environ is None else environ
 
     def read(parse: Callable[[str, str], Any], variable: str, default: str) -> Any:
-        try:
-            return parse(env.get(variable, default), variable)
-        except ValueError as exc:
-            if problems is None:
-                raise
-            problems.append(f"{exc}; using {default}")
-            return parse(default, variable)
+        return parse(env.get(variable) or default, variable)
 
     return LogSettings(
         console_level=read(parse_level, "flyer_console_log_level", "info"),
@@ -126,7 +142,6 @@ class _State:
     pending_files: LogSettings | None = None
     placeholder_id: int | None = None
     log_dir: str | None = None
-    problems: list[str] = []  # noqa: RUF012 - bad variables met at import, told at first line
 
 
 def _discard(_message: object) -> None:
@@ -137,21 +152,55 @@ def _patch(record: Record) -> None:
     # Secrets never reach a sink: the exception, which loguru would format in each sink
     # (and serialize with its message for JSON), is formatted here once, as Python prints
     # it (no local variables), into the message; the message is then redacted.
+    if _PATCHED in record:
+        return
+    record[_PATCHED] = True  # type: ignore[literal-required]
     exception = record["exception"]
     if exception is not None:
         record["message"] = _with_traceback(record["message"], exception)
         record["exception"] = None
-    record["message"] = redact_text(record["message"])
+    original = record["message"]
+    record["message"] = masked = redact_text(original)
     extra = record["extra"]
+    # bind(...), and the keywords of a formatted message (loguru keeps them there), shown
+    # by serializing sinks: masked under a secret's name, or when masked in the message
+    for key, value in extra.items():
+        if isinstance(value, str):
+            hidden = masked is not original and value and value in original \
+                and value not in masked
+            extra[key] = MASK if hidden or is_secret_key(key) else redact_text(value)
     if "request_id" not in extra:
         extra["request_id"] = get_request_id() or "-"
     if _State.pending_files is not None:
         _open_files()
-    if _State.problems:
-        with _State.lock:
-            problems, _State.problems = _State.problems, []
-        for problem in problems:
-            logger.warning(problem)
+
+
+class _FastKitLogger(type(_loguru)):  # type: ignore[misc]
+    """Loguru's logger with the seed's ``warn``; what ``bind``/``opt``/``patch`` return
+    keeps it. (The instance is a copy of one from loguru's public ``patch``: loguru's
+    class itself is left unchanged.)"""
+
+    #: ``warning`` under the seed's name: loguru's own method, so what ``opt`` gave
+    #: (``depth``, ``exception``, ``lazy``, ``colors``...) holds and the line is the caller's.
+    warn = type(_loguru).warning
+
+    def bind(self, /, **kwargs: Any) -> Logger:
+        return _adopt(super().bind(**kwargs))
+
+    def opt(self, *args: Any, **kwargs: Any) -> Logger:
+        return _adopt(super().opt(*args, **kwargs))
+
+    def patch(self, patcher: Callable[[Record], None]) -> Logger:
+        return _adopt(super().patch(patcher))
+
+
+def _adopt(instance: Logger) -> Logger:
+    instance.__class__ = _FastKitLogger
+    return instance
+
+
+logger: Logger = _adopt(_loguru.patch(_patch))
+"""Loguru's logger for FastKit's lines: masked, with the request id, and ``warn``."""
 
 
 def _with_traceback(message: str, exception: RecordException) -> str:
@@ -188,51 +237,102 @@ def _open_files() -> None:
             return
         _State.pending_files = None
         if _State.placeholder_id is not None:
-            logger.remove(_State.placeholder_id)
+            _loguru.remove(_State.placeholder_id)
             _State.handler_ids.remove(_State.placeholder_id)
             _State.placeholder_id = None
+        # Called by the line being logged, which must not fail for want of a file: a
+        # problem turns file logging off, said once on stderr.
         try:
             directory, problem = _writable_dir(settings.log_path)
-        except OSError as exc:
+            base = os.path.join(directory, settings.name)
+            for path, level in ((f"{base}.log", settings.file_level),
+                                (f"{base}.error.log", "ERROR")):
+                # tracebacks without local variables (they may hold secrets); one lock file
+                # per log: the processes of a server share and rotate these files
+                _State.handler_ids.append(add_file_sink(
+                    path, level=level, format=settings.log_format, serialize=settings.json,
+                    rotation=settings.rotation, retention=settings.retention, encoding="utf-8",
+                ))
+        except (OSError, ValueError) as exc:
             sys.stderr.write(f"fastkit.logging: file logging off: {exc}\n")
             return
         _State.log_dir = directory
-        base = os.path.join(directory, settings.name)
-        for path, level in ((f"{base}.log", settings.file_level), (f"{base}.error.log", "ERROR")):
-            _State.handler_ids.append(logger.add(
-                path, level=level, format=settings.log_format, serialize=settings.json,
-                rotation=settings.rotation, retention=settings.retention, encoding="utf-8",
-                # tracebacks without local variables (they may hold secrets), and from the
-                # frame that caught the error down, as Python prints them (loguru's backtrace
-                # would add every frame above it, from the thread's bootstrap on)
-                diagnose=False, backtrace=False,
-            ))
     if problem:
         logger.warning("log files written to {} ({})", directory, problem)
 
 
 def configure(settings: LogSettings) -> None:
-    """Replace FastKit's sinks: console now, files at the first logged line."""
+    """Configure loguru for an application: FastKit's console sink now, its files at the
+    first logged line, and FastKit's patcher on every line.
+
+    Replaces loguru's default stderr sink (handler 0) and the sinks an earlier call added;
+    sinks the application added itself stay. ``settings``: see :class:`LogSettings`
+    (levels are loguru level names, as :func:`parse_level` returns them). Called again,
+    it replaces what it set before.
+
+    Raises :class:`LogConfigError` naming the field (``console_level``, ``file_level``,
+    ``name``, ``log_path``, ``rotation``, ``retention``...) when one cannot work, before
+    loguru is changed: the logging set up before stays as it was.
+    """
+    settings = _checked(settings)
     with _State.lock:
+        with contextlib.suppress(ValueError):
+            _loguru.remove(0)  # loguru's own stderr sink: ours replaces it
         for handler_id in _State.handler_ids:
-            logger.remove(handler_id)
+            _loguru.remove(handler_id)
         _State.handler_ids.clear()
         _State.placeholder_id = None
         _State.log_dir = None
-        logger.configure(patcher=_patch)
+        _loguru.configure(patcher=_patch)
         _State.handler_ids.append(
-            logger.add(sys.stderr, level=settings.console_level, format=settings.log_format,
-                       serialize=settings.json, colorize=None if not settings.json else False,
-                       diagnose=False, backtrace=False)
+            _loguru.add(sys.stderr, level=settings.console_level, format=settings.log_format,
+                        serialize=settings.json, colorize=None if not settings.json else False,
+                        diagnose=False, backtrace=False)
         )
         _State.pending_files = None
         if settings.to_file:
             # Until the files open, a no-op sink at the file level keeps loguru from
             # dropping records the console would not show (the patcher must see one).
             _State.pending_files = settings
-            _State.placeholder_id = logger.add(_discard, level=settings.file_level,
-                                               format="{message}")
+            _State.placeholder_id = _loguru.add(_discard, level=settings.file_level,
+                                                format="{message}")
             _State.handler_ids.append(_State.placeholder_id)
+
+
+def _checked_level(value: object, field: str) -> str:
+    """A level of FastKit's names (:func:`parse_level`) or one loguru knows (a custom level
+    the application added, by its exact name)."""
+    if isinstance(value, str) and value:
+        with contextlib.suppress(ValueError):
+            _loguru.level(value)  # a level loguru has: its name, as loguru spells it
+            return value
+    return parse_level(str(value), field)
+
+
+def _checked(settings: LogSettings) -> LogSettings:
+    """``settings`` with its levels as loguru names them; :class:`LogConfigError` naming
+    the field whose value cannot work."""
+    name, path = settings.name, settings.log_path
+    if (not isinstance(name, str) or name in ("", ".", "..") or "\0" in name
+            or os.sep in name or (os.altsep and os.altsep in name)):
+        raise LogConfigError(f"name={name!r} is not a file name (the logs are <name>.log)")
+    if path is not None and not isinstance(path, str | os.PathLike):
+        raise LogConfigError(f"log_path={path!r} is not a directory path")
+    path = os.fspath(path) if path is not None else None
+    if path is not None and (not isinstance(path, str) or "\0" in path):
+        raise LogConfigError(f"log_path={path!r} is not a directory path")
+    for field in ("to_file", "json"):
+        if not isinstance(getattr(settings, field), bool):
+            raise LogConfigError(f"{field}={getattr(settings, field)!r} is not a bool")
+    if not isinstance(settings.log_format, str):
+        raise LogConfigError(f"log_format={settings.log_format!r} is not a format string")
+    try:
+        check_file_options(settings.rotation, settings.retention)
+    except ValueError as exc:
+        raise LogConfigError(str(exc)) from None
+    return replace(settings, log_path=path or None,
+                   console_level=_checked_level(settings.console_level, "console_level"),
+                   file_level=_checked_level(settings.file_level, "file_level"))
 
 
 def log_directory() -> str | None:
@@ -257,7 +357,10 @@ def get_logger(
     Files are ``<log_path>/<name>.log`` (from ``file_log_level``) and
     ``<log_path>/<name>.error.log`` (errors only), rotated at ``rotation``
     (default 100 MB) keeping ``retention`` files (default 10). Arguments left
-    out come from the ``flyer_*`` environment variables.
+    out come from the ``flyer_*`` environment variables (:func:`log_settings_from_env`).
+    Configures loguru as :func:`configure` does.
+
+    Raises :class:`LogConfigError` (a ``ValueError``) for a bad level or variable.
     """
     base = log_settings_from_env()
     settings = replace(
@@ -274,19 +377,5 @@ def get_logger(
         rotation=base.rotation if rotation is None else rotation,
         retention=base.retention if retention is None else retention,
     )
-    configure(settings)
+    configure(settings)  # checks it all, here rather than at the first logged line
     return logger
-
-
-def _configure_default() -> None:
-    """Console now, files at the first line, from the environment.
-
-    Importing never fails: a bad ``flyer_*`` value falls back to its default and is
-    reported by the first line logged (and by the framework's settings check, which
-    stops start-up).
-    """
-    with contextlib.suppress(ValueError):
-        logger.remove(0)  # loguru's own stderr sink: ours replaces it
-    problems: list[str] = []
-    configure(log_settings_from_env(problems=problems))
-    _State.problems = problems

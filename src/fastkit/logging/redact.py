@@ -179,13 +179,20 @@ _COOKIE = re.compile(r"""(\b(?:set-)?cookie\s*:\s*)(?!["'\s])[^\r\n]+""", re.IGN
 # separator, the value (quoted, or an auth scheme and its credentials, or up to a delimiter).
 # Any name is matched (a name is read whole, from its start, never backtracked into:
 # linear time), then told a secret's or not by is_secret_key.
-_PAIR = re.compile(
+# The name and its separator are looked for first, the value only after a secret's name: a
+# name that is no secret's consumes no value, which may hold a pair (``ValueError: token=x``).
+_NAME_SEP = re.compile(
     r"""(?<![\w.-])(?P<name>(?:[\w.-]|%[0-9a-fA-F]{2}|\\u[0-9a-fA-F]{4})++)"""
-    r"""(?P<sep>["']?[ \t]*[:=][ \t]*|["'][ \t]*,[ \t]*(?=["']))"""
+    r"""(?P<sep>["']?[ \t]*[:=][ \t]*|["'][ \t]*,[ \t]*(?=["']))""",
+    re.IGNORECASE,
+)
+_VALUE = re.compile(
     r"""(?P<value>"(?:[^"\\\r\n]|\\.)*"|'(?:[^'\\\r\n]|\\.)*'"""
     r"""|(?:(?:bearer|basic|digest|negotiate|token)[ \t]+)?[^\s&,;'"<>(){}\[\]]+)""",
     re.IGNORECASE,
 )
+# What follows a URL's scheme and its ":" (as _URL reads a URL).
+_AFTER_SCHEME = re.compile(r"""//[^\s'"<>]*""")
 # Names of that shape that are no secret's: exception classes (``KeyError: 'id'``).
 _NOT_NAMES = ("error", "exception", "warning")
 
@@ -197,14 +204,28 @@ def _mask_url(found: re.Match[str]) -> str:
         return _redact_lenient(found.group(0))
 
 
-def _mask_pair(found: re.Match[str]) -> str:
-    name = found.group("name")
-    read = _decoded(name)
-    if not is_secret_key(read) or read.lower().endswith(_NOT_NAMES):
-        return found.group(0)
-    value = found.group("value")
-    quote = value[0] if value[0] in "\"'" else ""
-    return f"{name}{found.group('sep')}{quote}{MASK}{quote}"
+def _mask_pairs(text: str) -> str:
+    """``text`` with the value of each pair whose name is a secret's masked. The value
+    after a name that is not a secret's is searched too (``ValueError: password=x``,
+    ``failed: token=x``); each character is read once by the search (linear time)."""
+    parts: list[str] = []
+    pos = search_at = 0
+    while (found := _NAME_SEP.search(text, search_at)) is not None:
+        search_at = found.end()
+        read = _decoded(found.group("name"))
+        if not is_secret_key(read) or read.lower().endswith(_NOT_NAMES):
+            url = _AFTER_SCHEME.match(text, search_at) if found.group("sep") == ":" else None
+            if url is not None:  # a URL's scheme: the URL was masked already, as a URL
+                search_at = url.end()
+            continue
+        value = _VALUE.match(text, search_at)
+        if value is None:
+            continue
+        quote = value.group(0)[0] if value.group(0)[0] in "\"'" else ""
+        parts.append(f"{text[pos:search_at]}{quote}{MASK}{quote}")
+        pos = search_at = value.end()
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
 def redact_text(text: str) -> str:
@@ -233,4 +254,4 @@ def redact_text(text: str) -> str:
         return text
     if "cookie" in lowered:
         text = _COOKIE.sub(lambda found: found.group(1) + MASK, text)
-    return _PAIR.sub(_mask_pair, text)
+    return _mask_pairs(text)

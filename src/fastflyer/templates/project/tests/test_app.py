@@ -1,7 +1,11 @@
 """Tests of {{project_name}}: the app runs in-process, its lifespan too, and is called over
 HTTPX's ASGI transport as a client would call it (``python -m pytest tests``)."""
 
+import atexit
+import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import httpx
@@ -9,17 +13,15 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+# The tests' data goes to a scratch directory, not the project's data/: set before the app
+# is built, which reads its settings then.
+_SCRATCH = tempfile.mkdtemp(prefix="tests-data-")
+atexit.register(shutil.rmtree, _SCRATCH, ignore_errors=True)
+os.environ["flyer_data_dir"] = _SCRATCH  # noqa: SIM112 - the framework reads lower case
+
 from main import app  # noqa: E402
 
 PREFIX = "{{prefix}}"
-
-
-@pytest.fixture(scope="session", autouse=True)
-def scratch_data_dir(tmp_path_factory):
-    """The tests' data goes to a scratch directory, not the project's data/."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("flyer_data_dir", str(tmp_path_factory.mktemp("data")))
-        yield
 
 
 @pytest.fixture
