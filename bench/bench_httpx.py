@@ -12,21 +12,24 @@ pinned to core 1 (``taskset -c 1 python -m uvicorn raw_asgi:app --loop uvloop
 --http httptools --log-level error --no-access-log``), pins itself to core 0, and
 stops the server at the end. Real sockets, no mocks.
 
-* sync: N sequential GETs with ``fastkit.httpx.Client()`` vs a plain ``httpx.Client()``;
+* sync: N sequential GETs with ``fastkit.httpx.Client()`` ("ours"), a plain
+  ``httpx.Client()`` ("plain") and a plain ``httpx.Client(transport=RetryTransport())``
+  ("transport": FastKit's retries and call log under a client of httpx's own);
 * async: N GETs at C concurrency (C worker tasks sharing a counter) with
-  ``fastkit.httpx.AsyncClient(limits=...)`` vs ``httpx.AsyncClient(limits=...)``,
-  both ``max_connections=max_keepalive_connections=C``.
+  ``fastkit.httpx.AsyncClient(limits=...)``, ``httpx.AsyncClient(limits=...)`` and
+  ``httpx.AsyncClient(transport=AsyncRetryTransport(AsyncHTTPTransport(limits=...)))``,
+  all ``max_connections=max_keepalive_connections=C``.
 
 Each client is created once and warmed up. Rounds are interleaved and the order
-alternates (plain first in even rounds, ours first in odd ones; the default of 8
-rounds puts each client first equally often); the figure is the median requests/s
-over rounds, and the ratio is ours/plain of the medians (the median of the per-round
-ratios is reported too). Before every timed run a few untimed requests reopen the
+rotates (round i starts with client i mod 3); the figure is the median requests/s
+over rounds, and each ratio is that client's median over plain's (the median of the
+per-round ratios is reported too). Before every timed run a few untimed requests reopen the
 connections: uvicorn closes keep-alive connections idle for 5 s, which a client's
 pool is while the other client runs, and reconnecting 100 of them cost the first
 async run after a pause ~30% on the reference machine.
 FastKit logs every call at INFO to ``<tmp>/bench.log`` (console at ERROR); the run
-checks the file holds one ``"direction": "out"`` line per call of ours, otherwise
+checks the file holds one ``"direction": "out"`` line per call of ours and of the
+transport client, otherwise
 the measurement did not include logging and is reported invalid.
 Results go to stdout and ``bench/results/httpx.json``.
 """
@@ -46,7 +49,6 @@ import platform
 import pstats
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -58,6 +60,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from listening import listening_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS = BENCH_DIR / "results" / "httpx.json"
@@ -72,18 +76,12 @@ ASYNC_PRIME_PER_WORKER = 3
 # --------------------------------------------------------------------------- server
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def server_command(port: int) -> list[str]:
+def server_command() -> list[str]:
     return [
         "taskset", "-c", str(SERVER_CORE),
         sys.executable, "-m", "uvicorn", "raw_asgi:app",
         "--app-dir", str(BENCH_DIR),
-        "--host", "127.0.0.1", "--port", str(port),
+        "--host", "127.0.0.1", "--port", "0",  # any free port: see listening_port()
         "--loop", "uvloop", "--http", "httptools",
         "--log-level", "error", "--no-access-log",
     ]
@@ -108,10 +106,9 @@ def wait_ready(proc: subprocess.Popen[bytes], url: str, timeout: float = 20.0) -
 def raw_server() -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     if shutil.which("taskset") is None:
         raise SystemExit("taskset (util-linux) is required")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/ping"
-    proc = subprocess.Popen(server_command(port), stdin=subprocess.DEVNULL)
+    proc = subprocess.Popen(server_command(), stdin=subprocess.DEVNULL)
     try:
+        url = f"http://127.0.0.1:{listening_port(proc)}/ping"
         wait_ready(proc, url)
         yield url, proc
     finally:
@@ -185,25 +182,47 @@ class Series:
 
     plain: list[float] = field(default_factory=list)
     ours: list[float] = field(default_factory=list)
+    transport: list[float] = field(default_factory=list)
     order: list[str] = field(default_factory=list)
+    # The client process's CPU µs per call, per client: what each client costs, which a
+    # busy machine blurs far less than requests/s.
+    cpu_us: dict[str, list[float]] = field(default_factory=dict)
     errors: int = 0
 
     def summary(self) -> dict[str, Any]:
-        plain, ours = statistics.median(self.plain), statistics.median(self.ours)
-        ratios = [o / p for p, o in zip(self.plain, self.ours, strict=True)]
-        return {
-            "plain_rps": [round(x, 1) for x in self.plain],
-            "ours_rps": [round(x, 1) for x in self.ours],
-            "order": self.order,
-            "median_plain_rps": round(plain, 1),
-            "median_ours_rps": round(ours, 1),
-            "ratio_ours_over_plain": round(ours / plain, 4),
-            "round_ratios": [round(r, 4) for r in ratios],
-            "median_round_ratio": round(statistics.median(ratios), 4),
-            "spread_plain_pct": round(_spread(self.plain), 1),
-            "spread_ours_pct": round(_spread(self.ours), 1),
-            "non_200": self.errors,
-        }
+        plain = statistics.median(self.plain)
+        out: dict[str, Any] = {"plain_rps": [round(x, 1) for x in self.plain],
+                               "order": self.order,
+                               "median_plain_rps": round(plain, 1),
+                               "spread_plain_pct": round(_spread(self.plain), 1)}
+        for name in ("ours", "transport"):
+            values: list[float] = getattr(self, name)
+            median = statistics.median(values)
+            ratios = [o / p for p, o in zip(self.plain, values, strict=True)]
+            round_ratio = round(statistics.median(ratios), 4)
+            suffix = "" if name == "ours" else "_transport"
+            out.update({
+                f"{name}_rps": [round(x, 1) for x in values],
+                f"median_{name}_rps": round(median, 1),
+                f"ratio_{name}_over_plain": round(median / plain, 4),
+                f"round_ratios{suffix}": [round(r, 4) for r in ratios],
+                f"median_round_ratio{suffix}": round_ratio,
+                f"spread_{name}_pct": round(_spread(values), 1),
+            })
+        cpu = {name: statistics.median(values) for name, values in self.cpu_us.items()}
+        out["median_cpu_us_per_call"] = {name: round(value, 1) for name, value in cpu.items()}
+        out["cpu_ratio_plain_over"] = {name: round(cpu["plain"] / value, 4)
+                                       for name, value in cpu.items() if name != "plain"}
+        out["non_200"] = self.errors
+        return out
+
+
+NAMES = ("plain", "ours", "transport")
+
+
+def rotation(i: int) -> list[str]:
+    """The order of round ``i``: each client starts a round in turn."""
+    return [NAMES[(i + k) % len(NAMES)] for k in range(len(NAMES))]
 
 
 def _spread(values: list[float]) -> float:
@@ -214,37 +233,45 @@ def _spread(values: list[float]) -> float:
 # --------------------------------------------------------------------------- sync
 
 
-def run_sync(client: httpx.Client, url: str, n: int, prime: int = 0) -> tuple[float, int]:
-    """``n`` timed sequential GETs, after ``prime`` untimed ones (reopen a dropped connection)."""
+def run_sync(client: httpx.Client, url: str, n: int,
+             prime: int = 0) -> tuple[float, int, float]:
+    """``n`` timed sequential GETs, after ``prime`` untimed ones (reopen a dropped connection):
+    requests/s, non-200 answers, and this process's CPU µs per call."""
     bad = 0
     get = client.get
     for _ in range(prime):
         get(url)
     gc.collect()
+    cpu = time.process_time()
     start = time.perf_counter()
     for _ in range(n):
         if get(url).status_code != 200:
             bad += 1
-    return n / (time.perf_counter() - start), bad
+    elapsed = time.perf_counter() - start
+    return n / elapsed, bad, (time.process_time() - cpu) / n * 1e6
 
 
 def bench_sync(url: str, n: int, rounds: int, warmup: int, prime: int) -> Series:
-    from fastkit.httpx import Client
+    from fastkit.httpx import Client, RetryTransport
 
     series = Series()
-    with httpx.Client() as plain, Client() as ours:
-        clients: dict[str, httpx.Client] = {"plain": plain, "ours": ours}
+    with httpx.Client() as plain, Client() as ours, \
+            httpx.Client(transport=RetryTransport()) as transport:
+        clients: dict[str, httpx.Client] = {"plain": plain, "ours": ours,
+                                            "transport": transport}
         for client in clients.values():
             run_sync(client, url, warmup)
         for i in range(rounds):
-            names = ["plain", "ours"] if i % 2 == 0 else ["ours", "plain"]
+            names = rotation(i)
             series.order.append("/".join(names))
             for name in names:
-                rps, bad = run_sync(clients[name], url, n, prime)
+                rps, bad, cpu = run_sync(clients[name], url, n, prime)
                 getattr(series, name).append(rps)
+                series.cpu_us.setdefault(name, []).append(cpu)
                 series.errors += bad
             print(f"  sync  round {i + 1}/{rounds}: plain {series.plain[-1]:8.1f}  "
-                  f"ours {series.ours[-1]:8.1f} req/s", flush=True)
+                  f"ours {series.ours[-1]:8.1f}  transport {series.transport[-1]:8.1f} req/s",
+                  flush=True)
     return series
 
 
@@ -252,8 +279,9 @@ def bench_sync(url: str, n: int, rounds: int, warmup: int, prime: int) -> Series
 
 
 async def run_async(client: httpx.AsyncClient, url: str, n: int, concurrency: int,
-                    prime: int = 0) -> tuple[float, int]:
-    """``n`` timed GETs by ``concurrency`` workers, after ``prime`` untimed ones."""
+                    prime: int = 0) -> tuple[float, int, float]:
+    """``n`` timed GETs by ``concurrency`` workers, after ``prime`` untimed ones:
+    requests/s, non-200 answers, and this process's CPU µs per call."""
     if prime:
         await run_async(client, url, prime, concurrency)
     remaining = n
@@ -268,32 +296,39 @@ async def run_async(client: httpx.AsyncClient, url: str, n: int, concurrency: in
                 bad += 1
 
     gc.collect()
+    cpu = time.process_time()
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return n / (time.perf_counter() - start), bad
+    elapsed = time.perf_counter() - start
+    return n / elapsed, bad, (time.process_time() - cpu) / n * 1e6
 
 
 async def bench_async(url: str, n: int, concurrency: int, rounds: int, warmup: int,
                       prime: int) -> Series:
-    from fastkit.httpx import AsyncClient
+    from fastkit.httpx import AsyncClient, AsyncRetryTransport
 
     def limits() -> httpx.Limits:
         return httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
     series = Series()
-    async with httpx.AsyncClient(limits=limits()) as plain, AsyncClient(limits=limits()) as ours:
-        clients: dict[str, httpx.AsyncClient] = {"plain": plain, "ours": ours}
+    retrying = AsyncRetryTransport(httpx.AsyncHTTPTransport(limits=limits()))
+    async with httpx.AsyncClient(limits=limits()) as plain, AsyncClient(limits=limits()) as ours, \
+            httpx.AsyncClient(transport=retrying) as transport:
+        clients: dict[str, httpx.AsyncClient] = {"plain": plain, "ours": ours,
+                                                 "transport": transport}
         for client in clients.values():
             await run_async(client, url, warmup, concurrency)
         for i in range(rounds):
-            names = ["plain", "ours"] if i % 2 == 0 else ["ours", "plain"]
+            names = rotation(i)
             series.order.append("/".join(names))
             for name in names:
-                rps, bad = await run_async(clients[name], url, n, concurrency, prime)
+                rps, bad, cpu = await run_async(clients[name], url, n, concurrency, prime)
                 getattr(series, name).append(rps)
+                series.cpu_us.setdefault(name, []).append(cpu)
                 series.errors += bad
             print(f"  async round {i + 1}/{rounds}: plain {series.plain[-1]:8.1f}  "
-                  f"ours {series.ours[-1]:8.1f} req/s", flush=True)
+                  f"ours {series.ours[-1]:8.1f}  transport {series.transport[-1]:8.1f} req/s",
+                  flush=True)
     return series
 
 
@@ -323,8 +358,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--async-requests", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=100)
     parser.add_argument("--rounds", type=int, default=8,
-                        help="interleaved rounds for both parts (default 8: even, so each "
-                             "client runs first as often as the other)")
+                        help="interleaved rounds for both parts (default 8; the order "
+                             "rotates, so a multiple of 3 starts each client equally often)")
     parser.add_argument("--warmup", type=int, default=200, help="warm-up requests per client")
     parser.add_argument("--quick", action="store_true",
                         help="smoke run: 200 sync, 1000 async, 20 concurrency, 2 rounds")
@@ -356,14 +391,23 @@ def print_table(sync: dict[str, Any], aio: dict[str, Any], args: argparse.Namesp
     ]
     print()
     print(f"{'part':<20}{'plain req/s':>13}{'ours req/s':>13}{'ours/plain':>12}"
-          f"{'spread p/o %':>16}")
+          f"{'transport req/s':>17}{'transport/plain':>17}{'spread p/o/t %':>20}")
     for label, s in rows:
-        spread = f"{s['spread_plain_pct']:.1f}/{s['spread_ours_pct']:.1f}"
+        spread = (f"{s['spread_plain_pct']:.1f}/{s['spread_ours_pct']:.1f}/"
+                  f"{s['spread_transport_pct']:.1f}")
         print(f"{label:<20}{s['median_plain_rps']:>13.1f}{s['median_ours_rps']:>13.1f}"
-              f"{s['ratio_ours_over_plain']:>12.3f}{spread:>16}")
+              f"{s['ratio_ours_over_plain']:>12.3f}{s['median_transport_rps']:>17.1f}"
+              f"{s['ratio_transport_over_plain']:>17.3f}{spread:>20}")
+    for label, s in rows:
+        cpu, ratio = s["median_cpu_us_per_call"], s["cpu_ratio_plain_over"]
+        print(f"{label:<20}client CPU µs/call: plain {cpu['plain']:.1f}, ours {cpu['ours']:.1f}, "
+              f"transport {cpu['transport']:.1f} (plain/ours {ratio['ours']:.3f}, "
+              f"plain/transport {ratio['transport']:.3f})")
     print(f"(medians of {args.rounds} interleaved rounds; spread = (max-min)/median; "
-          f"median per-round ratio sync {sync['median_round_ratio']:.3f}, "
-          f"async {aio['median_round_ratio']:.3f})")
+          f"median per-round ratio ours sync {sync['median_round_ratio']:.3f}, "
+          f"async {aio['median_round_ratio']:.3f}; transport sync "
+          f"{sync['median_round_ratio_transport']:.3f}, "
+          f"async {aio['median_round_ratio_transport']:.3f})")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -396,10 +440,13 @@ def main(argv: list[str] | None = None) -> int:
 
         sync_s, aio_s = sync.summary(), aio.summary()
         print_table(sync_s, aio_s, args)
+        # Two of the three clients log each call: ours and the transport client.
         sync_check = check_log("sync", sync_lines,
-                               args.warmup + args.rounds * (args.sync_requests + sync_prime))
+                               2 * (args.warmup
+                                    + args.rounds * (args.sync_requests + sync_prime)))
         aio_check = check_log("async", all_lines - sync_lines,
-                              async_warmup + args.rounds * (args.async_requests + async_prime))
+                              2 * (async_warmup
+                                   + args.rounds * (args.async_requests + async_prime)))
         if sync.errors or aio.errors:
             print(f"WARNING: non-200 responses: sync {sync.errors}, async {aio.errors}")
 
@@ -407,7 +454,7 @@ def main(argv: list[str] | None = None) -> int:
             "benchmark": "fastkit.httpx vs httpx, raw ASGI uvicorn server",
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "command": " ".join([sys.executable, *sys.argv]),
-            "server_command": " ".join(server_command(0)).replace("--port 0", "--port <free>"),
+            "server_command": " ".join(server_command()),
             "machine": info,
             "config": {
                 "sync_requests": args.sync_requests,

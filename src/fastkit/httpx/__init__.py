@@ -6,6 +6,8 @@
     resp = await aiorequests.post(url, json=payload)          # async, one pool per loop
     client = Client(stop_max_attempt_number=5, timeout=10)    # your own, with retry keys
     client.get(url, retry=False)                              # no retry for this call
+
+    plain = httpx.Client(transport=RetryTransport(stop_max_attempt_number=5))  # plain httpx
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
         RetryPolicy,
         UrllibExceptionWarning,
     )
+    from fastkit.httpx._transport import RETRY_EXTENSION, AsyncRetryTransport, RetryTransport
 
     # The shared instances are typed as the clients they stand for.
     requests: Client
@@ -40,13 +43,16 @@ __all__ = [
     "DEFAULT_RETRY_METHODS",
     "DEFAULT_RETRY_STATUSES",
     "DEFAULT_USER_AGENT",
+    "RETRY_EXTENSION",
     "RETRY_KEYS",
     "AsyncClient",
+    "AsyncRetryTransport",
     "Client",
     "LazyClient",
     "LoopLocalAsyncClient",
     "RetryOption",
     "RetryPolicy",
+    "RetryTransport",
     "UrllibExceptionWarning",
     "aioclient",
     "aiorequests",
@@ -67,6 +73,8 @@ _WHERE = {
     "DEFAULT_RETRY_METHODS": "_policy", "DEFAULT_RETRY_STATUSES": "_policy",
     "RETRY_KEYS": "_policy", "RetryOption": "_policy", "RetryPolicy": "_policy",
     "UrllibExceptionWarning": "_policy",
+    "RETRY_EXTENSION": "_transport", "AsyncRetryTransport": "_transport",
+    "RetryTransport": "_transport",
 }
 _SHARED = {"requests", "client", "aiorequests", "aioclient"}
 _LOCK = threading.Lock()

@@ -6,6 +6,11 @@ async one is created per event loop, because a connection pool belongs to the
 loop that opened its sockets; it is closed when that loop shuts down through
 ``asyncio.run`` (or any runner that calls ``loop.shutdown_asyncgens()``), so
 successive ``asyncio.run(...)`` calls each get a working pool.
+
+They serve many callers, as python-requests' module functions do, so they keep no
+cookies: a ``Set-Cookie`` one caller receives is never sent on another caller's request
+(a ``Cookie`` header passed with a call is sent with that call only). A ``Client()`` of
+one's own keeps its cookies as httpx does.
 """
 
 from __future__ import annotations
@@ -16,19 +21,38 @@ import functools
 import threading
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any, TypeVar
 
 import httpx
 
 from fastkit.httpx._client import AsyncClient, Client
 
-__all__ = ["LazyClient", "LoopLocalAsyncClient"]
+__all__ = ["LazyClient", "LoopLocalAsyncClient", "shared_async_client", "shared_client"]
+
+_C = TypeVar("_C", Client, AsyncClient)
+
+
+def _without_cookie_jar(client: _C) -> _C:
+    """``client`` with a jar that takes no cookie from any response (no domain is allowed)."""
+    client.cookies = CookieJar(policy=DefaultCookiePolicy(allowed_domains=[]))
+    return client
+
+
+def shared_client() -> Client:
+    """A :class:`Client` for the module instance: FastKit's defaults, no cookie jar."""
+    return _without_cookie_jar(Client())
+
+
+def shared_async_client() -> AsyncClient:
+    """An :class:`AsyncClient` for the module instance: FastKit's defaults, no cookie jar."""
+    return _without_cookie_jar(AsyncClient())
 
 
 class LazyClient:
     """A :class:`Client` made on first use (and again if someone closed it)."""
 
-    def __init__(self, factory: Callable[[], Client] = Client) -> None:
+    def __init__(self, factory: Callable[[], Client] = shared_client) -> None:
         self._factory = factory
         self._client: Client | None = None
         self._lock = threading.Lock()
@@ -61,7 +85,7 @@ async def _close_with_loop(client: AsyncClient) -> AsyncGenerator[None, None]:
 class LoopLocalAsyncClient:
     """An :class:`AsyncClient` per running event loop, closed when the loop shuts down."""
 
-    def __init__(self, factory: Callable[[], AsyncClient] = AsyncClient) -> None:
+    def __init__(self, factory: Callable[[], AsyncClient] = shared_async_client) -> None:
         self._factory = factory
         self._clients: dict[asyncio.AbstractEventLoop,
                             tuple[AsyncClient, AsyncGenerator[None, None]]] = {}

@@ -4,7 +4,9 @@ The per-call line is JSON: ``direction`` (``out``), ``method``, ``url`` (without
 its query), ``params`` (the query), ``headers``, ``body`` (the request body),
 ``status``, ``latency_ms`` (all attempts and waits), ``attempts``, ``request_id``,
 and ``error`` when the call raised. Params, headers and bodies are capped in
-length and secrets redacted (:mod:`fastkit.logging.redact`). INFO normally,
+length and secrets redacted (:mod:`fastkit.logging.redact`): headers and query keys,
+and in bodies the same key rules, applied to JSON keys at any depth and to form fields
+(other bodies as free text). INFO normally,
 WARNING when the final status is >= 400 or the call raised (then the response
 body is included too, capped).
 """
@@ -16,12 +18,22 @@ import json
 import os
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from fastkit.httpx._engine import Attempts
 from fastkit.logging import logger
-from fastkit.logging.redact import redact_headers, redact_query, redact_url
+from fastkit.logging.redact import (
+    MASK,
+    is_secret_key,
+    redact_headers,
+    redact_query,
+    redact_text,
+    redact_url,
+)
+
+if TYPE_CHECKING:
+    from fastkit.httpx._engine import Attempts
 
 __all__ = ["CallLog"]
 
@@ -58,18 +70,49 @@ def _dumps(value: object) -> str:
 
 
 @functools.lru_cache(maxsize=512)
-def _headers_json(raw: tuple[tuple[bytes, bytes], ...], limit: int) -> str:
-    """The redacted, capped JSON of a header list (the same few lists repeat)."""
-    headers = redact_headers((k.decode("latin-1"), v.decode("latin-1")) for k, v in raw)
-    text = json.dumps(headers, ensure_ascii=False)
-    return text if len(text) <= limit else json.dumps(_cap(text, limit), ensure_ascii=False)
+def _headers_json(raw: tuple[tuple[bytes, bytes], ...], limit: int) -> tuple[str, str]:
+    """The redacted, capped JSON of a header list and the JSON of its ``X-Request-ID``
+    (``null`` without one); the same few lists repeat, so both are computed once each."""
+    pairs = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in raw]
+    request_id = next((v for k, v in pairs if k.lower() == "x-request-id"), None)
+    text = json.dumps(redact_headers(pairs), ensure_ascii=False)
+    if len(text) > limit:
+        text = json.dumps(_cap(text, limit), ensure_ascii=False)
+    return text, _dumps(request_id)
 
 
-def _body(content: bytes, limit: int) -> str:
+def _masked(value: Any) -> Any:
+    """A JSON value with the values of secret keys replaced by ``***``, at any depth."""
+    if isinstance(value, dict):
+        return {k: MASK if isinstance(k, str) and is_secret_key(k) else _masked(v)
+                for k, v in value.items()}
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    return value
+
+
+def _redacted_body(text: str, content_type: str) -> str:
+    """``text`` (a whole body) with secrets masked by the key rules: JSON keys at any depth,
+    form fields by name, anything else as free text."""
+    if "x-www-form-urlencoded" in content_type:
+        return redact_query(text)
+    if "json" in content_type or text[:1] in ("{", "["):
+        if "\\u" not in text and not is_secret_key(text):
+            return text  # no secret's name anywhere: nothing to mask
+        try:
+            parsed = json.loads(text)
+        except ValueError:
+            return redact_text(text)
+        return json.dumps(_masked(parsed), ensure_ascii=False, separators=(",", ":"))
+    return redact_text(text)
+
+
+def _body(content: bytes, content_type: str, limit: int) -> str:
+    """The body as logged: decoded, redacted, then capped at ``limit`` characters."""
     if not content:
         return ""
-    text = content[:limit].decode("utf-8", "replace")
-    return text + _ELLIPSIS if len(content) > limit else text
+    text = _redacted_body(content.decode("utf-8", "replace"), content_type)
+    return _cap(text, limit)
 
 
 @dataclass(frozen=True)
@@ -97,40 +140,47 @@ class CallLog:
         if self.enabled:
             logger.warning(
                 "retrying {} {} in {:.2f}s (attempt {} of {} failed: {})",
-                request.method, self._url(request.url), wait, attempts.number - 1,
+                request.method, self.url(request.url), wait, attempts.number - 1,
                 attempts.policy.stop_max_attempt_number, attempts.reason,
             )
 
     def finished(self, request: httpx.Request, response: httpx.Response | None,
-                 error: BaseException | None, attempts: Attempts) -> None:
-        """The one line of a finished logical call."""
+                 view: httpx.Response | None, error: BaseException | None,
+                 attempts: Attempts) -> None:
+        """The one line of a finished logical call; ``view`` is the response with its body
+        read, when it was (the body is logged for a failed call)."""
         if not self.enabled:
             return
         elapsed = attempts.elapsed()
         url = request.url
         try:
-            body = _body(request.content, self.max_body)
+            content = request.content
         except httpx.RequestNotRead:
             body = "<stream>"
+        else:
+            body = (_body(content, request.headers.get("content-type", ""), self.max_body)
+                    if content else "")
         status = response.status_code if response is not None else None
         failed = error is not None or (status is not None and status >= 400)
+        headers, request_id = _headers_json(tuple(request.headers.raw), self.max_headers)
         # Assembled from JSON fragments: this line is written for every call.
         message = (
             f'{{"direction": "out", "method": {_dumps(request.method)}, '
-            f'"url": {_dumps(self._url(url))}, '
+            f'"url": {_dumps(self.url(url))}, '
             f'"params": {_dumps(_cap(redact_query(url.query.decode("ascii", "replace")), self.max_params))}, '  # noqa: E501
-            f'"headers": {_headers_json(tuple(request.headers.raw), self.max_headers)}, '
+            f'"headers": {headers}, '
             f'"body": {_dumps(body)}, '
             f'"status": {"null" if status is None else status}, '
             f'"latency_ms": {round(elapsed * 1000, 2)}, "attempts": {attempts.number}, '
-            f'"request_id": {_dumps(request.headers.get("x-request-id"))}'
+            f'"request_id": {request_id}'
         )
         if error is not None:
-            message += f', "error": {_dumps(f"{type(error).__name__}: {error}")}}}'
+            message += f', "error": {_dumps(redact_text(f"{type(error).__name__}: {error}"))}}}'
         elif failed and response is not None:
-            try:
-                shown = _body(response.content, self.max_body)
-            except httpx.ResponseNotRead:
+            if view is not None:
+                shown = _body(view.content, view.headers.get("content-type", ""),
+                              self.max_body)
+            else:
                 shown = "<stream>"
             message += f', "response_body": {_dumps(shown)}}}'
         else:
@@ -141,6 +191,6 @@ class CallLog:
             logger.info(message)
 
     @staticmethod
-    def _url(url: httpx.URL) -> str:
+    def url(url: httpx.URL) -> str:
         """The URL without its query (logged apart, as ``params``), password masked."""
         return redact_url(str(url).partition("?")[0])

@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from fastkit._version import __version__
-from fastkit.httpx import DEFAULT_USER_AGENT, AsyncClient, Client
+from fastkit.httpx import DEFAULT_USER_AGENT, AsyncClient, Client, RetryTransport
 from fastkit.request_id import bind_request_id
 
 
@@ -95,7 +95,7 @@ def test_seed_preset_options():
 
 def test_tls_verification_is_on_by_default():
     with Client() as client:
-        context = client._transport._pool._ssl_context  # type: ignore[attr-defined]
+        context = client._transport.transport._pool._ssl_context  # type: ignore[attr-defined]
         assert context.verify_mode == ssl.CERT_REQUIRED
         assert context.check_hostname is True
 
@@ -169,3 +169,42 @@ async def test_async_cookies_set_by_the_server_are_kept(server, key):
         await client.get(f"{server.url}/cookie?name=sid&value=xyz")
         await client.get(f"{server.url}/get?key={key}")
     assert server.headers(key)[0]["cookie"] == "sid=xyz"
+
+
+def test_the_environments_proxy_is_used_and_retried(server, key, monkeypatch):
+    # The test server answers absolute-form requests, so it serves as a forward proxy.
+    for name in ("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy", "HTTPS_PROXY",
+                 "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", server.url)
+    with Client() as client:
+        response = client.get(f"http://upstream.invalid/flaky?key={key}&fail=1")
+    assert response.status_code == 200
+    assert server.hits(key) == 2  # through the proxy, and retried there
+    monkeypatch.setenv("NO_PROXY", "upstream.invalid")
+    with Client() as client, pytest.raises(httpx.ConnectError):
+        client.get("http://upstream.invalid/get", retry=False)
+
+
+def test_an_explicit_proxy_is_wrapped(server, key):
+    with Client(proxy=server.url) as client:
+        response = client.get(f"http://upstream.invalid/flaky?key={key}&fail=2")
+    assert response.status_code == 200
+    assert server.hits(key) == 3
+
+
+def test_mounts_and_transports_are_wrapped(server, key):
+    inner = httpx.HTTPTransport()
+    with Client(mounts={"http://": inner}) as client:
+        assert client.get(f"{server.url}/flaky?key={key}&fail=1").status_code == 200
+    assert server.hits(key) == 2
+
+
+def test_a_retry_transport_is_not_wrapped_twice(server, key):
+    transport = RetryTransport(stop_max_attempt_number=2)
+    with Client(transport=transport) as client:
+        assert client.retry_policy.stop_max_attempt_number == 2
+        assert client.get(f"{server.url}/flaky?key={key}&fail=5").status_code == 503
+    assert server.hits(key) == 2
+    with pytest.raises(TypeError, match="already a RetryTransport"):
+        Client(transport=RetryTransport(), stop_max_attempt_number=4)

@@ -1,9 +1,15 @@
-"""Retry behaviour against a real local server, for the sync and the async client."""
+"""Retry behaviour against a real local server.
+
+The suite runs over four entry points: FastKit's ``Client`` and ``AsyncClient``, and
+plain ``httpx.Client`` / ``httpx.AsyncClient`` whose transport is a ``RetryTransport`` /
+``AsyncRetryTransport`` (per-call options then travel in ``extensions={"retry": ...}``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -11,33 +17,79 @@ from typing import Any
 import httpx
 import pytest
 
-from fastkit.httpx import AsyncClient, Client, RetryPolicy, UrllibExceptionWarning, set_testing
+from fastkit.httpx import (
+    RETRY_KEYS,
+    AsyncClient,
+    AsyncRetryTransport,
+    Client,
+    RetryPolicy,
+    RetryTransport,
+    UrllibExceptionWarning,
+    set_testing,
+)
+from redis_server import closed_port
+
+KINDS = ["sync", "async", "sync-transport", "async-transport"]
+
+
+def _split(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The retry keys (and ``retry``, ``report_log``) apart from httpx's own keywords."""
+    ours = {k: v for k, v in options.items() if k in RETRY_KEYS or k in ("retry", "report_log")}
+    return ours, {k: v for k, v in options.items() if k not in ours}
+
+
+def make_sync(kind: str, **options: Any) -> httpx.Client:
+    """FastKit's ``Client``, or a plain ``httpx.Client`` over a ``RetryTransport``."""
+    if kind == "sync":
+        return Client(**options)
+    ours, theirs = _split(options)
+    transport = RetryTransport(httpx.HTTPTransport(limits=theirs.pop("limits", httpx.Limits())),
+                               **ours)
+    return httpx.Client(transport=transport, **theirs)
+
+
+def make_async(kind: str, **options: Any) -> httpx.AsyncClient:
+    """FastKit's ``AsyncClient``, or a plain ``httpx.AsyncClient`` over an
+    ``AsyncRetryTransport``."""
+    if kind == "async":
+        return AsyncClient(**options)
+    ours, theirs = _split(options)
+    inner = httpx.AsyncHTTPTransport(limits=theirs.pop("limits", httpx.Limits()))
+    return httpx.AsyncClient(transport=AsyncRetryTransport(inner, **ours), **theirs)
+
+
+def per_call(kind: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """A plain httpx client takes ``retry=`` as the ``retry`` request extension."""
+    if kind.endswith("-transport") and "retry" in kwargs:
+        kwargs = dict(kwargs)
+        kwargs["extensions"] = {"retry": kwargs.pop("retry")}
+    return kwargs
 
 
 def call(kind: str, method: str, url: str, client_kwargs: dict[str, Any] | None = None,
          **kwargs: Any) -> httpx.Response:
-    """Run one request on a fresh sync or async client and return the response."""
+    """Run one request on a fresh client of ``kind`` and return the response."""
     options = client_kwargs or {}
-    if kind == "sync":
-        with Client(**options) as client:
+    kwargs = per_call(kind, kwargs)
+    if kind.startswith("sync"):
+        with make_sync(kind, **options) as client:
             return client.request(method, url, **kwargs)
 
     async def run() -> httpx.Response:
-        async with AsyncClient(**options) as client:
+        async with make_async(kind, **options) as client:
             return await client.request(method, url, **kwargs)
 
     return asyncio.run(run())
 
 
-both = pytest.mark.parametrize("kind", ["sync", "async"])
+both = pytest.mark.parametrize("kind", KINDS)
 
 
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+@pytest.fixture(scope="module")
+def refused_port() -> Iterator[int]:
+    """A port bound and held for the module, never listening: connections are refused."""
+    with closed_port() as port:
+        yield port
 
 
 @both
@@ -127,8 +179,8 @@ def test_retry_by_result_false_stops_retries_on_503(kind, server, key):
 
 
 @both
-def test_connect_error_is_retried_for_post_then_raised(kind, logs):
-    url = f"http://127.0.0.1:{free_port()}/post"
+def test_connect_error_is_retried_for_post_then_raised(kind, logs, refused_port):
+    url = f"http://127.0.0.1:{refused_port}/post"
     with pytest.raises(httpx.ConnectError) as info:
         call(kind, "POST", url, json={"a": 1})
     assert len(logs.retries()) == 2
@@ -144,14 +196,14 @@ def test_pool_timeout_never_reached_the_server_so_post_retries(kind, server, key
     limits = httpx.Limits(max_connections=1)
     timeout = httpx.Timeout(5.0, pool=0.05)
     url = f"{server.url}/post?key={key}"
-    if kind == "sync":
-        with Client(limits=limits, timeout=timeout) as client, \
+    if kind.startswith("sync"):
+        with make_sync(kind, limits=limits, timeout=timeout) as client, \
                 client.stream("GET", f"{server.url}/stream?chunks=2"), \
                 pytest.raises(httpx.PoolTimeout) as info:
             client.post(url, json={})
     else:
         async def run() -> pytest.ExceptionInfo[httpx.PoolTimeout]:
-            async with AsyncClient(limits=limits, timeout=timeout) as client, \
+            async with make_async(kind, limits=limits, timeout=timeout) as client, \
                     client.stream("GET", f"{server.url}/stream?chunks=2"):
                 with pytest.raises(httpx.PoolTimeout) as info:
                     await client.post(url, json={})
@@ -194,10 +246,10 @@ def test_dropped_connection_is_not_retried_for_post(kind, server, key):
 
 
 @both
-def test_retry_by_except_decides_alone(kind, server, key):
+def test_retry_by_except_decides_alone(kind, server, key, refused_port):
     # Only ReadTimeout is retried: a connect error is raised at once.
     with pytest.raises(httpx.ConnectError):
-        call(kind, "GET", f"http://127.0.0.1:{free_port()}/",
+        call(kind, "GET", f"http://127.0.0.1:{refused_port}/",
              {"retry_by_except": (httpx.ReadTimeout,)})
     # ...and a read timeout of a POST is retried, since the caller said so.
     response = call(kind, "POST", f"{server.url}/slow?key={key}&fail=1&delay=0.5",
@@ -285,15 +337,16 @@ def test_per_call_retry_on_verbs(server, key):
         assert server.hits(key) == 1 + 3
 
 
-def test_client_retry_false_disables_retries(server, key):
-    with Client(retry=False) as client:
-        assert client.get(f"{server.url}/flaky?key={key}&fail=1").status_code == 503
+@both
+def test_client_retry_false_disables_retries(kind, server, key):
+    response = call(kind, "GET", f"{server.url}/flaky?key={key}&fail=1", {"retry": False})
+    assert response.status_code == 503
     assert server.hits(key) == 1
 
 
 @both
 def test_a_generator_body_is_sent_once(kind, server, key):
-    if kind == "sync":
+    if kind.startswith("sync"):
         def body():
             yield b"part1"
             yield b"part2"
@@ -306,12 +359,12 @@ def test_a_generator_body_is_sent_once(kind, server, key):
     assert server.bodies(key) == [b"part1part2"]
 
 
-def test_a_generator_body_is_not_resent_after_connect_error(logs):
+def test_a_generator_body_is_not_resent_after_connect_error(logs, refused_port):
     def body():
         yield b"x"
 
     with pytest.raises(httpx.ConnectError) as info:
-        call("sync", "PUT", f"http://127.0.0.1:{free_port()}/", content=body())
+        call("sync", "PUT", f"http://127.0.0.1:{refused_port}/", content=body())
     assert logs.retries() == []
     assert any("cannot be replayed" in note for note in info.value.__notes__)
 
@@ -329,27 +382,30 @@ def test_multipart_uploads_are_replayed(kind, server, key, tmp_path):
     assert b"file-content" in first
 
 
-def test_stream_retries_before_the_body_reaches_the_caller(server, key):
-    with Client() as client, client.stream("GET", f"{server.url}/flaky?key={key}&fail=2") as r:
+@pytest.mark.parametrize("kind", ["sync", "sync-transport"])
+def test_stream_retries_before_the_body_reaches_the_caller(kind, server, key):
+    with make_sync(kind) as client, \
+            client.stream("GET", f"{server.url}/flaky?key={key}&fail=2") as r:
         assert r.status_code == 200
         assert r.read() == b'{"hit": 3}'
 
 
-async def test_async_stream_retries_before_the_body(server, key):
-    async with AsyncClient() as client, \
+@pytest.mark.parametrize("kind", ["async", "async-transport"])
+async def test_async_stream_retries_before_the_body(kind, server, key):
+    async with make_async(kind) as client, \
             client.stream("GET", f"{server.url}/flaky?key={key}&fail=1") as r:
         assert r.status_code == 200
         assert await r.aread() == b'{"hit": 2}'
 
 
-def test_urllib3_exceptions_from_the_seed_are_mapped_with_a_warning():
+def test_urllib3_exceptions_from_the_seed_are_mapped_with_a_warning(refused_port):
     from urllib3.exceptions import HTTPError, NewConnectionError, ResponseError
 
     with pytest.warns(UrllibExceptionWarning, match="NewConnectionError"):
         client = Client(retry_by_except=(HTTPError, ResponseError, NewConnectionError))
     assert client.retry_policy.retry_by_except == (httpx.TransportError, httpx.ConnectError)
     with pytest.raises(httpx.ConnectError) as info:
-        client.get(f"http://127.0.0.1:{free_port()}/")
+        client.get(f"http://127.0.0.1:{refused_port}/")
     assert any("after 3 attempts" in note for note in info.value.__notes__)
     client.close()
 
@@ -371,9 +427,10 @@ def test_urllib3_exceptions_from_the_seed_are_mapped_with_a_warning():
         ({"retry": 3}, TypeError, "retry must be True, False"),
     ],
 )
-def test_bad_options_fail_at_construction_naming_the_key(kwargs, error, match):
+@pytest.mark.parametrize("make", [Client, AsyncClient, RetryTransport, AsyncRetryTransport])
+def test_bad_options_fail_at_construction_naming_the_key(make, kwargs, error, match):
     with pytest.raises(error, match=match):
-        Client(**kwargs)
+        make(**kwargs)
 
 
 def test_bad_per_call_retry_names_the_key(server):
