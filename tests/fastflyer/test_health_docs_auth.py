@@ -32,28 +32,34 @@ def test_health_checks_answer_get_and_head(http, path):
     assert head.headers["content-length"] == str(len(response.content))
 
 
-def test_health_checks_skip_routing_and_auth(build, monkeypatch):
-    seen: list[str] = []
+def recorder(seen: list[str]) -> Middleware:
+    """A user middleware (inside the app, before routing) appending "METHOD path" of each
+    HTTP request it sees to ``seen``."""
 
-    class Recorder:  # a user middleware: inside the app, before routing
+    class Recorder:
         def __init__(self, app):
             self.app = app
 
         async def __call__(self, scope, receive, send):
             if scope["type"] == "http":
-                seen.append(scope["path"])
+                seen.append(f"{scope['method']} {scope['path']}")
             await self.app(scope, receive, send)
 
+    return Middleware(Recorder)
+
+
+def test_health_checks_skip_routing_and_auth(build, monkeypatch):
+    seen: list[str] = []
     for name, value in {"auth_enable": "1", "auth_user": "admin", "auth_pass": "pw"}.items():
         monkeypatch.setenv(f"flyer_{name}", value)
-    app = FlyerAPI(app_path=DEMO, middlewares=[Middleware(Recorder)])
+    app = FlyerAPI(app_path=DEMO, middlewares=[recorder(seen)])
     with TestClient(app) as client:
         for path in HEALTH:
             assert client.get(path).status_code == 200  # no credentials needed
             assert client.head(path).status_code == 200
         assert client.get("/flyer/demo?id=1").status_code == 401  # refused before it
         assert client.get("/flyer/demo?id=1", auth=("admin", "pw")).status_code == 200
-    assert seen == ["/flyer/demo"]
+    assert seen == ["GET /flyer/demo"]  # the one let through
 
 
 def test_health_checks_use_the_base_url(build):
@@ -196,21 +202,11 @@ def test_auth_over_a_real_server_and_no_password_in_logs(launch):
 def test_under_a_root_path_health_checks_are_still_answered_before_everything(
         monkeypatch, tmp_path):
     seen: list[str] = []
-
-    class Recorder:  # a user middleware: inside the app, before routing
-        def __init__(self, app):
-            self.app = app
-
-        async def __call__(self, scope, receive, send):
-            if scope["type"] == "http":
-                seen.append(f"{scope['method']} {scope['path']}")
-            await self.app(scope, receive, send)
-
     for name, value in {"auth_enable": "1", "auth_user": "admin", "auth_pass": "pw",
                         "access_log": "1",
                         "access_logfile": str(tmp_path / "access.log")}.items():
         monkeypatch.setenv(f"flyer_{name}", value)
-    app = FlyerAPI(app_path=DEMO, middlewares=[Middleware(Recorder)])
+    app = FlyerAPI(app_path=DEMO, middlewares=[recorder(seen)])
     # The server's root path (uvicorn --root-path): the path the app gets starts with it.
     with TestClient(app, root_path="/api") as client:
         for path in ["/api/health_check", "/api/health_check/async", "/api/flyer/health_check"]:
