@@ -180,6 +180,7 @@ def serve(settings: FlyerSettings, project: Path, sock: socket.socket | None = N
     """
     from gunicorn.app.base import BaseApplication
     from gunicorn.arbiter import Arbiter
+    from gunicorn.errors import HaltServer
 
     from fastflyer.server import EXIT_UNCLEAN
 
@@ -233,7 +234,14 @@ def serve(settings: FlyerSettings, project: Path, sock: socket.socket | None = N
                     if ended is not None and (ended.si_code != os.CLD_EXITED
                                               or ended.si_status != 0):
                         self.unclean = True
-            super().reap_workers()
+            try:
+                super().reap_workers()
+            except HaltServer:
+                # Another worker that could not boot, met while stopping for the first
+                # (gunicorn raises again from inside its own halt): the stop goes on,
+                # with the first one's reason and status.
+                if not self.stopping:
+                    raise
 
         def kill_workers(self, sig: int) -> None:
             if sig == signal.SIGKILL and self.WORKERS:

@@ -275,6 +275,39 @@ def test_a_bad_setting_in_the_project_stops_the_server_with_one_line(tmp_path, p
         assert "Uvicorn running" not in output
 
 
+# Each worker's main.py waits until every worker has started it, then all end at once with
+# the status of a worker that cannot boot.
+ALL_WORKERS_FAIL_AT_ONCE = """\
+import os, pathlib, time
+_met = pathlib.Path(os.environ["WORKERS_MET"])
+(_met / str(os.getpid())).touch()
+_deadline = time.monotonic() + 30
+while len(list(_met.iterdir())) < int(os.environ["WORKERS"]) and time.monotonic() < _deadline:
+    time.sleep(0.001)
+print("cannot boot", flush=True)
+os._exit(3)  # gunicorn's status for a worker that cannot boot, at once: nothing to clean up
+"""
+
+
+def test_workers_that_all_fail_to_boot_at_once_still_stop_without_a_traceback(tmp_path,
+                                                                             project):
+    # The master stops for the first worker's boot error, and meets the others' while
+    # stopping: gunicorn raises its HaltServer again there, out of its own halt().
+    main = project / "main.py"
+    main.write_text(ALL_WORKERS_FAIL_AT_ONCE + main.read_text())
+    met = tmp_path / "met"
+    met.mkdir()
+    result = subprocess.run(
+        [FASTFLYER, "serve", "--host", "127.0.0.1", "--port", "0", "--workers", "4"],
+        cwd=project, capture_output=True, text=True, timeout=120,
+        env=env_for(tmp_path, flyer_log_path=str(tmp_path / "logs"), WORKERS_MET=str(met),
+                    WORKERS="4"))
+    output = result.stdout + result.stderr
+    assert result.returncode == 3, output  # gunicorn's status for a worker that cannot boot
+    assert output.count("cannot boot") == 4, output
+    assert "Traceback" not in output, output
+
+
 # --- make demo ------------------------------------------------------------------------------
 
 def _descendant(pid: int, name: str) -> int:

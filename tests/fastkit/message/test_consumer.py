@@ -28,6 +28,22 @@ async def produce(servers: str, topic: str, values: list, **headers: str) -> Non
                                for value in values))
 
 
+async def mark_every_partition(servers: str, topic: str, partitions: int = 4) -> list[str]:
+    """Send ``marker-<n>`` to partition n of ``topic`` for each of its ``partitions``: a
+    consumer that has handled every marker has read each partition to its end."""
+    from aiokafka import AIOKafkaProducer
+
+    markers = [f"marker-{partition}" for partition in range(partitions)]
+    producer = AIOKafkaProducer(bootstrap_servers=servers)
+    await producer.start()
+    try:
+        for partition, marker in enumerate(markers):
+            await producer.send_and_wait(topic, marker.encode(), partition=partition)
+    finally:
+        await producer.stop()
+    return markers
+
+
 def group() -> str:
     return f"g-{uuid.uuid4().hex[:8]}"
 
@@ -109,14 +125,18 @@ def test_iteration_commits_what_was_handled_and_stop_keeps_it(broker, topic):
                 if len(first) == 10:
                     break  # the tenth was not finished: it comes again
         await produce(broker.servers, topic, ["m10"])
+        # The partitions are four: m10 may come before the unfinished one. A marker at the
+        # end of each partition: once all are handled, every partition was read through.
+        markers = await mark_every_partition(broker.servers, topic)
         again = []
         await run_until(consumer_of(broker, topic, name), lambda m: again.append(m.text()),
-                        lambda: "m10" in again)
-        return first, again
+                        lambda: all(marker in again for marker in markers))
+        return first, again, markers
 
-    first, again = asyncio.run(main())
+    first, again, markers = asyncio.run(main())
     assert sorted(first) == sorted(f"m{i}" for i in range(10))
-    assert sorted(again) == sorted([first[-1], "m10"])  # only the unfinished one, once more
+    # only the unfinished one, once more
+    assert sorted(again) == sorted([first[-1], "m10", *markers])
 
 
 def test_stop_lets_the_message_in_hand_finish_and_commits_it(broker, topic):
