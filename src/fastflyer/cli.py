@@ -279,7 +279,8 @@ def _demo(args: argparse.Namespace) -> int:
               f"  serving on {base} (Ctrl-C stops)\n"
               f"  Swagger UI  {base}{settings.base_url}/docs\n"
               f"  ReDoc       {base}{settings.base_url}/redoc\n"
-              f"  try         {base}{settings.base_url}/demo?id=1", flush=True)
+              f"  try         {base}{settings.base_url}/demo?id=1\n"
+              f"  health      {base}/health_check", flush=True)
         run(settings, target, sock)
     finally:
         sock.close()

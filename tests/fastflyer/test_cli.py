@@ -298,6 +298,7 @@ def test_the_demo_command_serves_the_demo_project(tmp_path):
     output = log.read_text()
     assert process.returncode == 0, output
     assert f"Swagger UI  {base}/flyer/docs" in output
+    assert f"health      {base}/health_check\n" in output  # the address the test polled
     assert (tmp_path / "demo" / "main.py").is_file()
 
 
