@@ -48,6 +48,8 @@ def missing() -> list[str]:
         lines.append("redis-server (tests start private ones): apt-get install redis-server")
     if not libfaketime():
         lines.append("libfaketime (a process with a skewed clock): apt-get install faketime")
+    if not _program("etcd"):
+        lines.append("etcd (tests start private ones): apt-get install etcd-server")
     if not (_program("mariadbd") and _program("mariadb-install-db")):
         lines.append("MariaDB server (tests start private ones): apt-get install mariadb-server")
     if not _answering(6379):
