@@ -27,10 +27,7 @@ class EtcdServer(ChildServer):
     may use, to check what the code under test wrote."""
 
     def __init__(self) -> None:
-        binary = shutil.which("etcd")
-        if binary is None:  # .ci/run installs it; a test must fail, not skip, without it
-            raise RuntimeError("etcd is not installed (apt-get install etcd-server)")
-        self.binary = binary
+        self.binary = self.program("etcd", "etcd-server")
         self.port = self.reserve()
         self.peer_port = self.reserve()
         self.url = f"http://127.0.0.1:{self.port}"

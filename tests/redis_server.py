@@ -68,6 +68,15 @@ class ChildServer:
 
     process: subprocess.Popen[bytes] | None = None
 
+    @staticmethod
+    def program(name: str, package: str) -> str:
+        """The path of ``name``; RuntimeError naming the Debian ``package`` when it is
+        missing (.ci/run installs it; a test must fail, not skip, without it)."""
+        binary = shutil.which(name)
+        if binary is None:
+            raise RuntimeError(f"{name} is not installed (apt-get install {package})")
+        return binary
+
     def reserve(self) -> int:
         """Reserve a port for this server until the object is collected; the port."""
         sock = reserve_port()
@@ -93,10 +102,7 @@ class RedisServer(ChildServer):
     """``start()``, ``stop()`` and ``url`` of one redis-server process."""
 
     def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:  # .ci/run installs it; a test must fail, not skip, without it
-            raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
-        self.binary = binary
+        self.binary = self.program("redis-server", "redis-server")
         self.port = self.reserve()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self.process: subprocess.Popen[bytes] | None = None
