@@ -58,6 +58,7 @@ bench: install-dev
 	$(PY) bench/bench_data.py
 	$(PY) bench/bench_lock.py
 	$(PY) bench/bench_kafka.py
+	$(PY) bench/bench_etcd.py
 
 # FastAPI's own test suite, plain and with fastflyer's route class: fails on any test that fails
 # only with the route class. `make parity PARITY_ARGS='--route-class module:Class'`.

@@ -242,6 +242,19 @@ def broker() -> Iterator[Any]:
     started.stop()
 
 
+@pytest.fixture(scope="session")
+def etcd() -> Iterator[Any]:
+    """One real etcd (Debian's etcd-server) on reserved loopback ports, for the session;
+    tests use keys of their own (``key``). Tests that stop etcd or turn its
+    authentication on start their own ``EtcdServer``."""
+    from etcd_server import EtcdServer
+
+    started = EtcdServer()
+    started.start()
+    yield started
+    started.close()
+
+
 @pytest.fixture
 def topic(broker: Any) -> str:
     """A fresh topic with four partitions."""

@@ -66,15 +66,45 @@ class EtcdServer(ChildServer):
     def put(self, key: str, value: str) -> None:
         """Set ``key`` to ``value`` (through the v3 JSON gateway)."""
         response = httpx.post(f"{self.url}/v3/kv/put", json={
-            "key": _b64(key), "value": _b64(value)}, timeout=5)
+            "key": _b64(key), "value": _b64(value)}, headers=self._headers(), timeout=5)
         response.raise_for_status()
 
     def get(self, key: str) -> str | None:
         """The value of ``key``, or None when it is not set."""
-        response = httpx.post(f"{self.url}/v3/kv/range", json={"key": _b64(key)}, timeout=5)
+        response = httpx.post(f"{self.url}/v3/kv/range", json={"key": _b64(key)},
+                              headers=self._headers(), timeout=5)
         response.raise_for_status()
         kvs = response.json().get("kvs") or []
         return base64.b64decode(kvs[0]["value"]).decode() if kvs else None
+
+
+    def delete(self, key: str) -> None:
+        """Delete ``key`` (through the v3 JSON gateway)."""
+        response = httpx.post(f"{self.url}/v3/kv/deleterange", json={"key": _b64(key)},
+                              headers=self._headers(), timeout=5)
+        response.raise_for_status()
+
+    def enable_auth(self, user: str, password: str) -> None:
+        """Turn etcd's authentication on with ``root`` (password ``password``, the
+        superuser etcd requires) and ``user`` (same password) granted everything; from
+        then on ``put``/``get`` authenticate as root."""
+        calls = [("/v3/auth/user/add", {"name": "root", "password": password}),
+                 ("/v3/auth/role/add", {"name": "root"}),
+                 ("/v3/auth/user/grant", {"user": "root", "role": "root"}),
+                 ("/v3/auth/user/add", {"name": user, "password": password}),
+                 ("/v3/auth/user/grant", {"user": user, "role": "root"}),
+                 ("/v3/auth/enable", {})]
+        for path, body in calls:
+            httpx.post(f"{self.url}{path}", json=body, timeout=5).raise_for_status()
+        self._auth = (password,)
+
+    def _headers(self) -> dict[str, str]:
+        if not getattr(self, "_auth", None):
+            return {}
+        response = httpx.post(f"{self.url}/v3/auth/authenticate", json={
+            "name": "root", "password": self._auth[0]}, timeout=5)
+        response.raise_for_status()
+        return {"Authorization": response.json()["token"]}
 
 
 def _b64(text: str) -> str:

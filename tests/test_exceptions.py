@@ -21,6 +21,9 @@ EXPECTED = {
     "MessageError": ("fastkit", RuntimeError),
     "ProduceError": ("fastkit", RuntimeError),
     "ConsumeError": ("fastkit", RuntimeError),
+    "EtcdError": ("fastkit", RuntimeError),
+    "EtcdUnavailable": ("fastkit", ConnectionError),
+    "EtcdAuthError": ("fastkit", PermissionError),
     "SettingsError": ("fastflyer", ValueError),
     "AppLoadError": ("fastflyer", RuntimeError),
     "DuplicateRouteError": ("fastflyer", RuntimeError),
@@ -30,6 +33,7 @@ EXPECTED = {
     "BundleError": ("fastflyer", RuntimeError),
     "ScaffoldError": ("fastflyer", ValueError),
     "BindError": ("fastflyer", OSError),
+    "ConfigCenterUnavailable": ("fastflyer", ConnectionError),
 }
 ROOTS = {"fastkit": FastKitError, "fastflyer": FastFlyerError}
 

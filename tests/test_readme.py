@@ -1,16 +1,18 @@
 """The README's Python examples run as tests, against the servers the README names.
 
 Every fenced block says its language; every ``python`` block runs, each in a fresh namespace
-with the two names the README's prose defines: ``base_url``, the echo server that
+with the names the README's prose defines: ``base_url``, the echo server that
 ``make echo-server`` runs (``examples/echo_server.py``, started here the same way on a free
-port), and ``kafka_servers``, a real broker (tansu). Redis and MariaDB are the machine's
-(127.0.0.1:6379 and :3306). A block of another language that parses as Python would escape
+port), ``kafka_servers``, a real broker (tansu), and ``etcd_url``, a real etcd. Redis and
+MariaDB are the machine's (127.0.0.1:6379 and :3306). The environment is restored after
+each block. A block of another language that parses as Python would escape
 this test, so it fails one.
 """
 
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -114,8 +116,15 @@ def test_readme_example(index, echo_server, logs, request):
     names = {"__name__": "readme", "base_url": echo_server.url}
     if "kafka_servers" in block:  # a real broker (tansu) for the messaging examples
         names["kafka_servers"] = request.getfixturevalue("broker").servers
+    if "etcd_url" in block:  # a real etcd for the config center and registry examples
+        names["etcd_url"] = request.getfixturevalue("etcd").url
     answered = len(echo_server.requests())
-    exec(compile(block, f"<README block {index}>", "exec"), names)
+    environment = dict(os.environ)  # a block may set variables (the config center's do)
+    try:
+        exec(compile(block, f"<README block {index}>", "exec"), names)
+    finally:
+        os.environ.clear()
+        os.environ.update(environment)
     for check in checks:
         check(names, echo_server.requests()[answered:], logs)
 

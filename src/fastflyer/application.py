@@ -36,6 +36,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from fastflyer.app_context import AppContext, bind, bound, built, unbind
 from fastflyer.auth import document_basic_auth, task_api_closed, task_api_is_open
 from fastflyer.components import register_components
+from fastflyer.config_center import register_config_center
 from fastflyer.discovery import LoadedApp, find_app_dir, load_apps
 from fastflyer.docs import install_docs
 from fastflyer.errors import ErrorRenderer, FlyerError
@@ -58,6 +59,7 @@ from fastflyer.middleware.redirects import RelativeRedirectMiddleware
 from fastflyer.middleware.unanswered import UnansweredErrorMiddleware
 from fastflyer.middleware.websocket import WebSocketContextMiddleware
 from fastflyer.openapi import document_answers
+from fastflyer.registry import register_registry
 from fastflyer.routing import FlyerRoute, adopt
 from fastflyer.schemas import DataResponse, ErrorResponse
 from fastflyer.service import service_name
@@ -83,7 +85,8 @@ _DOCS_ARGUMENTS = ("openapi_url", "docs_url", "redoc_url", "swagger_ui_oauth2_re
 
 # The readiness route answers JSONResponse itself (200 or 503, even with always_http_200).
 _READINESS_ANSWERS: dict[int | str, dict[str, Any]] = {
-    200: {"model": DataResponse[ReadinessReport], "description": "Every component is up"},
+    200: {"model": DataResponse[ReadinessReport],
+          "description": "No component is down (each is up or degraded)"},
     503: {"model": DataResponse[ReadinessReport],
           "description": "A component is down (its error says why)"},
 }
@@ -186,6 +189,7 @@ class FlyerAPI(FastAPI):
             # environment is not read again.
             base_url = load_settings(
                 {"base_url": f"{config.__name__}.PREFIX"}, warn_unknown=False,
+                config_center=False,
                 **{**dict(settings), "base_url": config.PREFIX}).base_url
         version = config.VERSION if config.VERSION and "version" not in explicit \
             else settings.version
@@ -240,6 +244,8 @@ class FlyerAPI(FastAPI):
         self.lifecycle.add("thread pool", start=self._size_thread_pool)
         self.lifecycle.add("access log", stop=self._close_access_log)
         register_components(settings, self.readiness, self.lifecycle)
+        #: What follows the config center in this process (None: flyer_config_enabled=0).
+        self.config_sync = register_config_center(settings, self.readiness, self.lifecycle)
         # The service's name namespaces what its workers and instances share in Redis.
         self.service_name = service_name(settings, self.title,
                                          app_dir.parent if app_dir is not None else None)
@@ -259,6 +265,8 @@ class FlyerAPI(FastAPI):
         # After the apps: routing tries routes in order, and the apps' are the busy ones.
         self._install_framework_routes()
         self._refuse_duplicate_routes()
+        # Last: it starts after every other component, and withdraws first when stopping.
+        self.registry = register_registry(self)
         built(self.app_context)  # outside any app's context, the last app built is used
 
     # --- building -------------------------------------------------------------------

@@ -187,14 +187,21 @@ def _export_flags(args: argparse.Namespace, port: int) -> None:
     the port actually bound included."""
     import os
 
+    from fastflyer.config_center import FLAGS_VARIABLE
+
     values = {name: getattr(args, name, None) for name in _SETTING_FLAGS}
     values["port"] = port
+    exported = []
     for name, value in values.items():
         if value is None or value is False:
             continue
         for key in [key for key in os.environ if key.lower() == f"flyer_{name}"]:
             del os.environ[key]  # one spelling only: the names are case-insensitive
         os.environ[f"flyer_{name}"] = "1" if value is True else str(value)
+        exported.append(f"flyer_{name}")
+    # The config center (read again where the app is built) leaves these alone: the
+    # command line wins over it.
+    os.environ[FLAGS_VARIABLE] = ",".join(exported)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -11,7 +11,8 @@ on standard error and exit status 1, and a gunicorn worker into its boot-error s
      ├── TaskStateUnavailable (RuntimeError)   Redis does not answer for the task state
      ├── BundleError          (RuntimeError)   the running SDK cannot be made into a wheel
      ├── ScaffoldError        (ValueError)     a project cannot be written as asked
-     └── BindError            (OSError)        the server cannot listen on the address
+     ├── BindError            (OSError)        the server cannot listen on the address
+     └── ConfigCenterUnavailable (ConnectionError) the config center cannot be read at start
 
 ``FlyerError`` (:mod:`fastflyer.errors`) is something else: the business error an endpoint
 raises to answer with a code and message. Each class is defined beside the code that raises
@@ -28,6 +29,7 @@ from fastkit._lazy import lazy_exports
 if TYPE_CHECKING:
     from fastflyer.application import DuplicateRouteError
     from fastflyer.bundle import BundleError
+    from fastflyer.config_center import ConfigCenterUnavailable
     from fastflyer.discovery import AppLoadError
     from fastflyer.launch import BindError
     from fastflyer.message import KafkaNotReady
@@ -35,7 +37,8 @@ if TYPE_CHECKING:
     from fastflyer.settings import SettingsError
     from fastflyer.task_state import NotServiceWide, TaskStateUnavailable
 
-__all__ = ["AppLoadError", "BindError", "BundleError", "DuplicateRouteError", "FastFlyerError",
+__all__ = ["AppLoadError", "BindError", "BundleError", "ConfigCenterUnavailable",
+           "DuplicateRouteError", "FastFlyerError",
            "KafkaNotReady", "NotServiceWide", "ScaffoldError", "SettingsError",
            "TaskStateUnavailable"]
 
@@ -54,6 +57,7 @@ _HOMES = {
     "BundleError": "fastflyer.bundle",
     "ScaffoldError": "fastflyer.scaffold",
     "BindError": "fastflyer.launch",
+    "ConfigCenterUnavailable": "fastflyer.config_center",
 }
 
 

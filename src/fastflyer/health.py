@@ -7,16 +7,29 @@ else (middleware, auth, routing), so a busy app still answers its probes cheaply
 methods go to routing: 405 with ``Allow``, OPTIONS 204.
 
 Readiness: ``/health_check/ready`` (and ``{base_url}/health_check/ready``) runs every
-registered check concurrently, each within its timeout, and answers 200 when all are
-up, 503 when one is down::
+registered check concurrently, each within its timeout, and answers 200 when none is
+down, 503 when one is::
 
     app.readiness.register("redis", lambda: redis.ping(), timeout=1.0)
 
     {"code": 200, "message": "success",
      "data": {"ready": true, "components": {"redis": {"status": "up", "latency_ms": 0.41}}}}
 
-A down component says why in ``error`` (the exception's type and message, never a
-traceback). A ``def`` check runs on a daemon thread (:func:`fastkit.utils.run_in_daemon_thread`),
+A check that returns is "up"; one that raises (or overruns its timeout) is "down", and
+says why in ``error`` (the exception's type and message, never a traceback). A check
+that raises :class:`Degraded` is "degraded": the component works, but not fully (the
+config center unreachable, the service running on the last values it had); ``error``
+is the exception's message, and the app stays ready (200)::
+
+    def config_center() -> None:
+        if not client.reachable():
+            raise Degraded("config center unreachable; serving the values of 10:42")
+
+    {"code": 200, "message": "success",
+     "data": {"ready": true, "components": {"config": {"status": "degraded",
+              "latency_ms": 0.2, "error": "config center unreachable; ..."}}}}
+
+ A ``def`` check runs on a daemon thread (:func:`fastkit.utils.run_in_daemon_thread`),
 one at a time per component: probes that come while it runs wait for the same run, and
 one that never returns delays neither later probes past their timeout nor the process's
 exit. An ``async def`` check is cancelled at its timeout.
@@ -36,9 +49,16 @@ from pydantic.json_schema import SkipJsonSchema
 
 from fastkit.utils.threads import run_in_daemon_thread
 
-__all__ = ["Check", "ComponentHealth", "Readiness", "ReadinessReport", "health_paths"]
+__all__ = ["Check", "ComponentHealth", "Degraded", "Readiness", "ReadinessReport",
+           "health_paths"]
 
 Check = Callable[[], Any] | Callable[[], Awaitable[Any]]
+
+
+class Degraded(Exception):
+    """Raise it from a readiness check to report the component "degraded": it works, but
+    not fully. The exception's message becomes the component's ``error``; readiness stays
+    ready (200), unlike any other exception (the component "down", 503)."""
 
 
 def health_paths(base_url: str) -> tuple[str, ...]:
@@ -49,17 +69,20 @@ def health_paths(base_url: str) -> tuple[str, ...]:
 class ComponentHealth(BaseModel):
     """One component's probe (documents the readiness answer)."""
 
-    status: Literal["up", "down"]
+    status: Literal["up", "degraded", "down"] = Field(
+        description='"up": the check returned; "degraded": it raised Degraded (working, '
+        'not fully; the app stays ready); "down": it raised or overran its timeout.')
     latency_ms: float = Field(description="How long the check took.")
     error: str | SkipJsonSchema[None] = Field(
-        default=None, description="Why it is down; only when down.",
+        default=None, description="Why it is down (the exception's type and message) or "
+        "degraded (the message); only then.",
         exclude_if=lambda value: value is None)
 
 
 class ReadinessReport(BaseModel):
     """The readiness answer's ``data``."""
 
-    ready: bool = Field(description="Every component is up.")
+    ready: bool = Field(description="No component is down (each is up or degraded).")
     components: dict[str, ComponentHealth] = Field(description="Each component, by name.")
 
 
@@ -102,6 +125,9 @@ class Readiness:
             else:
                 await asyncio.wait_for(asyncio.shield(self._in_thread(component)),
                                        component.timeout)
+        except Degraded as exc:
+            return {"status": "degraded", "error": str(exc) or type(exc).__name__,
+                    "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
         except Exception as exc:
             error = (f"no answer within {component.timeout:g} s"
                      if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}")
@@ -121,9 +147,10 @@ class Readiness:
         return running[1]
 
     async def report(self) -> dict[str, Any]:
-        """``{"ready": bool, "components": {name: {"status", "latency_ms"[, "error"]}}}``."""
+        """``{"ready": bool, "components": {name: {"status", "latency_ms"[, "error"]}}}``;
+        ready when no component is "down" (each is "up" or "degraded")."""
         components = list(self._components.values())
         results = await asyncio.gather(*(self._probe(c) for c in components))
         by_name = {c.name: r for c, r in zip(components, results, strict=True)}
-        ready = all(r["status"] == "up" for r in results)
+        ready = all(r["status"] != "down" for r in results)
         return {"ready": ready, "components": by_name}

@@ -1,12 +1,14 @@
 """The uvicorn server both launchers run, and how a stop is bounded and reported.
 
-A stop signal (SIGTERM, SIGINT) starts the stop: the server stops accepting, lets the
-requests in flight finish for up to ``flyer_graceful_timeout`` seconds (the drain; any
-still running then are cut off), then runs the app's stop hooks for up to
-``flyer_shutdown_timeout`` seconds. A process still alive ``STOP_MARGIN`` seconds after
-that (a thread stuck in a call without a timeout, say) logs which threads hold it and
-exits with status :data:`EXIT_UNCLEAN` anyway: no value of any setting means "wait
-forever".
+A stop signal (SIGTERM, SIGINT) starts the stop: the app's stopping hooks run while the
+port still accepts (:meth:`fastflyer.lifespan.Lifecycle.stopping`: a service registry
+withdraws the instance), then the server stops accepting, lets the requests in flight
+finish for up to ``flyer_graceful_timeout`` seconds (the drain; any still running then
+are cut off), then runs the app's stop hooks; the stopping and the stop hooks get
+``flyer_shutdown_timeout`` seconds in total. A process still alive ``STOP_MARGIN``
+seconds after that (a thread stuck in a call without a timeout, say) logs which threads
+hold it and exits with status :data:`EXIT_UNCLEAN` anyway: no value of any setting
+means "wait forever".
 
 The stop was clean when nothing was cut off, every stop hook finished in time and the
 process exited on its own; ``fastflyer run`` and ``fastflyer serve`` then exit with 0,
@@ -24,7 +26,9 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+from uvicorn.importer import import_from_string
 
+from fastflyer.lifespan import Lifecycle
 from fastflyer.settings import STOP_MARGIN, FlyerSettings
 from fastkit.logging import logger
 
@@ -90,9 +94,42 @@ class FlyerServer(uvicorn.Server):
         self._arm()
 
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
-        """The stop, however it came (a signal, ``limit_max_requests``), within the budget."""
+        """The stop, however it came (a signal, ``limit_max_requests``), within the budget:
+        the served app's stopping hooks first, while the listener still accepts (only
+        after the server started serving, and not on a stop at once), then uvicorn's
+        stop (the listener closed, the drain, the lifespan's shutdown)."""
         self._arm()
-        await super().shutdown(sockets)
+        try:
+            lifecycle = self._served_lifecycle()
+            if lifecycle is not None and self.started and not self.force_exit:
+                # uvicorn's limit_max_requests ends serving without should_exit, which
+                # only a signal (or the master's end, on_tick) sets.
+                lifecycle.recycling = not self.should_exit
+                await lifecycle.stopping()
+        finally:
+            await super().shutdown(sockets)
+
+    def _served_lifecycle(self) -> Lifecycle | None:
+        """The :class:`~fastflyer.lifespan.Lifecycle` of the app served (``None``: an app
+        without one). ``config.app`` is the app itself (under gunicorn, the worker sets
+        it) or its import string (``fastflyer run``: the module is imported already, and
+        is never imported here); failing that (an app factory), the app inside uvicorn's
+        wrappers."""
+        app: Any = self.config.app
+        if isinstance(app, str):
+            try:
+                app = (import_from_string(app)
+                       if app.partition(":")[0] in sys.modules else None)
+            except Exception:  # not importable here: nothing to run
+                app = None
+        lifecycle = getattr(app, "lifecycle", None)
+        inner = getattr(self.config, "loaded_app", None)
+        for _ in range(8):  # uvicorn's few wrappers (proxy headers, message logger, ...)
+            if isinstance(lifecycle, Lifecycle) or inner is None:
+                break
+            lifecycle = getattr(inner, "lifecycle", None)
+            inner = getattr(inner, "app", None)
+        return lifecycle if isinstance(lifecycle, Lifecycle) else None
 
     async def on_tick(self, counter: int) -> bool:
         if (self.parent_pid is not None and not self.should_exit

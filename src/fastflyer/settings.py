@@ -16,6 +16,16 @@ a URL, its password only). Host names, IP addresses and URLs (``flyer_host``,
 ``flyer_db_url``, ``flyer_redis_host``, ``flyer_kafka_servers``, ``flyer_cors_origins``)
 are checked here, not when something first connects.
 
+The etcd config center (``flyer_config_*``, also read under the seed's ``flyer_rainbow_*``
+names) and service registry (``flyer_registry_*``, also ``flyer_polaris_*``) are checked
+here too: their endpoints (``http(s)://host[:port]``, no user or password in them), the
+key segments (letters, digits, ``.``, ``_``, ``-``), the intervals, and that what an
+enabled config center needs is set. Where both a name and the seed's name are set, the
+name wins; an error line names the variable that was set. The registry's metadata labels
+come one per variable, ``flyer_registry_metadata_<NAME>`` (or the seed's
+``flyer_polaris_metadata_<NAME>``). :class:`ConfigCenterSettings` holds the config
+center's own variables, so that it can be read before the rest.
+
 :func:`load_settings` also warns, once per process, about every ``flyer_*`` variable
 that is no setting (a typo such as ``flyer_wokers``), naming the closest real one.
 
@@ -32,16 +42,24 @@ import os
 import re
 import shlex
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Self, TypeVar
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from fastflyer.exceptions import FastFlyerError
 from fastkit.logging import LogSettings, parse_flag, parse_level
 
-__all__ = ["BaseConfig", "FlyerSettings", "SettingsError", "load_settings",
+__all__ = ["BaseConfig", "ConfigCenterSettings", "FlyerSettings", "SettingsError",
+           "describe_errors", "load_config_center_settings", "load_settings",
            "unknown_variable_warnings", "warn_unknown_variables"]
 
 # Segments of letters, digits, ".", "_", "-"; never "." or "..", which clients resolve away.
@@ -59,11 +77,34 @@ _LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 # A host this process connects to may also hold '_' (Docker Compose service names do).
 _PEER_LABEL = re.compile(r"^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?$")
 _REDIS_SCHEMES = ("redis", "rediss", "unix")
+# One segment of an etcd key (the config center's and the registry's): no '/', which
+# separates them.
+_KEY_SEGMENT = r"^[A-Za-z0-9._-]*$"
+_ETCD = "http://127.0.0.1:2379"
+# The registry's metadata labels, one variable each: flyer_registry_metadata_<NAME>, or
+# the seed's flyer_polaris_metadata_<NAME>; on the same NAME, the first prefix wins.
+# (Prefixes, not variables: a variable named just so is warned about.)
+_METADATA_PREFIXES = tuple(f"flyer_{group}_metadata_" for group in ("registry", "polaris"))
 
 
 def _allowed(default: Any, allowed: str, **constraints: Any) -> Any:
     """A field whose description says what is allowed (quoted in error lines)."""
     return Field(default, description=allowed, **constraints)
+
+
+def _read_as(*names: str) -> AliasChoices:
+    """The variables a field is read from, ``flyer_<name>`` for each of ``names``: the
+    first one set wins (with a validation alias, pydantic-settings adds no prefix)."""
+    return AliasChoices(*(f"flyer_{name}" for name in names))
+
+
+class _Needs(ValueError):
+    """A model-level finding: setting ``field`` to ``value`` needs the settings
+    ``missing`` too; the error line names each as the variable that is (or may be) set."""
+
+    def __init__(self, field: str, value: Any, missing: list[str]) -> None:
+        self.field, self.value, self.missing = field, value, missing
+        super().__init__(f"{field} needs {', '.join(missing)}")
 
 
 class _Reason(ValueError):
@@ -207,6 +248,63 @@ def _normal_origin(origin: str) -> str:
     return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default else "")
 
 
+def _split_list(value: Any) -> Any:
+    """A comma-separated variable as its items, blanks dropped."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+def _normal_endpoint(endpoint: str, credentials: str) -> str:
+    """``endpoint`` as ``scheme://host[:port]``, lower-case (``host[:port]`` alone is
+    ``http://host[:port]``, as the seed writes it); a :class:`_Reason` if it is no
+    ``http(s)://host[:port]``. ``credentials`` names where the user and password go."""
+    if "@" in endpoint:  # not quoted: what stands before it may be a password
+        raise _Reason("an endpoint is http(s)://host[:port], with no user or password "
+                      f"(those go in {credentials})")
+    if any(char.isspace() or not char.isprintable() for char in endpoint):
+        raise _Reason("an endpoint holds a space or a control character")
+    text = endpoint if "://" in endpoint else f"http://{endpoint}"
+    try:
+        url = urlsplit(text)
+    except ValueError:  # a bracket left open
+        raise _Reason(f"{endpoint!r} is not http(s)://host[:port]") from None
+    try:
+        port = url.port
+    except ValueError:
+        raise _Reason(f"{endpoint!r}: its port is not a number from 1 to 65535") from None
+    if url.scheme.lower() not in ("http", "https"):
+        raise _Reason(f"{endpoint!r}: its scheme is neither http nor https")
+    if (url.path not in ("", "/") or "?" in text or "#" in text or not url.hostname
+            or not _is_host(url.hostname, peer=True)):
+        raise _Reason(f"{endpoint!r} is not http(s)://host[:port]")
+    _check_port(port, f"{endpoint!r}: the port")
+    host = url.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    return f"{url.scheme.lower()}://{host}" + (f":{port}" if port is not None else "")
+
+
+def _endpoints(value: list[str], credentials: str) -> list[str]:
+    """Each of ``value`` as :func:`_normal_endpoint` gives it; at least one."""
+    if not value:
+        raise _Reason("it names no endpoint")
+    return [_normal_endpoint(endpoint, credentials) for endpoint in value]
+
+
+def _metadata_labels(environ: Mapping[str, str]) -> dict[str, str]:
+    """The registry's metadata from ``environ``: ``{NAME: value}`` for each variable
+    ``flyer_registry_metadata_<NAME>`` or ``flyer_polaris_metadata_<NAME>`` (the prefix in
+    any case, ``NAME`` as written; empty values count as unset). On the same ``NAME``,
+    ``flyer_registry_metadata_`` wins."""
+    labels: dict[str, str] = {}
+    for prefix in reversed(_METADATA_PREFIXES):  # the winner last
+        for key in sorted(environ):
+            if key.lower().startswith(prefix) and len(key) > len(prefix) and environ[key]:
+                labels[key[len(prefix):]] = environ[key]
+    return labels
+
+
 class SettingsError(FastFlyerError, ValueError):
     """A ``flyer_*`` variable holds a value that is not allowed: one line per bad variable,
     naming it, the value and what is allowed.
@@ -229,12 +327,88 @@ class SettingsError(FastFlyerError, ValueError):
         return type(self), (list(self.lines),)
 
 
-class FlyerSettings(BaseSettings):
-    """The framework's configuration, from ``flyer_<name>`` variables (any case)."""
+# validate_by_name: a field read under several names (validation_alias) is still given
+# by its own name in code (FlyerSettings(config_enabled=True)).
+_MODEL_CONFIG = SettingsConfigDict(env_prefix="flyer_", case_sensitive=False, extra="ignore",
+                                   validate_default=True, env_ignore_empty=True,
+                                   validate_by_name=True)
 
-    model_config = SettingsConfigDict(env_prefix="flyer_", case_sensitive=False,
-                                      extra="ignore", validate_default=True,
-                                      env_ignore_empty=True)
+
+class ConfigCenterSettings(BaseSettings):
+    """The etcd config center's variables (``flyer_config_*``, or the seed's
+    ``flyer_rainbow_*`` names; where both are set, ``flyer_config_*`` wins): all that
+    reading the config center needs, so that it can be read, and its values put in
+    place, before the rest of :class:`FlyerSettings` is validated.
+    """
+
+    model_config = _MODEL_CONFIG
+
+    config_enabled: bool = _allowed(
+        False, "1 or 0 (1: read the settings from the etcd config center at start)",
+        validation_alias=_read_as("config_enabled", "rainbow_enabled"))
+    config_endpoints: CommaList = _allowed(
+        [_ETCD], "comma-separated etcd URLs, each http(s)://host[:port] with no path, user "
+        "or password (host[:port] alone means http://)",
+        validation_alias=_read_as("config_endpoints", "rainbow_host"))
+    config_app_id: str = _allowed(
+        "", "a key segment: letters, digits, '.', '_', '-' (needed with "
+        "flyer_config_enabled=1)", pattern=_KEY_SEGMENT,
+        validation_alias=_read_as("config_app_id", "rainbow_app_id"))
+    config_env_name: str = _allowed(
+        "", "a key segment: letters, digits, '.', '_', '-' (needed with "
+        "flyer_config_enabled=1)", pattern=_KEY_SEGMENT,
+        validation_alias=_read_as("config_env_name", "rainbow_env_name"))
+    config_group_name: str = _allowed(
+        "", "a key segment: letters, digits, '.', '_', '-' (needed with "
+        "flyer_config_enabled=1)", pattern=_KEY_SEGMENT,
+        validation_alias=_read_as("config_group_name", "rainbow_group_name"))
+    config_user: str = _allowed(
+        "", "an etcd user name (unset: no authentication)",
+        validation_alias=_read_as("config_user", "rainbow_user_id"))
+    config_password: SecretStr = _allowed(
+        SecretStr(""), "the etcd user's password (needs flyer_config_user)",
+        validation_alias=_read_as("config_password", "rainbow_secret_key"))
+    config_sync_enabled: bool = _allowed(
+        True, "1 or 0 (1: changes made in the config center reach the running service)",
+        validation_alias=_read_as("config_sync_enabled", "rainbow_sync_enabled"))
+    config_sync_interval: float = _allowed(
+        10, "a number of seconds from 5 to 86400 (how often the config center is read "
+        "again)", ge=5, le=DAY, allow_inf_nan=False,
+        validation_alias=_read_as("config_sync_interval", "rainbow_sync_interval"))
+    config_allow_unreachable: bool = _allowed(
+        False, "1 or 0 (1: start from the environment alone when the config center cannot "
+        "be reached at start)")
+
+    @field_validator("config_endpoints", mode="before")
+    @classmethod
+    def _split_endpoints(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("config_endpoints")
+    @classmethod
+    def _config_endpoints(cls, value: list[str]) -> list[str]:
+        return _endpoints(value, "flyer_config_user and flyer_config_password")
+
+    @model_validator(mode="after")
+    def _config_complete(self) -> Self:
+        if self.config_enabled:
+            missing = [name for name in ("config_app_id", "config_env_name",
+                                         "config_group_name") if not getattr(self, name)]
+            if missing:
+                raise _Needs("config_enabled", self.config_enabled, missing)
+        if self.config_password.get_secret_value() and not self.config_user:
+            raise _Needs("config_password", self.config_password, ["config_user"])
+        return self
+
+
+_S = TypeVar("_S", bound=ConfigCenterSettings)
+
+
+class FlyerSettings(ConfigCenterSettings):
+    """The framework's configuration, from ``flyer_<name>`` variables (any case); the
+    config center's (:class:`ConfigCenterSettings`) first."""
+
+    model_config = _MODEL_CONFIG
 
     # The seed's base table.
     host: str = _allowed("0.0.0.0", "an IP address (v4 or v6) or a host name (RFC 1123: "
@@ -260,8 +434,9 @@ class FlyerSettings(BaseSettings):
         "finish after a stop signal; unset: 30, or 1 with flyer_reload=1)", ge=0, le=DAY,
         allow_inf_nan=False)
     shutdown_timeout: float = _allowed(
-        10, "a number of seconds > 0, at most 86400 (how long the stop hooks get, in "
-        "total, once the requests are drained)", gt=0, le=DAY, allow_inf_nan=False)
+        10, "a number of seconds > 0, at most 86400 (how long the hooks get in total: "
+        "the stopping hooks before the drain, the stop hooks after it)", gt=0, le=DAY,
+        allow_inf_nan=False)
     keepalive: float = _allowed(5, "a number of seconds from 0 to 86400", ge=0, le=DAY,
                                 allow_inf_nan=False)
     console_log_level: str = _allowed("info", "one of debug, info, warn, error, critical")
@@ -349,6 +524,36 @@ class FlyerSettings(BaseSettings):
         "instance of the service (unset: the app's title, else the project directory's name)",
         pattern=r"^[\w.-]*[^\W_][\w.-]*$")
 
+    # The etcd service registry (the seed's Polaris table: flyer_polaris_* names too).
+    registry_enabled: bool = _allowed(
+        False, "1 or 0 (1: register this instance in the etcd service registry)",
+        validation_alias=_read_as("registry_enabled", "polaris_enabled"))
+    registry_endpoints: CommaList = _allowed(
+        [_ETCD], "comma-separated etcd URLs, each http(s)://host[:port] with no path, user "
+        "or password (host[:port] alone means http://)")
+    registry_namespace: str = _allowed(
+        "default", "a key segment: letters, digits, '.', '_', '-'",
+        pattern=_KEY_SEGMENT, min_length=1,
+        validation_alias=_read_as("registry_namespace", "polaris_namespace"))
+    registry_service: str | None = _allowed(
+        None, "a key segment: letters, digits, '.', '_', '-' (unset: the service's name)",
+        pattern=_KEY_SEGMENT, min_length=1,
+        validation_alias=_read_as("registry_service", "polaris_service"))
+    registry_token: SecretStr = _allowed(
+        SecretStr(""), "etcd credentials as user:password (unset: no authentication)",
+        validation_alias=_read_as("registry_token", "polaris_token"))
+    registry_heartbeat_interval: float = _allowed(
+        5, "a number of seconds from 1 to 86400 (how often the registration is renewed)",
+        ge=1, le=DAY, allow_inf_nan=False,
+        validation_alias=_read_as("registry_heartbeat_interval", "polaris_heartbeat_interval"))
+    registry_host: str | None = _allowed(
+        None, "an IP address or host name other instances reach this one at (unset: this "
+        "machine's address)")
+    # Not read from one variable: see _registry_metadata_from_environment.
+    registry_metadata: Annotated[dict[str, str], NoDecode] = _allowed(
+        {}, "labels, one variable each: flyer_registry_metadata_<NAME>=value (or "
+        "flyer_polaris_metadata_<NAME>=value)")
+
     @property
     def drain_timeout(self) -> float:
         """Seconds requests in flight get to finish after a stop signal
@@ -395,6 +600,49 @@ class FlyerSettings(BaseSettings):
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("registry_endpoints", mode="before")
+    @classmethod
+    def _split_registry_endpoints(cls, value: Any) -> Any:
+        return _split_list(value)
+
+    @field_validator("registry_endpoints")
+    @classmethod
+    def _registry_endpoints(cls, value: list[str]) -> list[str]:
+        return _endpoints(value, "flyer_registry_token")
+
+    @field_validator("registry_token")
+    @classmethod
+    def _etcd_credentials(cls, value: SecretStr) -> SecretStr:
+        user, colon, password = value.get_secret_value().partition(":")
+        if value.get_secret_value() and not (user and colon and password):
+            raise _Reason("it is not user:password")  # quoting nothing of it
+        return value
+
+    @field_validator("registry_host")
+    @classmethod
+    def _registered_host(cls, value: str | None) -> str | None:
+        if value is not None and not _is_host(value, peer=True):
+            raise ValueError("not a host")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _registry_metadata_from_environment(cls, data: Any) -> Any:
+        # Built from every flyer_registry_metadata_<NAME> variable, unless given in code
+        # (FlyerSettings(registry_metadata={...}) replaces them all).
+        if isinstance(data, dict) and "registry_metadata" not in data:
+            labels = _metadata_labels(os.environ)
+            if labels:  # else the default, as for any variable left unset
+                data = {**data, "registry_metadata": labels}
+        return data
+
+    @field_validator("registry_metadata", mode="before")
+    @classmethod
+    def _one_variable_per_label(cls, value: Any) -> Any:
+        if isinstance(value, str):  # flyer_registry_metadata itself
+            raise _Reason("set flyer_registry_metadata_<NAME>=value for each label instead")
         return value
 
     @field_validator("trusted_proxies")
@@ -493,7 +741,10 @@ class BaseConfig:
     PREFIX: str | None = None
 
 
-_PASSWORDS = ("auth_pass", "redis_pass", "kafka_sasl_password")  # shown as *** whole
+_PASSWORDS = ("auth_pass", "redis_pass", "kafka_sasl_password",  # shown as *** whole
+              "config_password", "registry_token")
+# Shown with each endpoint holding '@' (a user, perhaps a password) as *** whole.
+_ENDPOINTS = ("config_endpoints", "registry_endpoints")
 # Shown with the password of a URL masked (Kafka servers and origins hold none, unless mistyped).
 _URLS = ("db_url", "redis_host", "kafka_servers", "cors_origins")
 
@@ -512,6 +763,9 @@ def _shown(name: str, value: Any) -> str:
     """``value`` of setting ``name`` as an error line may show it."""
     if name in _PASSWORDS:
         return "***"
+    if name in _ENDPOINTS:
+        parts = value if isinstance(value, list) else str(value).split(",")
+        return ",".join("***" if "@" in str(part) else str(part) for part in parts)
     if name in _URLS:
         from fastkit.logging.redact import redact_url
 
@@ -520,44 +774,110 @@ def _shown(name: str, value: Any) -> str:
     return str(value)
 
 
+def _variable_names(name: str) -> list[str]:
+    """The variables setting ``name`` is read from, the one that wins first."""
+    field = FlyerSettings.model_fields.get(name)
+    alias = field.validation_alias if field is not None else None
+    if isinstance(alias, AliasChoices):
+        return [str(choice) for choice in alias.choices]
+    return [f"flyer_{name}"]
+
+
+def _alias_fields() -> dict[str, str]:
+    """Each variable a setting with several names is read from (lower-case): the setting."""
+    return {alias: name for name in FlyerSettings.model_fields
+            for alias in _variable_names(name)}
+
+
+def _set_variable(name: str) -> tuple[str, str | None]:
+    """The variable setting ``name`` was read from, spelt as it is set (the names are
+    case-insensitive), and its value; its own name and ``None`` if none is set."""
+    for variable in _variable_names(name):
+        for key, value in os.environ.items():
+            if key.lower() == variable and value:  # an empty one counts as unset
+                return key, value
+    return f"flyer_{name}", None
+
+
+def _given(name: str, shown: str, sources: Mapping[str, str]) -> str:
+    """Setting ``name`` given as ``shown``, the way it was given: ``variable='value'``,
+    ``--flag value`` or ``Source='value'``."""
+    source = sources.get(name)
+    if source is None:
+        from fastflyer.config_center import source_key
+
+        variable = _set_variable(name)[0]
+        key = source_key(variable)
+        where = f" (from the config center's key {key})" if key else ""
+        return f"{variable}={shown!r}{where}"
+    if source.startswith("-"):  # a command-line flag, shown as typed
+        return f"{source} {shlex.quote(shown)}"
+    return f"{source}={shown!r}"
+
+
+def _describe_needs(needs: _Needs, sources: Mapping[str, str]) -> str:
+    """``flyer_rainbow_enabled='1' needs flyer_config_app_id (or flyer_rainbow_app_id)``."""
+    raw = _set_variable(needs.field)[1]  # as the variable has it, if it was set
+    shown = _shown(needs.field, raw if raw is not None and needs.field not in sources
+                   else needs.value)
+    wanted = []
+    for name in needs.missing:
+        own, *others = _variable_names(name)
+        wanted.append(f"{own} (or {', '.join(others)})" if others else own)
+    listed = ", ".join(wanted[:-1]) + " and " if len(wanted) > 1 else ""
+    return f"{_given(needs.field, shown, sources)} needs {listed}{wanted[-1]}"
+
+
+def describe_errors(error: ValidationError, sources: Mapping[str, str] | None = None
+                    ) -> list[str]:
+    """The lines of a :class:`SettingsError` for ``error``, raised by
+    :class:`FlyerSettings` or :class:`ConfigCenterSettings`: one per bad value, naming the
+    variable that was set (or the source ``sources`` gives, as for :func:`load_settings`),
+    its value (passwords and tokens masked) and what is allowed. Raise the
+    :class:`SettingsError` outside the ``except`` block that caught ``error``: ``error``
+    holds every raw value. :func:`load_config_center_settings` does all of this."""
+    return [_describe_error(line, sources or {}) for line in error.errors()]
+
+
 def _describe_error(error: Mapping[str, Any], sources: Mapping[str, str]) -> str:
     loc = error.get("loc") or ()
     name = str(loc[0]) if loc else ""
+    reason = (error.get("ctx") or {}).get("error")
     if not name:  # a model-level rule
+        if isinstance(reason, _Needs):
+            return _describe_needs(reason, sources)
         message = str(error.get("msg", "")).removeprefix("Value error, ")
         return f"flyer_{message}" if message.startswith(("auth_", "kafka_", "cors_")) else message
+    # Read under another name (the seed's): the error is filed under the field's first
+    # name whichever was set.
+    name = _alias_fields().get(name.lower(), name)
     field = FlyerSettings.model_fields.get(name)
     allowed = field.description if field is not None else error.get("msg", "")
-    reason = (error.get("ctx") or {}).get("error")
     if isinstance(reason, _Reason):
         allowed = f"{allowed}; {reason}"
     shown = _shown(name, error.get("input"))
-    source = sources.get(name)
-    if source is None:  # the variable, spelt as it is set (the names are case-insensitive)
-        variable = next((key for key in os.environ if key.lower() == f"flyer_{name}"),
-                        f"flyer_{name}")
-        given = f"{variable}={shown!r}"
-    elif source.startswith("-"):  # a command-line flag, shown as typed
-        given = f"{source} {shlex.quote(shown)}"
-    else:
-        given = f"{source}={shown!r}"
-    return f"{given} is not allowed: {allowed}"
+    return f"{_given(name, shown, sources)} is not allowed: {allowed}"
 
 
 def unknown_variable_warnings(environ: Mapping[str, str] | None = None) -> list[str]:
     """One line for each ``flyer_*`` variable (any case) of ``environ`` (default:
-    ``os.environ``) that is neither a setting nor read elsewhere by FastFlyer, naming
-    the closest real one::
+    ``os.environ``) that is neither a setting (under its name or the seed's, such as
+    ``flyer_rainbow_host``), nor a label of the registry's metadata
+    (``flyer_registry_metadata_<NAME>``, ``flyer_polaris_metadata_<NAME>``), nor read
+    elsewhere by FastFlyer, naming the closest real one::
 
         flyer_wokers is not a FastFlyer setting (did you mean flyer_workers?); it is ignored
     """
     env = os.environ if environ is None else environ
-    known = {f"flyer_{name}" for name in FlyerSettings.model_fields} | _READ_ELSEWHERE
+    known = ({f"flyer_{name}" for name in FlyerSettings.model_fields} | set(_alias_fields())
+             | _READ_ELSEWHERE)
     suffixes = sorted(name.removeprefix("flyer_") for name in known)
     lines = []
     for name in sorted(env, key=str.lower):
         lowered = name.lower()
-        if not lowered.startswith("flyer_") or lowered in known:
+        if not lowered.startswith("flyer_") or lowered in known or any(
+                lowered.startswith(prefix) and len(lowered) > len(prefix)
+                for prefix in _METADATA_PREFIXES):  # a label of the registry's metadata
             continue
         # Compared without the prefix, which every name shares.
         closest = difflib.get_close_matches(lowered.removeprefix("flyer_"), suffixes, n=1)
@@ -580,7 +900,7 @@ def warn_unknown_variables() -> None:
 
 
 def load_settings(sources: Mapping[str, str] | None = None, /, *, warn_unknown: bool = True,
-                  **overrides: Any) -> FlyerSettings:
+                  config_center: bool = True, **overrides: Any) -> FlyerSettings:
     """Read and validate the ``flyer_*`` variables from ``os.environ`` now.
 
     ``overrides`` take the place of variables (``load_settings(port=9000)``); an empty
@@ -592,13 +912,39 @@ def load_settings(sources: Mapping[str, str] | None = None, /, *, warn_unknown: 
     Warns (once per process, in the log) about every ``flyer_*`` variable that is no
     setting (see :func:`unknown_variable_warnings`); ``warn_unknown=False`` checks only,
     for a caller that loads them again once logging is set up.
+
+    With ``flyer_config_enabled=1`` the config center is read first, its values put in
+    ``os.environ`` (:func:`fastflyer.config_center.load_config_center`, which raises
+    :class:`~fastflyer.config_center.ConfigCenterUnavailable` when etcd cannot be read);
+    ``config_center=False`` leaves it out (settings validated again from known values).
     """
+    if config_center:
+        from fastflyer.config_center import load_config_center
+
+        load_config_center()
     if warn_unknown:
         warn_unknown_variables()
+    return _validated(FlyerSettings, sources or {}, overrides)
+
+
+def load_config_center_settings(sources: Mapping[str, str] | None = None, /,
+                                **overrides: Any) -> ConfigCenterSettings:
+    """Read and validate the config center's variables (:class:`ConfigCenterSettings`:
+    ``flyer_config_*``, or the seed's ``flyer_rainbow_*``) from ``os.environ`` now, and no
+    other: what the config center needs before its values are put in place and the rest
+    is validated. ``sources`` and ``overrides`` as for :func:`load_settings`. Raises
+    :class:`SettingsError` naming every bad value; warns about nothing (:func:`load_settings`
+    does, later).
+    """
+    return _validated(ConfigCenterSettings, sources or {}, overrides)
+
+
+def _validated(settings_cls: type[_S], sources: Mapping[str, str],
+               overrides: Mapping[str, Any]) -> _S:
     try:
-        return FlyerSettings(**overrides)
+        return settings_cls(**overrides)
     except ValidationError as exc:
-        lines = [_describe_error(e, sources or {}) for e in exc.errors()]
+        lines = describe_errors(exc, sources)
     # Raised outside the except block: pydantic's error, which holds every raw value
     # (passwords included), is then not even the SettingsError's __context__.
     raise SettingsError(lines)

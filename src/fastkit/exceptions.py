@@ -6,8 +6,11 @@ FastKit call both work.
      ├── DatabaseConfigError   (ValueError)     database settings that cannot work
      ├── CachePoolError        (ValueError)     a cache pool asked for with settings it cannot have
      ├── LogConfigError        (ValueError)     a log level, switch or file option that cannot work
- ├── JobNotFound           (KeyError)       no job has this id in this scheduler
+     ├── JobNotFound           (KeyError)       no job has this id in this scheduler
      ├── LockUnavailable       (RuntimeError)   the lock store cannot be reached
+     ├── EtcdError             (RuntimeError)   etcd refused or failed a call
+     │    ├── EtcdUnavailable  (ConnectionError) no endpoint answered
+     │    └── EtcdAuthError    (PermissionError) the credentials were refused
      └── MessageError          (RuntimeError)   Kafka could not do what was asked
           ├── ProduceError                      a message was not acknowledged
           └── ConsumeError                      the broker is out of reach, or a dead letter failed
@@ -26,13 +29,15 @@ from fastkit._lazy import lazy_exports
 if TYPE_CHECKING:
     from fastkit.cache._local import CachePoolError
     from fastkit.database._url import DatabaseConfigError
+    from fastkit.etcd._client import EtcdAuthError, EtcdError, EtcdUnavailable
     from fastkit.executor._backends import LockUnavailable
     from fastkit.executor._scheduler import JobNotFound
     from fastkit.logging._setup import LogConfigError
     from fastkit.message._consumer import ConsumeError
     from fastkit.message._producer import MessageError, ProduceError
 
-__all__ = ["CachePoolError", "ConsumeError", "DatabaseConfigError", "FastKitError",
+__all__ = ["CachePoolError", "ConsumeError", "DatabaseConfigError", "EtcdAuthError",
+           "EtcdError", "EtcdUnavailable", "FastKitError",
            "JobNotFound", "LockUnavailable", "LogConfigError", "MessageError", "ProduceError"]
 
 
@@ -43,6 +48,9 @@ class FastKitError(Exception):
 _HOMES = {
     "DatabaseConfigError": "fastkit.database._url",
     "CachePoolError": "fastkit.cache._local",
+    "EtcdError": "fastkit.etcd._client",
+    "EtcdUnavailable": "fastkit.etcd._client",
+    "EtcdAuthError": "fastkit.etcd._client",
     "JobNotFound": "fastkit.executor._scheduler",
     "LogConfigError": "fastkit.logging._setup",
     "LockUnavailable": "fastkit.executor._backends",

@@ -23,7 +23,9 @@ import pytest
 from starlette.testclient import TestClient
 
 import fastflyer.app_context
+import fastflyer.config_center
 from fastflyer import FlyerAPI
+from fastflyer.config_center import FLAGS_VARIABLE, ORIGINALS_VARIABLE
 
 DEMO = Path(__file__).parent / "demo_project"
 
@@ -38,6 +40,10 @@ def _clean_flyer_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("flyer_access_log", "0")
     # Nor the settings of an app an earlier test built (the default outside any app).
     monkeypatch.setattr(fastflyer.app_context, "_last_built", None)
+    # Nor what an earlier test's command line or config center left for child processes.
+    for name in (FLAGS_VARIABLE, ORIGINALS_VARIABLE):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(fastflyer.config_center, "_current", None)
 
 
 @pytest.fixture

@@ -28,3 +28,19 @@ class CustomConfig(BaseConfig):
 # class DataBase:
 #     mysql_pool = get_mysql_pool()   # no arguments: flyer_db_url, else SQLite in data/
 #     data_set = get_dataset_pool()
+
+
+# The config center and the service registry (pip install 'fastflyer[etcd]'), both on etcd,
+# are turned on by environment variables, not here (the config center is read before this
+# file's settings; see the FastFlyer README):
+#
+#   flyer_config_enabled=1                       # variables from etcd, into os.environ
+#   flyer_config_endpoints=http://etcd:2379      # comma-separated
+#   flyer_config_app_id={{project_name}}
+#   flyer_config_env_name=prod  flyer_config_group_name=default
+#   # keys: /{app_id}/{env_name}/{group_name}/{NAME}; followed every flyer_config_sync_interval s
+#
+#   flyer_registry_enabled=1                     # this service registered while it is ready
+#   flyer_registry_endpoints=http://etcd:2379
+#   flyer_registry_service={{project_name}}  flyer_registry_metadata_zone=a
+#   # key: /{namespace}/{service}/{host}:{port}, held by a lease kept alive every heartbeat
