@@ -116,6 +116,7 @@ class RegistryService:
         self._task: asyncio.Task[None] | None = None
         self._failure = ""  # the kind of the last failure logged (one WARNING per outage)
         self._ready = False  # the last verdict of the readiness checks
+        self._listed = False  # this process put the key and has not withdrawn it since
 
     def instance(self) -> Instance:
         """The instance this process serves, as registered. Raises ``ValueError`` when the
@@ -225,6 +226,7 @@ class RegistryService:
             else:
                 if registration.lease is not None:  # registered by this process before
                     await run_in_daemon_thread(registration.withdraw)
+                    self._listed = False
                 if self.state != "unready":
                     down = [f"{name}: {health.get('error', 'down')}"
                             for name, health in report.get("components", {}).items()
@@ -255,11 +257,12 @@ class RegistryService:
                         "with a new lease", registration.key)
         self.state = "registered"
         self._failure = ""
+        self._listed = True
 
     def _failed(self, registration: Registration, exc: Exception) -> None:
         kind = type(exc).__name__
         if self.state != "failing" or self._failure != kind:
-            if registration.lease is None:  # nothing registered by this process yet
+            if not self._listed:  # nothing put by this process (a lease may be granted)
                 logger.warning("service registry: {} not registered: {}; trying again "
                                "every {:g} s", registration.key, _why(exc), self.heartbeat)
             else:

@@ -7,10 +7,14 @@ framework's public objects: the demo project's app (``tests/fastflyer/demo_proje
 its answers through the test client with the lifespan run, the launchers' options
 (:func:`~fastflyer.launch.gunicorn_options`, :class:`~fastflyer.server.FlyerServer`), the
 ``fastflyer`` command, the access log, the readiness report against the machine's Redis and
-MariaDB and a real Kafka-protocol broker (tansu). Where the server's answer cannot tell (a
-password sent to a Redis that asks for none, SASL credentials a broker refuses), a TCP relay
-in front of the real server shows what the client sends it. Where the default is cheap to
-observe too, the check compares the two. Validation is tested in ``test_settings.py``.
+MariaDB and a real Kafka-protocol broker (tansu), the config center in a real etcd
+(what it writes in ``os.environ`` is undone after each read), and the service registry in
+it (the key the app's lifespan registers, its record and lease, and the heartbeat's
+warnings; each check in a namespace of its own). Where the server's answer
+cannot tell (a password sent to a Redis that asks for none, SASL credentials a broker
+refuses), a TCP relay in front of the real server shows what the client sends it. Where
+the default is cheap to observe too, the check compares the two. Validation is tested in
+``test_settings.py``.
 
 A fresh Python process is used only where the effect is fixed when the process starts (the
 loguru sinks, OpenTelemetry's global tracer provider) or where a broken setting would make
@@ -40,6 +44,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import redis
 import uvicorn
@@ -48,11 +53,13 @@ from starlette.testclient import TestClient
 
 from fastflyer import FlyerAPI
 from fastflyer.cli import main as fastflyer_command
+from fastflyer.config_center import ConfigCenterUnavailable
 from fastflyer.cpus import usable_cpus
 from fastflyer.http_limits import http_protocol
 from fastflyer.launch import gunicorn_options, listen
 from fastflyer.server import FlyerServer
 from fastflyer.settings import FlyerSettings, load_settings
+from waiting import wait_for
 
 from conftest import DEMO
 
@@ -973,6 +980,403 @@ def check_service_name(setting: Setting) -> None:
         locks.configure(lock_backend, ttl=30.0)  # as it was before any app started
 
 
+# --- the config center (etcd) ---------------------------------------------------------------
+
+# The value the center holds for the checks' variable, and the environment's own.
+CENTER_VALUE, ENVIRONMENT_VALUE = "from the center", "from the environment"
+CENTER_PASSWORD = "Center-Pa55word"  # of the secured etcd's user ``orders``
+
+
+@contextlib.contextmanager
+def restored_environment() -> Iterator[None]:
+    """``os.environ`` as it was before the block, after it: the config center writes the
+    variables it reads (and the originals it replaced) there itself, which the test's
+    monkeypatch knows nothing of; nothing it wrote may reach another check."""
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(before)
+
+
+def center_for(setting: Setting, endpoints: str, **segments: str) -> str:
+    """Set the config center's variables but ``flyer_config_enabled``: ``endpoints``, a
+    fresh app id, env ``prod`` and group ``default`` unless ``segments`` (``app_id``,
+    ``env_name``, ``group_name``) say otherwise; its key prefix, ``/{app}/{env}/{group}/``."""
+    names = {"app_id": f"effects-{uuid.uuid4().hex[:10]}", "env_name": "prod",
+             "group_name": "default", **segments}
+    setting.set(config_endpoints=endpoints, **{f"config_{name}": value
+                                                for name, value in names.items()})
+    return "/{app_id}/{env_name}/{group_name}/".format(**names)
+
+
+def read_center(setting: Setting, **env: object) -> tuple[str | None, str]:
+    """Build the demo app with the config center on and ``env``: what ``EFFECT`` is then
+    (``os.environ``) and the app's version (``flyer_version``), with the environment as it
+    was afterwards. Raises what building the app raises (``ConfigCenterUnavailable``)."""
+    with restored_environment():
+        app = setting.build(config_enabled=1, **env)
+        with serve(app):  # its lifespan closes the center's client
+            return os.environ.get("EFFECT"), app.version
+
+
+def refusal(setting: Setting, **env: object) -> str:
+    """The line building the demo app with the config center on and ``env`` stops with."""
+    with restored_environment(), pytest.raises(ConfigCenterUnavailable) as caught:
+        setting.build(config_enabled=1, **env)
+    return str(caught.value)
+
+
+@pytest.fixture(scope="module")
+def secured_etcd() -> Iterator[Any]:
+    """A private etcd with authentication on: user ``orders`` (password
+    ``CENTER_PASSWORD``) may read and write everything, nobody else anything."""
+    from etcd_server import EtcdServer
+
+    server = EtcdServer()
+    server.start()
+    server.enable_auth("orders", CENTER_PASSWORD)
+    yield server
+    server.close()
+
+
+def check_config_enabled(setting: Setting) -> None:
+    etcd = setting.fixture("etcd")
+    prefix = center_for(setting, etcd.url)
+    etcd.put(f"{prefix}EFFECT", CENTER_VALUE)
+    etcd.put(f"{prefix}flyer_version", "v-center")  # framework settings come from it too
+    setting.monkeypatch.setenv("EFFECT", ENVIRONMENT_VALUE)
+    with restored_environment():
+        off = setting.build()
+        assert (os.environ["EFFECT"], off.version, off.config_sync) == (
+            ENVIRONMENT_VALUE, "v1", None)
+        assert "config" not in readiness(off)
+    with restored_environment():
+        on = setting.build(config_enabled=1)
+        assert (os.environ["EFFECT"], on.version) == (CENTER_VALUE, "v-center")
+        assert readiness(on)["config"]["status"] == "up"
+
+
+def check_config_endpoints(setting: Setting) -> None:
+    # Two values other than the default (127.0.0.1:2379, where a developer's own etcd may
+    # answer): an address where nothing listens, and a list of it and the real etcd.
+    etcd = setting.fixture("etcd")
+    with closed_port() as port:
+        nowhere = f"http://127.0.0.1:{port}"
+        prefix = center_for(setting, nowhere)
+        etcd.put(f"{prefix}EFFECT", CENTER_VALUE)
+        line = refusal(setting)
+        assert f"127.0.0.1:{port} (connection refused)" in line
+        # The endpoint that does not answer is passed over for the next one.
+        assert read_center(setting, config_endpoints=f"{nowhere},{etcd.url}")[0] \
+            == CENTER_VALUE
+
+
+def check_config_segment(setting: Setting, segment: str, values: tuple[str, str]) -> None:
+    """``flyer_config_<segment>`` (``app_id``, ``env_name`` or ``group_name``) chooses the
+    keys read: the same variable under two values of the segment, each read by the app
+    built with it. The default (empty) names no keys (refused with the center on), so
+    there is no comparison with it."""
+    etcd = setting.fixture("etcd")
+    app = {"app_id": f"effects-{uuid.uuid4().hex[:10]}"}  # one app id for the two values
+    for value in values:
+        etcd.put(center_for(setting, etcd.url, **{**app, segment: value}) + "EFFECT", value)
+    setting.monkeypatch.setenv("EFFECT", ENVIRONMENT_VALUE)
+    assert [read_center(setting, **{f"config_{segment}": value})[0] for value in values] \
+        == list(values)
+
+
+def check_config_app_id(setting: Setting) -> None:
+    check_config_segment(setting, "app_id", (f"orders-{uuid.uuid4().hex[:8]}",
+                                             f"billing-{uuid.uuid4().hex[:8]}"))
+
+
+def check_config_env_name(setting: Setting) -> None:
+    check_config_segment(setting, "env_name", ("prod", "staging"))
+
+
+def check_config_group_name(setting: Setting) -> None:
+    check_config_segment(setting, "group_name", ("default", "canary"))
+
+
+def check_config_user(setting: Setting) -> None:
+    etcd = setting.fixture("secured_etcd")
+    etcd.put(f"{center_for(setting, etcd.url)}EFFECT", CENTER_VALUE)
+    assert "user name is empty" in refusal(setting)  # no user: etcd lets nobody in
+    assert read_center(setting, config_user="orders",
+                       config_password=CENTER_PASSWORD)[0] == CENTER_VALUE
+    line = refusal(setting, config_user="someone-else", config_password=CENTER_PASSWORD)
+    assert "refused user 'someone-else'" in line and CENTER_PASSWORD not in line
+
+
+def check_config_password(setting: Setting) -> None:
+    etcd = setting.fixture("secured_etcd")
+    etcd.put(f"{center_for(setting, etcd.url)}EFFECT", CENTER_VALUE)
+    setting.set(config_user="orders")
+    assert "refused user 'orders'" in refusal(setting)  # no password: not let in
+    line = refusal(setting, config_password="Wrong-Pa55word")
+    assert "refused user 'orders'" in line and "Pa55word" not in line
+    assert read_center(setting, config_password=CENTER_PASSWORD)[0] == CENTER_VALUE
+
+
+def check_config_sync_enabled(setting: Setting) -> None:
+    """On by default: the app's lifespan follows the center, and a change made in etcd
+    while it serves reaches ``os.environ`` (etcd's watch brings it within a second). Off:
+    the lifespan starts nothing that follows it (no lifecycle component, no follower
+    thread while it serves), and readiness still reports the center it read at start.
+    That a change then never arrives is not waited for: only what would bring it is
+    shown to be absent."""
+    etcd = setting.fixture("etcd")
+    prefix = center_for(setting, etcd.url)
+    setting.set(config_enabled=1)
+
+    def followers() -> list[str]:
+        return [thread.name for thread in threading.enumerate()
+                if thread.name == "fastflyer-config"]
+
+    for sync, follows in ((None, True), (0, False)):
+        etcd.put(f"{prefix}EFFECT", "before")
+        with restored_environment():
+            app = setting.build() if sync is None else setting.build(config_sync_enabled=sync)
+            assert ("config center" in app.lifecycle.names) is follows
+            with serve(app) as client:
+                report = client.get("/health_check/ready").json()["data"]["components"]
+                assert report["config"]["status"] == "up"
+                assert bool(followers()) is follows
+                if follows:
+                    etcd.put(f"{prefix}EFFECT", "after")
+                    wait_for(lambda: os.environ.get("EFFECT") == "after", timeout=8,
+                             what="the change followed")
+        wait_for(lambda: not followers(), timeout=5, what="the follower stopped")
+
+
+def check_config_sync_interval(setting: Setting) -> None:
+    """The center is read again every ``flyer_config_sync_interval`` seconds whatever the
+    watch says. A variable overwritten in this process is a change no watch of etcd can
+    see: only those reads put the center's value back. The follower reads at once when
+    the lifespan starts, then after the interval: the time between the two is 5 s (the
+    smallest value allowed), where the default would be 10 s."""
+    etcd = setting.fixture("etcd")
+    etcd.put(f"{center_for(setting, etcd.url)}EFFECT", CENTER_VALUE)
+
+    def put_back(what: str) -> float:
+        wait_for(lambda: os.environ.get("EFFECT") == CENTER_VALUE, timeout=9, what=what)
+        return time.monotonic()
+
+    with restored_environment():
+        app = setting.build(config_enabled=1, config_sync_interval=5)
+        assert app.config_sync is not None and app.config_sync.settings.config_sync_interval == 5
+        os.environ["EFFECT"] = "overwritten here"
+        with serve(app):
+            first = put_back("the read when the lifespan starts")
+            os.environ["EFFECT"] = "overwritten here"
+            second = put_back("the read an interval later")
+    assert 4.9 <= second - first < 8, second - first
+
+
+def check_config_allow_unreachable(setting: Setting) -> None:
+    setting.monkeypatch.setenv("EFFECT", ENVIRONMENT_VALUE)
+    with closed_port() as port:
+        center_for(setting, f"http://127.0.0.1:{port}")
+        assert f"127.0.0.1:{port} (connection refused)" in refusal(setting)
+        with restored_environment():
+            app = setting.build(config_enabled=1, config_allow_unreachable=1)
+            config = readiness(app)["config"]
+            assert os.environ["EFFECT"] == ENVIRONMENT_VALUE  # the environment alone
+    assert config["status"] == "degraded" and "serving the last values" in config["error"]
+
+
+# --- the service registry (etcd) ------------------------------------------------------------
+
+DEMO_SERVICE = "demo-api"  # the demo project's service name (its API_TITLE, "Demo API")
+DEMO_PORT = 8080  # flyer_port's default: the port an app served by no server registers
+
+
+def fresh(what: str) -> str:
+    """A key segment no other check or test uses: ``what`` and a random suffix."""
+    return f"{what}-{uuid.uuid4().hex[:10]}"
+
+
+def registry_keys(etcd: Any, prefix: str) -> dict[str, dict[str, Any]]:
+    """What ``etcd`` holds under ``prefix``, read through its v3 JSON gateway (as root when
+    its authentication is on): ``{key: {"record": <the JSON value>, "lease": <id>}}``."""
+    end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
+    response = httpx.post(f"{etcd.url}/v3/kv/range", json={
+        "key": base64.b64encode(prefix.encode()).decode(),
+        "range_end": base64.b64encode(end.encode()).decode()},
+        headers=etcd._headers(), timeout=5)
+    response.raise_for_status()
+    return {base64.b64decode(kv["key"]).decode(): {
+        "record": json.loads(base64.b64decode(kv["value"])), "lease": int(kv.get("lease", 0))}
+        for kv in response.json().get("kvs") or []}
+
+
+def granted_ttl(etcd: Any, lease: int) -> int:
+    """The TTL (seconds) ``etcd`` granted ``lease``, as its ``timetolive`` call says."""
+    response = httpx.post(f"{etcd.url}/v3/kv/lease/timetolive", json={"ID": str(lease)},
+                          headers=etcd._headers(), timeout=5)
+    response.raise_for_status()
+    return int(response.json().get("grantedTTL", 0))
+
+
+@dataclass
+class Registered:
+    """One instance as the registry held it while the app served."""
+
+    key: str
+    record: dict[str, Any]  # the key's JSON value
+    ttl: int  # seconds: the TTL granted to the lease holding the key
+
+    @property
+    def segments(self) -> list[str]:
+        """The key's segments: namespace, service, ``host:port``."""
+        return self.key.split("/")[1:]
+
+
+def registered_while_serving(setting: Setting, etcd: Any, prefix: str,
+                             **env: object) -> Registered:
+    """Serve the demo app (its lifespan, with no server) with the registry on and ``env``
+    until one instance is registered under ``prefix``; that instance. The key is gone once
+    the lifespan ended (withdrawn at shutdown)."""
+    app = setting.build(registry_enabled=1, **env)
+    with serve(app):
+        wait_for(lambda: registry_keys(etcd, prefix), timeout=20,
+                 what=f"an instance registered under {prefix}")
+        found = registry_keys(etcd, prefix)
+        assert len(found) == 1, found
+        [(key, entry)] = found.items()
+        ttl = granted_ttl(etcd, entry["lease"])
+    assert registry_keys(etcd, prefix) == {}, "not withdrawn when the lifespan ended"
+    return Registered(key, entry["record"], ttl)
+
+
+def refused_registration(setting: Setting, etcd: Any, namespace: str,
+                         **env: object) -> str:
+    """Serve the demo app with the registry on and ``env`` until its heartbeat logs that
+    it cannot register under ``/namespace/``; that WARNING's message (its withdraw at
+    shutdown, refused too, logs another). Nothing is registered there meanwhile."""
+    logs = setting.fixture("logs")
+    start = len(logs.records)
+
+    def warnings() -> list[str]:
+        return [record["message"] for record in logs.records[start:]
+                if record["level"] == "WARNING" and f"/{namespace}/" in record["message"]
+                and "; trying again every " in record["message"]]
+
+    with serve(setting.build(registry_enabled=1, **env)):
+        wait_for(warnings, timeout=20, what="the heartbeat's warning")
+        assert registry_keys(etcd, f"/{namespace}/") == {}
+    [line] = warnings()  # one per outage, however many heartbeats tried
+    return line
+
+
+def check_registry_enabled(setting: Setting) -> None:
+    etcd = setting.fixture("etcd")
+    namespace = fresh("effects")
+    setting.set(registry_endpoints=etcd.url, registry_namespace=namespace)
+    off = setting.build()
+    assert off.registry is None and "service registry" not in off.lifecycle.names
+    with serve(off) as client:  # served and ready: the instance would be registered now
+        assert client.get("/health_check/ready").status_code == 200
+        assert registry_keys(etcd, f"/{namespace}/") == {}
+    on = registered_while_serving(setting, etcd, f"/{namespace}/")
+    assert on.segments == [namespace, DEMO_SERVICE, on.record["host"] + f":{DEMO_PORT}"]
+
+
+def check_registry_endpoints(setting: Setting) -> None:
+    # Two values other than the default (127.0.0.1:2379, where a developer's own etcd may
+    # answer): an address where nothing listens, and a list of it and the real etcd.
+    etcd = setting.fixture("etcd")
+    namespace = fresh("effects")
+    setting.set(registry_namespace=namespace)
+    with closed_port() as port:
+        nowhere = f"http://127.0.0.1:{port}"
+        line = refused_registration(setting, etcd, namespace, registry_endpoints=nowhere)
+        assert f"127.0.0.1:{port} (connection refused)" in line, line
+        # The endpoint that does not answer is passed over for the next one.
+        entry = registered_while_serving(setting, etcd, f"/{namespace}/",
+                                         registry_endpoints=f"{nowhere},{etcd.url}")
+    assert entry.segments[:2] == [namespace, DEMO_SERVICE]
+
+
+def check_registry_namespace(setting: Setting) -> None:
+    etcd = setting.fixture("etcd")
+    service, namespace = fresh("effects"), fresh("ns")  # the service: no key of another's
+    setting.set(registry_endpoints=etcd.url, registry_service=service)
+    default = registered_while_serving(setting, etcd, f"/default/{service}/")
+    given = registered_while_serving(setting, etcd, f"/{namespace}/{service}/",
+                                     registry_namespace=namespace)
+    assert (default.segments[0], default.record["namespace"]) == ("default", "default")
+    assert (given.segments[0], given.record["namespace"]) == (namespace, namespace)
+    assert given.segments[1:] == default.segments[1:]
+
+
+def check_registry_service(setting: Setting) -> None:
+    etcd = setting.fixture("etcd")
+    namespace = fresh("effects")
+    setting.set(registry_endpoints=etcd.url, registry_namespace=namespace)
+    default = registered_while_serving(setting, etcd, f"/{namespace}/")
+    given = registered_while_serving(setting, etcd, f"/{namespace}/", registry_service="billing")
+    assert (default.segments[1], default.record["service"]) == (DEMO_SERVICE, DEMO_SERVICE)
+    assert (given.segments[1], given.record["service"]) == ("billing", "billing")
+    assert given.segments[::2] == default.segments[::2]  # the namespace and address kept
+
+
+def check_registry_token(setting: Setting) -> None:
+    etcd = setting.fixture("secured_etcd")  # user ``orders``, password CENTER_PASSWORD
+    namespace = fresh("effects")
+    setting.set(registry_endpoints=etcd.url, registry_namespace=namespace)
+    assert "user name is empty" in refused_registration(setting, etcd, namespace)  # none
+    wrong = "Wrong-Pa55word"
+    line = refused_registration(setting, etcd, namespace, registry_token=f"orders:{wrong}")
+    assert "refused user 'orders'" in line, line
+    entry = registered_while_serving(setting, etcd, f"/{namespace}/",
+                                     registry_token=f"orders:{CENTER_PASSWORD}")
+    assert entry.segments[:2] == [namespace, DEMO_SERVICE]
+    # Neither password reaches a log line: none captured here, none in the log files.
+    files = [path.read_text(errors="replace")
+             for path in sorted((setting.tmp_path / "logs").glob("**/*")) if path.is_file()]
+    written = setting.fixture("logs").text() + "".join(files)
+    assert "refused user 'orders'" in written
+    assert wrong not in written and CENTER_PASSWORD not in written
+
+
+def check_registry_heartbeat_interval(setting: Setting) -> None:
+    # The lease holding the key lasts three heartbeats: 15 s by default, 6 s with 2 s.
+    etcd = setting.fixture("etcd")
+    namespace = fresh("effects")
+    setting.set(registry_endpoints=etcd.url, registry_namespace=namespace)
+    default = registered_while_serving(setting, etcd, f"/{namespace}/")
+    given = registered_while_serving(setting, etcd, f"/{namespace}/",
+                                     registry_heartbeat_interval=2)
+    assert (default.ttl, given.ttl) == (15, 6)
+
+
+def check_registry_host(setting: Setting) -> None:
+    # flyer_host is an address of this machine (127.0.0.1): registered by default; the
+    # address given replaces it in the key and the record.
+    etcd = setting.fixture("etcd")
+    namespace = fresh("effects")
+    prefix = f"/{namespace}/{DEMO_SERVICE}/"
+    setting.set(registry_endpoints=etcd.url, registry_namespace=namespace, host="127.0.0.1")
+    default = registered_while_serving(setting, etcd, prefix)
+    given = registered_while_serving(setting, etcd, prefix, registry_host="10.9.8.7")
+    assert (default.key, default.record["host"]) == (f"{prefix}127.0.0.1:{DEMO_PORT}",
+                                                     "127.0.0.1")
+    assert (given.key, given.record["host"]) == (f"{prefix}10.9.8.7:{DEMO_PORT}", "10.9.8.7")
+    assert given.record["base_url"] == f"http://10.9.8.7:{DEMO_PORT}/flyer"
+
+
+def check_registry_metadata(setting: Setting) -> None:
+    etcd = setting.fixture("etcd")
+    namespace = fresh("effects")
+    setting.set(registry_endpoints=etcd.url, registry_namespace=namespace)
+    default = registered_while_serving(setting, etcd, f"/{namespace}/")
+    given = registered_while_serving(setting, etcd, f"/{namespace}/", registry_metadata_zone="a")
+    assert (default.record["metadata"], given.record["metadata"]) == ({}, {"zone": "a"})
+
+
 EFFECTS: dict[str, Callable[..., None]] = {
     "host": check_host,
     "port": check_port,
@@ -1031,6 +1435,24 @@ EFFECTS: dict[str, Callable[..., None]] = {
     "kafka_sasl_password": check_kafka_sasl_password,
     "lock_ttl": check_lock_ttl,
     "service_name": check_service_name,
+    "config_enabled": check_config_enabled,
+    "config_endpoints": check_config_endpoints,
+    "config_app_id": check_config_app_id,
+    "config_env_name": check_config_env_name,
+    "config_group_name": check_config_group_name,
+    "config_user": check_config_user,
+    "config_password": check_config_password,
+    "config_sync_enabled": check_config_sync_enabled,
+    "config_sync_interval": check_config_sync_interval,
+    "config_allow_unreachable": check_config_allow_unreachable,
+    "registry_enabled": check_registry_enabled,
+    "registry_endpoints": check_registry_endpoints,
+    "registry_namespace": check_registry_namespace,
+    "registry_service": check_registry_service,
+    "registry_token": check_registry_token,
+    "registry_heartbeat_interval": check_registry_heartbeat_interval,
+    "registry_host": check_registry_host,
+    "registry_metadata": check_registry_metadata,
 }
 
 
