@@ -29,12 +29,16 @@ following resumes when etcd answers again.
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import re
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from fastflyer.exceptions import FastFlyerError
@@ -64,6 +68,11 @@ ORIGINALS_VARIABLE = "FASTFLYER_CONFIG_ORIGINALS"
 #: The ``flyer_*`` names the command line set (comma-separated): the config center does
 #: not override them.
 FLAGS_VARIABLE = "FASTFLYER_FLAGS"
+#: A file holding the last values any process of this server read, and when etcd was
+#: last found away (JSON; in a private temporary directory, readable by this user only,
+#: removed when the process that made it exits): a worker started while etcd is away
+#: takes these, not the older values its parent read at start.
+CACHE_VARIABLE = "FASTFLYER_CONFIG_CACHE"
 # Seconds each etcd call may take (to connect, between bytes).
 CALL_TIMEOUT = 3.0
 # The longest one watch waits before the loop looks at its stop event again.
@@ -131,8 +140,10 @@ class _Overlay:
         with self.lock:
             originals = self.originals()
             for name, value in values.items():
-                if name.lower() in flags:
-                    continue  # the command line wins
+                if name.lower() in flags:  # the command line wins
+                    _warn_once(self.keys[name][0],
+                               f"is overridden by the command line, which sets {name}")
+                    continue
                 if name not in originals:
                     originals[name] = {spelling: os.environ[spelling]
                                        for spelling in _spellings(name)}
@@ -154,6 +165,49 @@ class _Overlay:
 _overlay = _Overlay()
 
 
+def _cache_path() -> Path:
+    """The cache file of this server's processes (see ``CACHE_VARIABLE``), made on first
+    use by the first process that reads the config center."""
+    path = os.environ.get(CACHE_VARIABLE)
+    if path:
+        return Path(path)
+    directory = tempfile.mkdtemp(prefix="fastflyer-config-")  # mode 0700
+    atexit.register(shutil.rmtree, directory, True)
+    os.environ[CACHE_VARIABLE] = str(Path(directory) / "values.json")
+    return Path(os.environ[CACHE_VARIABLE])
+
+
+def _remember(prefix: str, values: Mapping[str, str], down_since: float | None) -> None:
+    """Write the cache (atomically; a failure is logged, never raised)."""
+    path = _cache_path()
+    try:
+        temporary = path.with_name(f".{os.getpid()}.{threading.get_ident()}.tmp")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w", encoding="utf-8") as file:
+            json.dump({"prefix": prefix, "values": dict(values), "down_since": down_since},
+                      file)
+        os.replace(temporary, path)
+    except OSError as exc:
+        logger.warning("config center: cannot keep the last values in {} ({}); a worker "
+                       "started while etcd is away gets its parent's", path, exc)
+
+
+def _remembered(prefix: str) -> tuple[dict[str, str], float | None] | None:
+    """The values and outage start the cache holds for ``prefix`` (``None``: none)."""
+    path = os.environ.get(CACHE_VARIABLE)
+    try:
+        cached = json.loads(Path(path).read_text(encoding="utf-8")) if path else None
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cached, dict) or cached.get("prefix") != prefix:
+        return None
+    values, down_since = cached.get("values"), cached.get("down_since")
+    if not isinstance(values, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in values.items()):
+        return None
+    return values, float(down_since) if isinstance(down_since, (int, float)) else None
+
+
 def source_key(variable: str) -> str | None:
     """The config center key variable ``variable`` (as spelt in ``os.environ``) was set
     from in this process, or ``None``: for error lines that name where a value came from."""
@@ -173,7 +227,8 @@ def _usable(snapshot: Mapping[str, str], prefix: str) -> dict[str, str]:
     """The variables of ``snapshot`` (keys under ``prefix``); keys that cannot be a
     variable (a NUL, a value too large for a program's environment), that name the config
     center's own settings, or that spell a ``flyer_*`` variable another key already set
-    (in key order: the first wins), are left out with a WARNING (once per key)."""
+    (in key order: the first wins), are left out with a WARNING (once per key), and so
+    are the keys the snapshot could not decode (not UTF-8)."""
     values = {}
     spelt: dict[str, str] = {}  # a flyer_* name in lower case -> the key it was read from
     for key, value in sorted(snapshot.items()):
@@ -196,10 +251,17 @@ def _usable(snapshot: Mapping[str, str], prefix: str) -> dict[str, str]:
             values[name] = value
             if name.lower().startswith("flyer_"):
                 spelt[name.lower()] = key
-        elif (key, why) not in _warned:
-            _warned.add((key, why))
-            logger.warning("config center key {!r} {}: ignored", key, why)
+        else:
+            _warn_once(key, why)
+    for key in getattr(snapshot, "undecodable", ()):
+        _warn_once(key, "holds a value (or is a key) that is not UTF-8 text")
     return values
+
+
+def _warn_once(key: str, why: str) -> None:
+    if (key, why) not in _warned:
+        _warned.add((key, why))
+        logger.warning("config center key {!r} {}: ignored", key, why)
 
 
 _warned: set[tuple[str, str]] = set()
@@ -228,7 +290,7 @@ def load_config_center() -> ConfigSync | None:
     (a worker of ``fastflyer serve``): then a WARNING, and the environment as it is.
     """
     from fastflyer.settings import load_config_center_settings
-    from fastkit.etcd import EtcdAuthError, EtcdError
+    from fastkit.etcd import EtcdError
 
     settings = load_config_center_settings()
     if not settings.config_enabled:
@@ -239,19 +301,33 @@ def load_config_center() -> ConfigSync | None:
     except EtcdError as exc:
         inherited = ORIGINALS_VARIABLE in os.environ
         if not (settings.config_allow_unreachable or inherited):
-            fix = ("fix flyer_config_user and flyer_config_password"
-                   if isinstance(exc, EtcdAuthError) else
-                   "start it, fix flyer_config_endpoints, or set "
-                   "flyer_config_allow_unreachable=1 to start from the environment alone")
             raise ConfigCenterUnavailable(
-                f"the config center cannot be read: {exc}; {fix}") from None
-        sync.outage(exc, "starting with the values of the environment"
-                    + (" (as the parent process read them)" if inherited else ""))
+                f"the config center cannot be read: {exc}; {_fix(exc)}") from None
+        cached = _remembered(sync.prefix) if inherited else None
+        if cached is None:
+            sync.outage(exc, "starting with the values of the environment"
+                        + (" (as the parent process read them)" if inherited else ""))
+        else:  # the last values any process of this server read, and since when it is away
+            _overlay.apply(cached[0], sync.prefix)  # checked when they were read
+            sync.outage(exc, "starting with the last values read")
+            sync.down_since = cached[1] or sync.down_since
     if not settings.config_sync_enabled:
         sync.client.close()  # read once: nothing follows it
     global _current
     _current = sync
     return sync
+
+
+def _fix(error: BaseException) -> str:
+    """What to do about ``error`` at start, naming the variables as they are set."""
+    from fastflyer.settings import variable_name
+    from fastkit.etcd import EtcdAuthError
+
+    if isinstance(error, EtcdAuthError):
+        return (f"fix {variable_name('config_user')} and "
+                f"{variable_name('config_password')}")
+    return (f"start it, fix {variable_name('config_endpoints')}, or set "
+            "flyer_config_allow_unreachable=1 to start from the environment alone")
 
 
 _current: ConfigSync | None = None
@@ -280,12 +356,17 @@ class ConfigSync:
         self._why = ""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._remembered: dict[str, str] | None = None  # the values last written to the cache
 
     def read(self) -> Snapshot:
         """Read every key now and apply it to ``os.environ``. Raises
         :class:`~fastkit.etcd.EtcdError`."""
         snapshot = self.client.get_prefix(self.prefix)
-        changed, removed = _overlay.apply(_usable(snapshot, self.prefix), self.prefix)
+        values = _usable(snapshot, self.prefix)
+        changed, removed = _overlay.apply(values, self.prefix)
+        if values != self._remembered or self.down_since is not None:
+            _remember(self.prefix, values, None)
+            self._remembered = values
         if self.revision:  # a change while running; the first read is the start's values
             _log_changes(changed, removed)
         self.revision = snapshot.revision
@@ -301,6 +382,9 @@ class ConfigSync:
             self.down_since = time.time()
             self._why = str(error)
             logger.warning("the config center cannot be read ({}); {}", error, doing)
+            cached = _remembered(self.prefix)
+            if cached is not None and cached[1] is None:  # the first to find it away
+                _remember(self.prefix, cached[0], self.down_since)
 
     def check(self) -> None:
         """Readiness: nothing while etcd answers; ``Degraded`` during an outage."""
@@ -314,9 +398,11 @@ class ConfigSync:
     def start(self) -> None:
         """Follow the keys on a daemon thread (once)."""
         if self._thread is None:
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._follow, name="fastflyer-config",
-                                            daemon=True)
+            # A stop event per thread: one that outlived stop()'s wait (a read still
+            # waiting on etcd) ends at its next turn instead of following alongside.
+            self._stop = threading.Event()
+            self._thread = threading.Thread(target=self._follow, args=(self._stop,),
+                                            name="fastflyer-config", daemon=True)
             self._thread.start()
 
     def stop(self, timeout: float = 2.0) -> None:
@@ -327,12 +413,12 @@ class ConfigSync:
             thread.join(timeout)
         self.client.close()
 
-    def _follow(self) -> None:
+    def _follow(self, stop: threading.Event) -> None:
         from fastkit.etcd import EtcdError
 
         interval = self.settings.config_sync_interval
         due = time.monotonic()  # the start's read may be old by now (a worker's boot)
-        while not self._stop.is_set():
+        while not stop.is_set():
             try:
                 if time.monotonic() >= due or self.down_since is not None:
                     self.read()
@@ -344,10 +430,10 @@ class ConfigSync:
             except EtcdError as exc:
                 self.outage(exc)
                 due = time.monotonic() + interval
-                self._stop.wait(min(interval, 1.0))
+                stop.wait(min(interval, 1.0))
             except Exception:  # never let the thread die: the values would freeze silently
                 logger.exception("following the config center failed; trying again")
-                self._stop.wait(interval)
+                stop.wait(interval)
 
 
 

@@ -128,7 +128,7 @@ class Readiness:
         except Degraded as exc:
             return {"status": "degraded", "error": str(exc) or type(exc).__name__,
                     "latency_ms": round((time.perf_counter() - started) * 1000, 2)}
-        except Exception as exc:
+        except (Exception, SystemExit) as exc:  # a check that calls sys.exit() is down
             error = (f"no answer within {component.timeout:g} s"
                      if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}")
             return {"status": "down", "error": error,

@@ -22,9 +22,11 @@ import errno
 import logging
 import math
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -182,7 +184,7 @@ def serve(settings: FlyerSettings, project: Path, sock: socket.socket | None = N
     from gunicorn.arbiter import Arbiter
     from gunicorn.errors import HaltServer
 
-    from fastflyer.server import EXIT_UNCLEAN
+    from fastflyer.server import EXIT_UNCLEAN, REPLACED_VARIABLE, mark_replaced
 
     if sock is None:
         sock = listen(settings.host, settings.port)
@@ -243,6 +245,13 @@ def serve(settings: FlyerSettings, project: Path, sock: socket.socket | None = N
                 if not self.stopping:
                     raise
 
+        def kill_worker(self, pid: int, sig: int) -> None:
+            if sig == signal.SIGTERM and not self.stopping:
+                # One worker stopped while the server goes on (a reload, fewer workers):
+                # it leaves the instance listed for the others (fastflyer.server).
+                mark_replaced(pid)
+            super().kill_worker(pid, sig)
+
         def kill_workers(self, sig: int) -> None:
             if sig == signal.SIGKILL and self.WORKERS:
                 self.log.error("%d worker(s) still running %d s after the stop signal: "
@@ -259,4 +268,10 @@ def serve(settings: FlyerSettings, project: Path, sock: socket.socket | None = N
                     raise SystemExit(EXIT_UNCLEAN) from None
                 raise
 
-    Application().run()
+    replaced_dir = tempfile.mkdtemp(prefix="fastflyer-replaced-")
+    os.environ[REPLACED_VARIABLE] = replaced_dir  # the workers inherit it
+    try:
+        Application().run()
+    finally:
+        os.environ.pop(REPLACED_VARIABLE, None)
+        shutil.rmtree(replaced_dir, ignore_errors=True)

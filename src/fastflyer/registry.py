@@ -9,10 +9,11 @@ etcd cluster of ``flyer_registry_endpoints``; the value is its JSON record
 
 - **Which service**: ``flyer_registry_service``, else the service's name
   (:func:`fastflyer.service.service_name`).
-- **Which address**: ``flyer_registry_host`` when set; else ``flyer_host``, unless it is a
-  wildcard (``0.0.0.0``, ``::``), which other machines cannot call: then the address of
-  this machine's default route (:func:`fastkit.utils.net.routable_host`). The port is the
-  one the server bound (``fastflyer run``/``serve --port 0`` tell the app which).
+- **Which address**: ``flyer_registry_host`` when set (a wildcard there is refused at
+  build: nobody can call it); else ``flyer_host``, unless it is a wildcard (``0.0.0.0``,
+  ``::``), which other machines cannot call: then the address of this machine's default
+  route (:func:`fastkit.utils.net.routable_host`). The port is the one the server bound
+  (``fastflyer run``/``serve --port 0`` tell the app which).
 - **Lease and heartbeat**: the key is held by an etcd lease of ``3 ×
   flyer_registry_heartbeat_interval`` seconds, renewed every heartbeat; a killed instance
   (``SIGKILL``, a lost machine) leaves the registry within one TTL.
@@ -32,17 +33,18 @@ etcd cluster of ``flyer_registry_endpoints``; the value is its JSON record
   (:meth:`fastflyer.lifespan.Lifecycle.stopping`), before the listener closes: the
   heartbeat stops first, then the key is deleted and the lease revoked. Every worker does
   it (each put of a worker comes before its own delete, so the key is gone once all have
-  stopped); a key or lease already gone is no error. A worker recycled on its own
-  (``flyer_max_requests``: the server stops with no signal and says so in
-  :attr:`Lifecycle.recycling <fastflyer.lifespan.Lifecycle.recycling>`) only stops its heartbeat and
-  leaves the key to the other workers and to the worker that replaces it; its lease ends
-  within the TTL. The withdraw gets most of the stopping hooks' budget; when etcd does not
-  answer in time a WARNING says so and the key ends with its lease. gunicorn stops single
-  workers with SIGTERM too (a reload on SIGHUP, fewer workers on SIGTTOU): the key then
-  goes until another worker's next heartbeat puts it back. Under a server other than
-  ``fastflyer run``/``serve`` (plain ``uvicorn main:app``) the withdraw happens at the
-  lifespan's shutdown, after the listener closed, and the port registered is
-  ``flyer_port``.
+  stopped); a key or lease already gone is no error. A worker replaced while the server
+  goes on (recycled after ``flyer_max_requests``, which stops it with no signal; or
+  stopped by gunicorn's master in a reload on SIGHUP, or for fewer workers on SIGTTOU,
+  which it marks first: :func:`fastflyer.server.replaced`) says so in
+  :attr:`Lifecycle.recycling <fastflyer.lifespan.Lifecycle.recycling>`, and only stops its
+  heartbeat: the key stays with the other workers and the ones that replace it; its lease
+  ends within the TTL (a replacement that takes longer than the TTL to load the app,
+  with no other worker left, leaves a gap until its first heartbeat). The withdraw gets
+  most of the stopping hooks' budget; when etcd does not answer in time a WARNING says
+  so and the key ends with its lease. Under a server other than ``fastflyer
+  run``/``serve`` (plain ``uvicorn main:app``) the withdraw happens at the lifespan's
+  shutdown, after the listener closed, and the port registered is ``flyer_port``.
 - **etcd away**: a heartbeat that cannot reach etcd logs one WARNING per outage (naming the
   endpoints, never the credentials) and the next heartbeats try again; the key stays
   until its lease ends. When etcd answers again, the lease is renewed or, if it ended
@@ -61,6 +63,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import ipaddress
 from typing import TYPE_CHECKING, Any
 
 from fastflyer.settings import SettingsError
@@ -172,7 +175,9 @@ class RegistryService:
                            "registry when its lease ends, within {} s",
                            registration.key, _why(exc), registration.ttl)
         else:
-            logger.info("service registry: {} withdrawn (stopping)", registration.key)
+            if self._listed:
+                logger.info("service registry: {} withdrawn (stopping)", registration.key)
+            self._listed = False
 
     async def stop(self) -> None:
         """Stop the heartbeat if it still runs and close the etcd client (the stop hook)."""
@@ -194,8 +199,14 @@ class RegistryService:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         next_beat = loop.time()
+        registration = self.registration
         while True:
             await self.tick()
+            # Closed: the heartbeat is over, even when the cancel that came with the close
+            # was lost (on Python 3.11, ``asyncio.wait_for`` swallows a cancel that arrives
+            # as its awaitable completes, and the loop would go on beating forever).
+            if registration is None or registration.closed:
+                return
             next_beat += self.heartbeat
             delay = next_beat - loop.time()
             if delay < 0:  # the tick overran: the next one now, and the rhythm from there
@@ -282,28 +293,50 @@ def _why(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, EtcdError) else f"{type(exc).__name__}: {exc}"
 
 
+def _unspecified(host: str) -> bool:
+    """``host`` is a wildcard address (``0.0.0.0``, ``::`` in any spelling)."""
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
 def register_registry(app: Any) -> RegistryService | None:
     """Wire the service registry into ``app`` (a :class:`~fastflyer.FlyerAPI`: its
     ``settings``, ``readiness``, ``lifecycle``, ``service_name``, ``base_url`` and
     ``version``) when ``flyer_registry_enabled`` is set: start, stopping and stop hooks of
     a :class:`RegistryService`, which it returns (``None`` when disabled).
 
-    Raises :class:`~fastflyer.settings.SettingsError` when the service's name cannot be a
-    key segment (letters, digits, ``.``, ``_``, ``-``) and ``flyer_registry_service`` does
-    not give one.
+    Raises :class:`~fastflyer.settings.SettingsError` when the namespace or the service's
+    name cannot be a key segment (letters, digits, ``.``, ``_``, ``-``; the service's from
+    ``flyer_registry_service``, else the app's name), or when ``flyer_registry_host`` is a
+    wildcard address (``0.0.0.0``, ``::``), which no other machine can call.
     """
     from fastkit.registry import service_prefix
 
     settings: FlyerSettings = app.settings
     if not settings.registry_enabled:
         return None
+    segment = "a key segment: letters, digits, '.', '_', '-' (not '.' or '..')"
+    try:
+        service_prefix(settings.registry_namespace, "service")
+    except ValueError:
+        raise SettingsError([f"flyer_registry_namespace={settings.registry_namespace!r} is "
+                             f"not allowed: {segment}"]) from None
     service = settings.registry_service or app.service_name
     try:
         service_prefix(settings.registry_namespace, service)
     except ValueError:
+        if settings.registry_service:
+            raise SettingsError([f"flyer_registry_service={service!r} is not allowed: "
+                                 f"{segment}"]) from None
         raise SettingsError([
             f"the service's name {service!r} cannot be a registry key segment (letters, "
             "digits, '.', '_', '-'): set flyer_registry_service"]) from None
+    if settings.registry_host is not None and _unspecified(settings.registry_host):
+        raise SettingsError([f"flyer_registry_host={settings.registry_host!r} is not allowed: "
+                             "an address other instances reach this one at, not a wildcard "
+                             "(unset: this machine's address)"])
     lifecycle: Lifecycle = app.lifecycle
     registry = RegistryService(settings, app.readiness, lifecycle, service, app.base_url,
                                str(app.version), stopping_budget=0.8 * lifecycle.stopping_timeout)

@@ -17,11 +17,13 @@ otherwise with :data:`EXIT_UNCLEAN`, after ERROR lines saying what went wrong.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import sys
 import threading
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -32,10 +34,33 @@ from fastflyer.lifespan import Lifecycle
 from fastflyer.settings import STOP_MARGIN, FlyerSettings
 from fastkit.logging import logger
 
-__all__ = ["EXIT_UNCLEAN", "FlyerServer", "stop_problems"]
+__all__ = ["EXIT_UNCLEAN", "REPLACED_VARIABLE", "FlyerServer", "mark_replaced", "replaced",
+           "stop_problems"]
 
 #: Exit status of a server whose stop was not clean (see the module docstring).
 EXIT_UNCLEAN = 1
+
+
+#: A directory (made by ``fastflyer serve``) where gunicorn's master marks each worker it
+#: stops while the server goes on (a reload on SIGHUP, fewer workers on SIGTTOU): a file
+#: named by the worker's pid. Such a worker stops as a recycled one does: the service
+#: registry leaves the instance listed for the workers that replace it.
+REPLACED_VARIABLE = "FASTFLYER_REPLACED_WORKERS"
+
+
+def mark_replaced(pid: int) -> None:
+    """Mark worker ``pid`` as stopped while the server goes on (the master, before its
+    SIGTERM). Does nothing outside ``fastflyer serve``; never raises."""
+    directory = os.environ.get(REPLACED_VARIABLE)
+    if directory:
+        with contextlib.suppress(OSError):
+            Path(directory, str(pid)).touch()
+
+
+def replaced(pid: int) -> bool:
+    """Whether the master marked worker ``pid`` (see :data:`REPLACED_VARIABLE`)."""
+    directory = os.environ.get(REPLACED_VARIABLE)
+    return directory is not None and Path(directory, str(pid)).exists()
 
 
 def stop_problems(app: Any) -> list[str]:
@@ -103,8 +128,9 @@ class FlyerServer(uvicorn.Server):
             lifecycle = self._served_lifecycle()
             if lifecycle is not None and self.started and not self.force_exit:
                 # uvicorn's limit_max_requests ends serving without should_exit, which
-                # only a signal (or the master's end, on_tick) sets.
-                lifecycle.recycling = not self.should_exit
+                # only a signal (or the master's end, on_tick) sets; gunicorn's master
+                # marks the workers it replaces (a reload) before it signals them.
+                lifecycle.recycling = not self.should_exit or replaced(os.getpid())
                 await lifecycle.stopping()
         finally:
             await super().shutdown(sockets)

@@ -60,7 +60,7 @@ from fastkit.logging import LogSettings, parse_flag, parse_level
 
 __all__ = ["BaseConfig", "ConfigCenterSettings", "FlyerSettings", "SettingsError",
            "describe_errors", "load_config_center_settings", "load_settings",
-           "unknown_variable_warnings", "warn_unknown_variables"]
+           "unknown_variable_warnings", "variable_name", "warn_unknown_variables"]
 
 # Segments of letters, digits, ".", "_", "-"; never "." or "..", which clients resolve away.
 BASE_URL_PATTERN = (r"^(/(?:[A-Za-z0-9_-][A-Za-z0-9._-]*|\.[A-Za-z0-9_-][A-Za-z0-9._-]*"
@@ -123,6 +123,24 @@ def _is_host(host: str, *, peer: bool = False) -> bool:
     label = _PEER_LABEL if peer else _LABEL
     return (0 < len(name) <= 253 and all(label.fullmatch(part) for part in labels)
             and not labels[-1].isdigit())  # 1.2.3.999 is a bad address, not a name
+
+
+def _installed(module: str) -> bool:
+    """Whether ``module`` can be imported (``sys.modules[module] = None`` blocks it)."""
+    import importlib.util
+    import sys
+
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    return importlib.util.find_spec(module) is not None
+
+
+def _check_extra(module: str, extra: str) -> None:
+    """A :class:`_Reason` when ``module``, which FastFlyer's ``extra`` installs, is not
+    installed: found where the settings are checked, not as a traceback at first use."""
+    if not _installed(module):
+        raise _Reason(f"it needs {module}, which is not installed: pip install "
+                      f"'fastflyer[{extra}]'")
 
 
 def _check_port(port: int | None, what: str) -> None:
@@ -388,6 +406,13 @@ class ConfigCenterSettings(BaseSettings):
     @classmethod
     def _config_endpoints(cls, value: list[str]) -> list[str]:
         return _endpoints(value, "flyer_config_user and flyer_config_password")
+
+    @field_validator("config_enabled")
+    @classmethod
+    def _config_client(cls, value: bool) -> bool:
+        if value:
+            _check_extra("etcd3gw", "etcd")
+        return value
 
     @model_validator(mode="after")
     def _config_complete(self) -> Self:
@@ -674,6 +699,14 @@ class FlyerSettings(ConfigCenterSettings):
     def _redis_host(cls, value: str | None) -> str | None:
         if value:
             _check_redis(value)
+            _check_extra("redis", "redis")
+        return value
+
+    @field_validator("registry_enabled")
+    @classmethod
+    def _registry_client(cls, value: bool) -> bool:
+        if value:
+            _check_extra("etcd3gw", "etcd")
         return value
 
     @field_validator("cors_origins")
@@ -693,6 +726,7 @@ class FlyerSettings(ConfigCenterSettings):
             return value
         value = ",".join(part.strip() for part in value.split(","))
         _check_kafka(value)
+        _check_extra("aiokafka", "kafka")
         return value
 
     @model_validator(mode="after")
@@ -797,6 +831,13 @@ def _set_variable(name: str) -> tuple[str, str | None]:
             if key.lower() == variable and value:  # an empty one counts as unset
                 return key, value
     return f"flyer_{name}", None
+
+
+def variable_name(name: str) -> str:
+    """The variable setting ``name`` is read from, as it is set (``flyer_rainbow_user_id``
+    when the seed's name is the one set); its own name (``flyer_config_user``) when none
+    is."""
+    return _set_variable(name)[0]
 
 
 def _given(name: str, shown: str, sources: Mapping[str, str]) -> str:

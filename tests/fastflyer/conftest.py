@@ -13,10 +13,11 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import httpx
 import pytest
@@ -157,3 +158,33 @@ def http(request: pytest.FixtureRequest, build: Callable[..., FlyerAPI]) -> Iter
         live: LiveServer = request.getfixturevalue("live")
         with httpx.Client(base_url=live.url, timeout=10) as real:
             yield real
+
+
+def center_variables(url: str, app_id: str = "orders") -> dict[str, str]:
+    """The variables that turn the config center on for ``/{app_id}/prod/default/`` of
+    the etcd at ``url``."""
+    return {"flyer_config_enabled": "1", "flyer_config_endpoints": url,
+            "flyer_config_app_id": app_id, "flyer_config_env_name": "prod",
+            "flyer_config_group_name": "default"}
+
+
+@pytest.fixture
+def restored_environ() -> Iterator[None]:
+    """``os.environ`` as the test found it, afterwards: the config center writes it
+    itself, outside monkeypatch."""
+    before = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(before)
+
+
+@pytest.fixture
+def center(etcd: Any, monkeypatch: pytest.MonkeyPatch,
+           restored_environ: None) -> dict[str, Any]:
+    """The config center on, for a fresh app id on the shared etcd: ``etcd``, ``prefix``
+    (``/{app_id}/prod/default/``) and ``variables``."""
+    app_id = f"app-{uuid.uuid4().hex[:8]}"
+    variables = center_variables(etcd.url, app_id)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    return {"etcd": etcd, "prefix": f"/{app_id}/prod/default/", "variables": variables}

@@ -5,7 +5,6 @@ the seed's alias names, and no password in any log line."""
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,29 +25,14 @@ from fastflyer.config_center import (
 )
 from fastflyer.health import Degraded
 from fastflyer.settings import ConfigCenterSettings, SettingsError, load_settings
+from fastkit.etcd import EtcdUnavailable
 from redis_server import closed_port
 from waiting import wait_for
 
+from conftest import center_variables
 
-@pytest.fixture(autouse=True)
-def _restored_environment() -> Iterator[None]:
-    """The config center writes os.environ itself: each test leaves it as it found it."""
-    before = dict(os.environ)
-    yield
-    os.environ.clear()
-    os.environ.update(before)
-
-
-@pytest.fixture
-def center(etcd: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
-    """Config center variables for a fresh app id on the shared etcd."""
-    app_id = f"app-{uuid.uuid4().hex[:8]}"
-    variables = {"flyer_config_enabled": "1", "flyer_config_endpoints": etcd.url,
-                 "flyer_config_app_id": app_id, "flyer_config_env_name": "prod",
-                 "flyer_config_group_name": "default"}
-    for name, value in variables.items():
-        monkeypatch.setenv(name, value)
-    return {"etcd": etcd, "prefix": f"/{app_id}/prod/default/", "variables": variables}
+# The config center writes os.environ itself: each test leaves it as it found it.
+pytestmark = pytest.mark.usefixtures("restored_environ")
 
 
 def test_values_are_read_at_start_and_win_over_the_environment(
@@ -157,13 +141,50 @@ def test_keys_that_cannot_be_variables_are_ignored_with_a_warning(
     assert len(warnings) == 1, warnings
 
 
-def test_the_command_line_wins_over_the_center(center: dict[str, Any],
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_command_line_wins_over_the_center_and_says_so(
+        center: dict[str, Any], monkeypatch: pytest.MonkeyPatch, logs: Any) -> None:
     etcd, prefix = center["etcd"], center["prefix"]
     etcd.put(f"{prefix}flyer_port", "9001")
     monkeypatch.setenv(FLAGS_VARIABLE, "flyer_port")
     monkeypatch.setenv("flyer_port", "8123")
     assert load_settings().port == 8123
+    assert load_settings().port == 8123  # read twice, told once
+    told = [record["message"] for record in logs.records if record["level"] == "WARNING"
+            and "command line" in record["message"]]
+    assert told == [f"config center key {prefix + 'flyer_port'!r} is overridden by the "
+                    "command line, which sets flyer_port: ignored"]
+
+
+def test_a_process_started_while_etcd_is_away_takes_the_last_values_read(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A worker that gunicorn starts during an outage (after flyer_max_requests) inherits
+    # its master's environment of the start; it takes the last values any worker read.
+    server = EtcdServer()
+    server.start()
+    try:
+        for name, value in center_variables(server.url).items():
+            monkeypatch.setenv(name, value)
+        server.put("/orders/prod/default/FEATURE", "at start")
+        load_config_center()  # the master, at start
+        inherited = dict(os.environ)  # what a worker it starts later inherits
+        worker = load_config_center()
+        assert worker is not None
+        server.put("/orders/prod/default/FEATURE", "followed")
+        worker.read()
+        server.stop()
+        with pytest.raises(EtcdUnavailable) as caught:
+            worker.read()
+        worker.outage(caught.value)
+        os.environ.clear()
+        os.environ.update(inherited)
+        assert os.environ["FEATURE"] == "at start"
+        late = load_config_center()  # the new worker: etcd is away
+        assert late is not None and os.environ["FEATURE"] == "followed"
+        assert late.down_since == worker.down_since  # the outage's start, not its own
+        with pytest.raises(Degraded):
+            late.check()
+    finally:
+        server.close()
 
 
 def test_unreachable_at_start_stops_with_one_line_naming_the_endpoint(
@@ -199,9 +220,7 @@ def test_an_outage_keeps_the_values_warns_once_and_recovers(
     server = EtcdServer()
     server.start()
     try:
-        for name, value in {"flyer_config_enabled": "1", "flyer_config_endpoints": server.url,
-                            "flyer_config_app_id": "orders", "flyer_config_env_name": "prod",
-                            "flyer_config_group_name": "default"}.items():
+        for name, value in center_variables(server.url).items():
             monkeypatch.setenv(name, value)
         server.put("/orders/prod/default/FEATURE", "before")
         sync = load_config_center()
@@ -261,7 +280,9 @@ def test_a_user_and_password_read_the_center_and_the_password_is_never_logged(
     with pytest.raises(ConfigCenterUnavailable) as caught:
         load_settings()
     assert "refused user 'orders'" in str(caught.value)
-    assert str(caught.value).endswith("fix flyer_config_user and flyer_config_password")
+    user = "flyer_config_user" if names == "new" else "flyer_rainbow_user_id"
+    # The variables named as they are set (the seed's, when those are).
+    assert str(caught.value).endswith(f"fix {user} and {password}")
     monkeypatch.setenv(password, variables[password])
     settings = load_settings()
     assert os.environ["SECURED"] == "yes"

@@ -400,3 +400,32 @@ def test_the_config_center_settings_name_a_bad_variable(
         "flyer_rainbow_sync_interval='2' is not allowed: a number of seconds from 5 to 86400 "
         "(how often the config center is read again)"]
     assert SECRET not in str(raised.value)
+
+
+@pytest.mark.parametrize(("variables", "module", "extra"), [
+    ({"flyer_config_enabled": "1", "flyer_config_app_id": "a", "flyer_config_env_name": "b",
+      "flyer_config_group_name": "c"}, "etcd3gw", "etcd"),
+    ({"flyer_rainbow_enabled": "1", "flyer_rainbow_app_id": "a",
+      "flyer_rainbow_env_name": "b", "flyer_rainbow_group_name": "c"}, "etcd3gw", "etcd"),
+    ({"flyer_registry_enabled": "1"}, "etcd3gw", "etcd"),
+    ({"flyer_polaris_enabled": "1"}, "etcd3gw", "etcd"),
+    ({"flyer_redis_host": "127.0.0.1"}, "redis", "redis"),
+    ({"flyer_kafka_servers": "127.0.0.1:9092"}, "aiokafka", "kafka"),
+], ids=["config", "rainbow", "registry", "polaris", "redis", "kafka"])
+def test_a_feature_whose_extra_is_not_installed_says_which_to_install(
+        monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], module: str,
+        extra: str) -> None:
+    # Turned on without its client library: one line at start naming the extra, not a
+    # traceback (or a WARNING repeated every heartbeat) at first use.
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)  # as in an install without the extra
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError) as caught:
+        load_settings(warn_unknown=False)
+    line = str(caught.value)
+    assert line.count("\n") == 0
+    assert line.startswith(f"{next(iter(variables))}=")
+    assert line.endswith(f"it needs {module}, which is not installed: pip install "
+                         f"'fastflyer[{extra}]'")

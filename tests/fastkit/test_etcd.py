@@ -172,3 +172,49 @@ def test_refused_credentials_raise_without_the_password(secured: EtcdServer, key
     assert isinstance(caught.value, EtcdError)
     assert "wrong-pass" not in str(caught.value)
     assert secured.url.removeprefix("http://") in str(caught.value)
+
+
+@pytest.mark.parametrize("module", ["etcd3gw", "requests"])
+def test_without_the_extra_a_call_says_what_to_install(monkeypatch: pytest.MonkeyPatch,
+                                                       module: str) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, module, None)  # as in an install without the extra
+    client = EtcdClient("http://127.0.0.1:2379")  # building it imports neither
+    with pytest.raises(ImportError, match=r"pip install 'fastflyer\[etcd\]'") as caught:
+        client.get("/x")
+    assert module in str(caught.value)
+
+
+@pytest.mark.parametrize(("status", "body"), [
+    (200, b"<html>a proxy's page</html>"), (200, b"{}"), (200, b'{"ID": "0"}'),
+    (502, b"<html>" + b"x" * 5000 + b"</html>")], ids=["html", "empty", "lease-0", "502"])
+def test_a_server_that_is_not_etcd_is_an_etcd_error(status: int, body: bytes) -> None:
+    # Another server on the port (a proxy, the wrong service): an EtcdError saying so,
+    # never a JSONDecodeError or KeyError, and never a lease 0, which would never end.
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class NotEtcd(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), NotEtcd)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with EtcdClient(f"http://127.0.0.1:{server.server_address[1]}", timeout=3) as client:
+            with pytest.raises(EtcdError) as caught:
+                client.grant(5)
+            with pytest.raises(EtcdError):
+                client.get_prefix("/x/")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert len(str(caught.value)) < 400

@@ -6,6 +6,8 @@ unicode, and a client used after its directory is closed."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import contextlib
 import json
 import random
 import threading
@@ -86,6 +88,10 @@ def test_records_that_are_no_instance_are_skipped_with_a_warning(
         etcd_client.put(f"{prefix}{name}:1", record if isinstance(record, str)
                         else json.dumps(record))
     etcd_client.put(f"{prefix}sub/dir:1", json.dumps({"host": "127.0.0.1", "port": 80}))
+    httpx.post(f"{etcd_client.endpoints[0]}/v3/kv/put", json={
+        "key": base64.b64encode(f"{prefix}binary:1".encode()).decode(),
+        "value": base64.b64encode(b'{"host": "\xff", "port": 80}').decode()},
+        timeout=5).raise_for_status()
     etcd_client.put(f"{prefix}port-string:1",
                     json.dumps({"host": "127.0.0.1", "port": str(backend.port)}))
     etcd_client.put(f"{prefix}upper-scheme:1",
@@ -94,7 +100,7 @@ def test_records_that_are_no_instance_are_skipped_with_a_warning(
     assert [(i.host, i.port, i.scheme) for i in found] == [
         ("127.0.0.1", backend.port, "http"), ("127.0.0.1", 81, "http")]
     warned = " ".join(r["message"] for r in logs.records if r["level"] == "WARNING")
-    for name in [*BAD_RECORDS, "sub/dir"]:
+    for name in [*BAD_RECORDS, "sub/dir", "binary"]:
         assert f"'{prefix}{name}:1'" in warned, name
     # Every call goes to the one good instance, never a bad record.
     etcd_client.delete(f"{prefix}upper-scheme:1")
@@ -106,7 +112,7 @@ def test_records_that_are_no_instance_are_skipped_with_a_warning(
 def test_instance_refuses_what_no_url_can_hold() -> None:
     for kwargs in [{"port": True}, {"host": "evil.example:80"}, {"host": "a\nb"},
                    {"scheme": "ftp"}, {"scheme": "http://x"}]:
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=r"port|host|scheme"):
             Instance(**{"service": "svc", "host": "127.0.0.1", "port": 80, **kwargs})
     assert Instance("svc", "::1", 80).address == "http://[::1]:80"
     assert Instance("svc", "127.0.0.1", 80, scheme="HTTPS").address == "https://127.0.0.1:80"
@@ -185,10 +191,8 @@ def test_instances_coming_and_going_while_clients_call(
                     task = asyncio.ensure_future(client.get("/x"))
                     await asyncio.sleep(random.random() * 0.005)
                     task.cancel()
-                    try:
+                    with contextlib.suppress(asyncio.CancelledError):
                         await task
-                    except asyncio.CancelledError:
-                        pass
                 assert (await client.get("/x")).status_code == 200
 
         asyncio.run(calls())

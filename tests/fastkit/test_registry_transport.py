@@ -277,3 +277,22 @@ def test_an_unreachable_registry_is_a_connect_error() -> None:
 def test_the_directory_client_refuses_a_base_url(directory: ServiceDirectory) -> None:
     with pytest.raises(TypeError, match="base_url"):
         directory.client("orders", base_url="http://elsewhere")
+
+
+def test_the_call_log_names_the_instance_that_answered_and_the_one_that_refused(
+        call: Caller, backends: tuple[Backend, Backend], etcd_client: EtcdClient,
+        namespace: str, logs: Any) -> None:
+    a, b = backends
+    register(etcd_client, namespace, a)
+    register(etcd_client, namespace, b)
+    b.stop()  # refused: the call goes on to the other instance
+    names = call.many(4)
+    assert names == ["a"] * 4
+    lines = [json.loads(record["message"]) for record in logs.records
+             if record["message"].startswith('{"direction": "out"')]
+    assert len(lines) == 4
+    assert {line["instance"] for line in lines} == {f"http://127.0.0.1:{a.port}"}
+    assert all(line["url"] == "http://orders/" for line in lines)  # as the caller wrote it
+    retried = [record["message"] for record in logs.records if "retrying" in
+               record["message"].lower() or "retry" in record["message"].lower()]
+    assert retried, "the refused attempt was retried"

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import math
 import threading
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -26,6 +28,8 @@ __all__ = ["DEFAULT_ENDPOINT", "EtcdAuthError", "EtcdClient", "EtcdError", "Etcd
            "Snapshot", "prefix_end"]
 
 DEFAULT_ENDPOINT = "http://127.0.0.1:2379"
+# The longest one etcd watch stream lasts (seconds): wait_for_change waits in such slices.
+_WATCH_SLICE = 1.0
 
 
 class EtcdError(FastKitError, RuntimeError):
@@ -65,7 +69,8 @@ def _shown(endpoint: str) -> str:
 def _endpoint(endpoint: str) -> str:
     """``endpoint`` as ``scheme://host[:port]`` without a trailing ``/`` (``host[:port]``
     alone is ``http://host[:port]``); ``ValueError`` when it is no http(s) URL with a
-    host (the message never quotes what stands before an ``@``)."""
+    host and nothing after the port (no path, query or space; the message never quotes
+    what stands before an ``@``)."""
     text = endpoint.strip()
     text = (text if "://" in text else f"http://{text}").rstrip("/")
     try:
@@ -73,7 +78,9 @@ def _endpoint(endpoint: str) -> str:
         url.port  # noqa: B018 -- raises ValueError for a port that is no number
     except ValueError:
         url = None
-    if url is None or url.scheme.lower() not in ("http", "https") or not url.hostname:
+    if (url is None or url.scheme.lower() not in ("http", "https") or not url.hostname
+            or url.path or url.query or url.fragment or "?" in text or "#" in text
+            or any(char.isspace() or not char.isprintable() for char in text)):
         raise ValueError(f"an etcd endpoint is http(s)://host[:port], not "
                          f"{endpoint.rsplit('@', 1)[-1]!r}")
     return text
@@ -86,9 +93,12 @@ _watch_bound = threading.local()
 
 class Snapshot(dict[str, str]):
     """The keys under a prefix (``{key: value}``, UTF-8 text) and the store's revision when
-    they were read (``revision``; watch from ``revision + 1`` to miss nothing)."""
+    they were read (``revision``; watch from ``revision + 1`` to miss nothing).
+    ``undecodable``: the keys left out because key or value is not UTF-8 text (each key
+    as text, with ``\\x..`` for its bytes that are not UTF-8), for the caller to report."""
 
     revision: int = 0
+    undecodable: tuple[str, ...] = ()
 
 
 class _AuthSession:
@@ -116,8 +126,9 @@ class _AuthSession:
 
             def request(self, method: str, url: str,  # type: ignore[override]
                         **kwargs: Any) -> requests.Response:
-                kwargs.setdefault("timeout", (timeout, getattr(_watch_bound, "seconds", None))
-                                  if kwargs.get("stream") else timeout)
+                bound = getattr(_watch_bound, "seconds", None)
+                kwargs.setdefault("timeout", (timeout, bound) if kwargs.get("stream")
+                                  else timeout)
                 if user is None:
                     return super().request(method, url, **kwargs)
                 with self.lock:
@@ -151,9 +162,10 @@ class EtcdClient:
 
     ``endpoints``: the cluster's client URLs (``http://host:2379``; ``host:port`` alone
     means ``http://``; a list, or one string with commas; ``ValueError`` for one that is
-    no http(s) URL with a host); each call goes to the endpoint that last answered and moves on to the
-    next when one cannot be reached. ``user``/``password``: etcd's authentication (unset:
-    none). ``timeout``: seconds each call may take to connect and between bytes.
+    no ``http(s)://host[:port]``); each call goes to the endpoint that last answered and
+    moves on to the next when one cannot be reached. ``user``/``password``: etcd's
+    authentication (unset: none). ``timeout``: seconds each call may take to connect and
+    between bytes.
 
     Keys and values are text (UTF-8). Every call raises :class:`EtcdUnavailable` when no
     endpoint answers, :class:`EtcdAuthError` when the credentials are refused, and
@@ -169,7 +181,7 @@ class EtcdClient:
             raise ValueError("EtcdClient needs at least one endpoint URL")
         if password and not user:
             raise ValueError("an etcd password needs a user name")
-        if timeout <= 0:
+        if isinstance(timeout, bool) or not (timeout > 0 and math.isfinite(timeout)):
             raise ValueError(f"timeout must be > 0 seconds, got {timeout}")
         self.endpoints = [_endpoint(endpoint) for endpoint in endpoints]
         self.user = user or None
@@ -191,18 +203,21 @@ class EtcdClient:
     # --- key-value --------------------------------------------------------------------
     def get_prefix(self, prefix: str) -> Snapshot:
         """Every key starting with ``prefix`` and its value, with the revision read at.
-        A value that is not UTF-8 text is left out."""
+        A key or value that is not UTF-8 text is left out (named in ``undecodable``)."""
         raw = prefix.encode()
-        result = self._call(lambda client: client.post(client.get_url("/kv/range"), json={
-            "key": _b64(raw), "range_end": _b64(prefix_end(raw))}))
+        result = self._call(lambda client: _answer(client.post(
+            client.get_url("/kv/range"),
+            json={"key": _b64(raw), "range_end": _b64(prefix_end(raw))})))
         snapshot = Snapshot()
-        snapshot.revision = int(result.get("header", {}).get("revision", 0))
+        snapshot.revision = int(result["header"]["revision"])
+        undecodable = []
         for item in result.get("kvs", []):
+            raw_key = base64.b64decode(item["key"])
             try:
-                key = base64.b64decode(item["key"]).decode()
-                snapshot[key] = base64.b64decode(item.get("value", "")).decode()
+                snapshot[raw_key.decode()] = base64.b64decode(item.get("value", "")).decode()
             except UnicodeDecodeError:
-                continue
+                undecodable.append(raw_key.decode(errors="backslashreplace"))
+        snapshot.undecodable = tuple(undecodable)
         return snapshot
 
     def get(self, key: str) -> str | None:
@@ -234,8 +249,10 @@ class EtcdClient:
     # --- leases -----------------------------------------------------------------------
     def grant(self, ttl: int) -> int:
         """A new lease of ``ttl`` seconds (≥ 1); its id."""
-        result = self._call(lambda client: client.lease(ttl=max(1, int(ttl))).id)
-        return int(result)
+        lease = int(self._call(lambda client: client.lease(ttl=max(1, int(ttl))).id))
+        if lease <= 0:  # 0 is "no lease": a key put with it would never end
+            raise EtcdError(f"etcd at {self.endpoint} granted no lease (id {lease})")
+        return lease
 
     def keepalive(self, lease: int) -> bool:
         """Renew ``lease`` for its full TTL; ``False`` when it already ended (its keys are
@@ -259,19 +276,24 @@ class EtcdClient:
         (a :class:`Snapshot`'s); ``True`` once one came (or had already come), ``False``
         when none came in time. Read the prefix again after either: a watch stream that
         breaks (etcd restarting) ends the wait only at ``timeout``. An endpoint that takes
-        the watch and never answers is :class:`EtcdUnavailable` within ``timeout`` plus
-        the client's timeout."""
+        the watch and never answers is :class:`EtcdUnavailable` within the client's
+        timeout plus a second.
+
+        The wait is made of watches of at most a second each (from the same revision:
+        nothing is missed between them), so a process whose thread is in this call exits
+        within about a second of returning, whatever ``timeout``."""
         from etcd3gw.exceptions import WatchTimedOut
 
         raw = prefix.encode()
+        deadline = time.monotonic() + timeout
 
-        def watch(client: Any) -> bool:
+        def watch(client: Any, seconds: float) -> bool:
             # The stream's answer must start within the wait (and the call's timeout): an
             # endpoint that takes the request and goes silent is then unreachable, not a
             # wait for ever.
-            _watch_bound.seconds = timeout + self.timeout
+            _watch_bound.seconds = seconds + self.timeout
             try:
-                client.watch_once(raw, timeout=timeout, start_revision=revision + 1,
+                client.watch_once(raw, timeout=seconds, start_revision=revision + 1,
                                   range_end=prefix_end(raw).decode("latin-1"))
             except WatchTimedOut:
                 return False
@@ -279,7 +301,16 @@ class EtcdClient:
                 _watch_bound.seconds = None
             return True
 
-        return bool(self._call(watch))
+        first = True
+        while True:
+            # etcd3gw's watch threads are joined when the interpreter exits (an atexit hook
+            # of futurist's): a short watch keeps that join short.
+            seconds = min(deadline - time.monotonic(), _WATCH_SLICE)
+            if seconds <= 0 and not first:
+                return False
+            first, seconds = False, max(seconds, 0.01)  # one watch at least
+            if self._call(lambda client, seconds=seconds: watch(client, seconds)):
+                return True
 
     def close(self) -> None:
         """Close the connections (a later call opens new ones)."""
@@ -313,6 +344,7 @@ class EtcdClient:
             return client
 
     def _call(self, call: Any) -> Any:
+        _require_etcd3gw()
         import requests
         from etcd3gw import exceptions
 
@@ -329,9 +361,31 @@ class EtcdClient:
                 continue
             except exceptions.Etcd3Exception as exc:
                 raise _refusal(exc, endpoint) from None
+            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+                # An answer, but not etcd's (another server on that port, a proxy's page).
+                raise EtcdError(f"{_shown(endpoint)} answered, but not as etcd's v3 "
+                                f"gateway does ({type(exc).__name__})") from None
             self._current = index
             return result
         raise EtcdUnavailable(f"etcd cannot be reached at {', '.join(unreachable)}")
+
+
+def _answer(result: Any) -> Any:
+    """``result`` if it is an answer of etcd's (each carries a ``header`` with the store's
+    ``revision``); a ``KeyError`` otherwise (:meth:`EtcdClient._call` reports it)."""
+    if not isinstance(result, dict) or "revision" not in (result.get("header") or {}):
+        raise KeyError("header")
+    return result
+
+
+def _require_etcd3gw() -> None:
+    """Import etcd3gw (and requests, which it drives), or say what to install."""
+    try:
+        import etcd3gw  # noqa: F401
+        import requests  # noqa: F401
+    except ImportError as exc:
+        raise ImportError(f"fastkit.etcd needs etcd3gw ({exc.name or exc} is not "
+                          "installed): pip install 'fastflyer[etcd]'") from None
 
 
 def _reason(exc: BaseException) -> str:
@@ -355,5 +409,7 @@ def _refusal(exc: Any, endpoint: str) -> EtcdError:
             message = str(json.loads(detail).get("message") or detail)
     kind = EtcdAuthError if ("auth" in message or "user name" in message
                              or "permission denied" in message) else EtcdError
+    if len(message) > 200:  # not etcd's one line (a proxy's error page): its start only
+        message = f"{message[:200]}..."
     return kind(f"etcd at {_shown(endpoint)} refused the call: {message}")
 

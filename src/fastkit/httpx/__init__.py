@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from fastkit.httpx._client import DEFAULT_USER_AGENT, AsyncClient, Client
     from fastkit.httpx._engine import instant_waits, parse_retry_after, set_testing
     from fastkit.httpx._instances import LazyClient, LoopLocalAsyncClient
+    from fastkit.httpx._log import INSTANCE_EXTENSION
     from fastkit.httpx._policy import (
         DEFAULT_RETRY_METHODS,
         DEFAULT_RETRY_STATUSES,
@@ -43,6 +44,7 @@ __all__ = [
     "DEFAULT_RETRY_METHODS",
     "DEFAULT_RETRY_STATUSES",
     "DEFAULT_USER_AGENT",
+    "INSTANCE_EXTENSION",
     "RETRY_EXTENSION",
     "RETRY_KEYS",
     "AsyncClient",
@@ -74,7 +76,7 @@ _WHERE = {
     "RETRY_KEYS": "_policy", "RetryOption": "_policy", "RetryPolicy": "_policy",
     "UrllibExceptionWarning": "_policy",
     "RETRY_EXTENSION": "_transport", "AsyncRetryTransport": "_transport",
-    "RetryTransport": "_transport",
+    "RetryTransport": "_transport", "INSTANCE_EXTENSION": "_log",
 }
 _SHARED = {"requests", "client", "aiorequests", "aioclient"}
 _LOCK = threading.Lock()

@@ -122,6 +122,12 @@ def is_replayable(request: httpx.Request) -> bool:
     return kind.__name__ == "MultipartStream" and kind.__module__.startswith("httpx.")
 
 
+
+def error_text(error: BaseException) -> str:
+    """``Type: message``, then the notes a transport added (which instance refused)."""
+    return "; ".join([f"{type(error).__name__}: {error}".rstrip(": "),
+                      *getattr(error, "__notes__", ())])
+
 class Attempts:
     """The retry state of one logical call, and its log lines.
 
@@ -222,7 +228,7 @@ class Attempts:
         elif not isinstance(error, _NEVER_SENT):
             self.reason = f"{type(error).__name__} is not a connection failure the policy retries"
             return None
-        return self._schedule(f"{type(error).__name__}: {error}".rstrip(": "), None)
+        return self._schedule(error_text(error), None)
 
     def _not_idempotent(self) -> str:
         return (f"{self.method} is not idempotent and may have reached the server "

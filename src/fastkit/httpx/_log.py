@@ -3,11 +3,12 @@
 The per-call line is JSON: ``direction`` (``out``), ``method``, ``url`` (without
 its query), ``params`` (the query), ``headers``, ``body`` (the request body),
 ``status``, ``latency_ms`` (all attempts and waits), ``attempts``, ``request_id``,
-and ``error`` when the call raised. Params, headers and bodies are capped in
-length and secrets redacted (:mod:`fastkit.logging.redact`): headers and query keys,
-and in bodies the same key rules, applied to JSON keys at any depth and to form fields
-(other bodies as free text). INFO normally,
-WARNING when the final status is >= 400 or the call raised (then the response
+``instance`` when a transport chose the server (a call by service name: the instance that
+answered), and ``error`` when the call raised (with the notes a transport added). Params,
+headers and bodies are capped in length and secrets redacted
+(:mod:`fastkit.logging.redact`): headers and query keys, and in bodies the same key rules,
+applied to JSON keys at any depth and to form fields (other bodies as free text). INFO
+normally, WARNING when the final status is >= 400 or the call raised (then the response
 body is included too, capped).
 """
 
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from fastkit.httpx._engine import error_text
 from fastkit.logging import logger
 from fastkit.logging.redact import (
     MASK,
@@ -38,6 +40,12 @@ if TYPE_CHECKING:
 __all__ = ["CallLog"]
 
 _ELLIPSIS = "…"
+
+
+#: The response extension where a transport that picks the server (a service's instance,
+#: :mod:`fastkit.registry`) puts the URL of the one that answered; the call's line logs it
+#: as ``instance``.
+INSTANCE_EXTENSION = "fastkit.instance"
 
 
 def _cap(text: str, limit: int) -> str:
@@ -174,8 +182,11 @@ class CallLog:
             f'"latency_ms": {round(elapsed * 1000, 2)}, "attempts": {attempts.number}, '
             f'"request_id": {request_id}'
         )
+        if response is not None and INSTANCE_EXTENSION in response.extensions:
+            # A transport that chose where the call went (a call by service name) says so.
+            message += f', "instance": {_dumps(self.url(httpx.URL(response.extensions[INSTANCE_EXTENSION])))}'  # noqa: E501
         if error is not None:
-            message += f', "error": {_dumps(redact_text(f"{type(error).__name__}: {error}"))}}}'
+            message += f', "error": {_dumps(redact_text(error_text(error)))}}}'
         elif failed and response is not None:
             if view is not None:
                 shown = _body(view.content, view.headers.get("content-type", ""),

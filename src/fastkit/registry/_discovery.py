@@ -123,6 +123,8 @@ class ServiceDirectory:
                 bad[key] = (value, str(exc))
                 continue
             found.append(instance)
+        for key in snapshot.undecodable:
+            bad[key] = ("", "the key or its record is not UTF-8 text")
         with self._lock:
             for key in [key for key in self._reported
                         if key.startswith(prefix) and key not in bad]:
@@ -374,7 +376,8 @@ class Followed:
                 self._instances = tuple(changed)
                 logger.debug("service registry: service {!r} in namespace {!r} has {} "
                              "instance(s): {}", self.service, self.directory.namespace,
-                             len(changed), ", ".join(i.address for i in changed))
+                             len(changed),
+                             ", ".join(i.address for i in changed) or "none live")
 
     def _join(self, timeout: float) -> None:
         self._stop.set()

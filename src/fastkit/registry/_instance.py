@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
 from collections.abc import Mapping
@@ -33,6 +34,10 @@ class Instance:
 
     ``base_url``: the URL of the instance's API root (``http://10.0.0.5:8080/flyer``);
     ``address``: its origin (``http://10.0.0.5:8080``), which clients call through discovery.
+
+    Raises ``ValueError`` for a bad namespace or service, a port that is no integer from 1
+    to 65535, a host that is no IP address or host name (an IPv6 address is written
+    without brackets), or a scheme other than ``http``/``https`` (kept in lower case).
     """
 
     service: str
@@ -46,10 +51,22 @@ class Instance:
 
     def __post_init__(self) -> None:
         service_prefix(self.namespace, self.service)
-        if not isinstance(self.port, int) or not 0 < self.port < 65536:
+        if (not isinstance(self.port, int) or isinstance(self.port, bool)
+                or not 0 < self.port < 65536):
             raise ValueError(f"port {self.port!r} is not between 1 and 65535")
-        if not self.host or any(char in self.host for char in "/ @?#[]"):
+        if (not isinstance(self.host, str) or not self.host
+                or any(char in self.host for char in "/@?#[]\\")
+                or not self.host.isprintable() or any(c.isspace() for c in self.host)):
             raise ValueError(f"host {self.host!r} is not an IP address or host name")
+        if ":" in self.host:  # only an IPv6 address holds one (a port goes in ``port``)
+            try:
+                ipaddress.IPv6Address(self.host)
+            except ValueError:
+                raise ValueError(f"host {self.host!r} is not an IP address or host "
+                                 "name") from None
+        if not isinstance(self.scheme, str) or self.scheme.lower() not in ("http", "https"):
+            raise ValueError(f"scheme {self.scheme!r} is neither http nor https")
+        object.__setattr__(self, "scheme", self.scheme.lower())
         if not self.base_url:
             object.__setattr__(self, "base_url", self.address)
 
@@ -82,7 +99,7 @@ class Instance:
                   service: str | None = None) -> Instance:
         """The instance a record describes; ``namespace``/``service`` fill in what the record
         leaves out (the key says them). Raises ``ValueError`` for a record that is no
-        instance (not JSON, no host or port)."""
+        instance (not JSON, no host or port, a scheme other than http or https)."""
         try:
             record: Any = json.loads(text)
         except ValueError:
@@ -93,7 +110,7 @@ class Instance:
         if not isinstance(metadata, dict):
             raise ValueError("the record's metadata is not an object")
         port = record.get("port")
-        if isinstance(port, str) and port.isdigit():
+        if isinstance(port, str) and port.isascii() and port.isdigit():
             port = int(port)
         return cls(service=str(record.get("service") or service or ""),
                    host=str(record.get("host") or ""), port=port,  # type: ignore[arg-type]

@@ -35,6 +35,7 @@ from collections.abc import Iterable
 import httpx
 
 from fastkit.etcd import EtcdError
+from fastkit.httpx import INSTANCE_EXTENSION
 from fastkit.registry._discovery import Followed, ServiceDirectory
 from fastkit.registry._instance import Instance
 
@@ -141,10 +142,12 @@ class ServiceTransport(httpx.BaseTransport):
             raise balancer.unreachable(service, request, error) from error
         instance, sent = balancer.target(service, followed, request)
         try:
-            return self.transport.handle_request(sent)
+            response = self.transport.handle_request(sent)
         except httpx.TransportError as error:
             balancer.failed(error, service, instance)
             raise
+        response.extensions[INSTANCE_EXTENSION] = instance.address  # for the call's log line
+        return response
 
     def close(self) -> None:
         self.transport.close()
@@ -171,10 +174,12 @@ class AsyncServiceTransport(httpx.AsyncBaseTransport):
             raise balancer.unreachable(service, request, error) from error
         instance, sent = balancer.target(service, followed, request)
         try:
-            return await self.transport.handle_async_request(sent)
+            response = await self.transport.handle_async_request(sent)
         except httpx.TransportError as error:
             balancer.failed(error, service, instance)
             raise
+        response.extensions[INSTANCE_EXTENSION] = instance.address  # for the call's log line
+        return response
 
     async def aclose(self) -> None:
         await self.transport.aclose()
