@@ -50,6 +50,10 @@ def missing() -> list[str]:
         lines.append("libfaketime (a process with a skewed clock): apt-get install faketime")
     if not _program("etcd"):
         lines.append("etcd (tests start private ones): apt-get install etcd-server")
+    if not _program("rsyslogd"):
+        lines.append("rsyslogd (tests start private ones): apt-get install rsyslog")
+    if not _program("prometheus"):
+        lines.append("prometheus (tests start private ones): apt-get install prometheus")
     if not (_program("mariadbd") and _program("mariadb-install-db")):
         lines.append("MariaDB server (tests start private ones): apt-get install mariadb-server")
     if not _answering(6379):

@@ -17,6 +17,7 @@ def test_a_machine_without_the_programs_gets_one_line_each(tmp_path):
     assert any(line.endswith("apt-get install chromium") for line in lines), lines
     assert any(line.endswith("apt-get install redis-server") for line in lines), lines
     assert any(line.endswith("apt-get install etcd-server") for line in lines), lines
+    assert any(line.endswith("apt-get install prometheus") for line in lines), lines
     assert all(line.startswith("make test needs ") for line in lines), lines
     assert result.stdout == ""
 
