@@ -174,6 +174,16 @@ def gunicorn_options(settings: FlyerSettings, project: Path) -> dict[str, Any]:
     }
 
 
+def _clean_end(ended: Any) -> bool:
+    """Whether a worker that ended while the server stopped (``os.waitid``'s answer) ended
+    cleanly: status 0, or killed by the master's own SIGTERM, which a worker meets with
+    no handler only where it holds nothing (still booting, or already exiting after a
+    recycling: its requests done, the interpreter finalizing)."""
+    if ended.si_code == os.CLD_EXITED:
+        return bool(ended.si_status == 0)
+    return bool(ended.si_code == os.CLD_KILLED and ended.si_status == signal.SIGTERM)
+
+
 def serve(settings: FlyerSettings, project: Path, sock: socket.socket | None = None) -> None:
     """Serve ``project`` with gunicorn and uvicorn workers; returns when gunicorn stops.
 
@@ -233,8 +243,7 @@ def serve(settings: FlyerSettings, project: Path, sock: socket.socket | None = N
                                           os.WEXITED | os.WNOHANG | os.WNOWAIT)
                     except ChildProcessError:
                         continue
-                    if ended is not None and (ended.si_code != os.CLD_EXITED
-                                              or ended.si_status != 0):
+                    if ended is not None and not _clean_end(ended):
                         self.unclean = True
             try:
                 super().reap_workers()

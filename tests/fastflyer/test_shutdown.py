@@ -390,3 +390,25 @@ def test_a_stop_signal_while_the_app_loads_stops_at_once_and_quietly(tmp_path, p
     assert status == 0, output
     assert time.monotonic() - began < 10, output
     assert "Traceback" not in output and "KeyboardInterrupt" not in output, output
+
+
+@pytest.mark.parametrize(("how", "clean"), [
+    ("exit 0", True), ("exit 1", False), ("SIGKILL", False),
+    # The master's own SIGTERM meeting a worker with no handler: one still booting, or
+    # one exiting after its recycling (requests done, the interpreter finalizing).
+    ("SIGTERM", True)])
+def test_how_a_worker_ended_while_stopping_decides_a_clean_stop(how: str, clean: bool) -> None:
+    import subprocess
+    import sys
+
+    from fastflyer.launch import _clean_end
+
+    code = {"exit 0": "raise SystemExit(0)", "exit 1": "raise SystemExit(1)",
+            "SIGKILL": "import os, signal; os.kill(os.getpid(), signal.SIGKILL)",
+            "SIGTERM": "import os, signal; signal.signal(signal.SIGTERM, signal.SIG_DFL); "
+                       "os.kill(os.getpid(), signal.SIGTERM)"}[how]
+    child = subprocess.Popen([sys.executable, "-c", code])
+    ended = os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)
+    assert ended is not None
+    assert _clean_end(ended) is clean
+    child.wait(timeout=30)
