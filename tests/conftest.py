@@ -255,6 +255,19 @@ def etcd() -> Iterator[Any]:
     started.close()
 
 
+@pytest.fixture(scope="session")
+def rsyslog() -> Iterator[Any]:
+    """One real rsyslogd (Debian's rsyslog) receiving syslog on UDP and TCP on reserved
+    loopback ports, for the session; tests tell their messages apart by APP-NAME. Tests
+    that stop the collector start their own ``RsyslogServer``."""
+    from rsyslog_server import RsyslogServer
+
+    started = RsyslogServer()
+    started.start()
+    yield started
+    started.close()
+
+
 @pytest.fixture
 def topic(broker: Any) -> str:
     """A fresh topic with four partitions."""

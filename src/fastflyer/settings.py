@@ -574,6 +574,24 @@ class FlyerSettings(ConfigCenterSettings):
     registry_host: str | None = _allowed(
         None, "an IP address or host name other instances reach this one at (unset: this "
         "machine's address)")
+    # Log shipping over syslog (the seed's Zhiyan table: flyer_zhiyan_* names too).
+    log_ship_enabled: bool = _allowed(
+        False, "1 or 0 (1: ship application and access lines to a syslog collector)",
+        validation_alias=_read_as("log_ship_enabled", "zhiyan_log_enabled"))
+    log_ship_proto: str = _allowed(
+        "udp", "one of udp, tcp, dev (dev: the console only)",
+        validation_alias=_read_as("log_ship_proto", "zhiyan_log_proto"))
+    log_ship_host: str | None = _allowed(
+        None, "the collector's IP address or host name")
+    log_ship_port: int = _allowed(514, "an integer from 1 to 65535", ge=1, le=65535)
+    log_ship_topic: str | None = _allowed(
+        None, "a syslog APP-NAME: at most 48 printable ASCII characters, no spaces "
+        "(unset: the service's name, else fastflyer)", pattern=r"^[!-~]{1,48}$",
+        validation_alias=_read_as("log_ship_topic", "zhiyan_log_topic"))
+    log_ship_my_ip: str | None = _allowed(
+        None, "an IP address or host name sent as the syslog HOSTNAME (unset: the address "
+        "of the default route)",
+        validation_alias=_read_as("log_ship_my_ip", "zhiyan_my_ip"))
     # Not read from one variable: see _registry_metadata_from_environment.
     registry_metadata: Annotated[dict[str, str], NoDecode] = _allowed(
         {}, "labels, one variable each: flyer_registry_metadata_<NAME>=value (or "
@@ -602,7 +620,7 @@ class FlyerSettings(ConfigCenterSettings):
         except ValueError:
             raise ValueError("not a log level") from None
 
-    @field_validator("log_to_file", "log_json", mode="before")
+    @field_validator("log_to_file", "log_json", "log_ship_enabled", mode="before")
     @classmethod
     def _flag(cls, value: Any) -> Any:
         if isinstance(value, bool):
@@ -617,7 +635,33 @@ class FlyerSettings(ConfigCenterSettings):
         levels, ``log_path``, ``log_to_file`` and ``log_json``; files ``<name>.log``."""
         return LogSettings(name=name, console_level=self.console_log_level,
                            file_level=self.file_log_level, log_path=self.log_path or None,
-                           to_file=self.log_to_file, json=self.log_json)
+                           to_file=self.log_to_file, json=self.log_json,
+                           ship_enabled=self.log_ship_enabled, ship_proto=self.log_ship_proto,
+                           ship_host=self.log_ship_host, ship_port=self.log_ship_port,
+                           ship_topic=self.log_ship_topic or self.service_name or "fastflyer",
+                           ship_my_ip=self.log_ship_my_ip)
+
+    @field_validator("log_ship_proto", mode="before")
+    @classmethod
+    def _ship_proto(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            if value not in ("udp", "tcp", "dev"):
+                raise ValueError("not a protocol")
+        return value
+
+    @field_validator("log_ship_host", "log_ship_my_ip")
+    @classmethod
+    def _ship_hosts(cls, value: str | None) -> str | None:
+        if value is not None and not _is_host(value, peer=True):
+            raise ValueError("not a host")
+        return value
+
+    @model_validator(mode="after")
+    def _ship_complete(self) -> Self:
+        if self.log_ship_enabled and self.log_ship_proto != "dev" and not self.log_ship_host:
+            raise _Needs("log_ship_enabled", self.log_ship_enabled, ["log_ship_host"])
+        return self
 
     @field_validator("access_log_exclude_uris", "cors_origins", "cors_methods", "cors_headers",
                      "trusted_proxies", mode="before")

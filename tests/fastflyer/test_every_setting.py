@@ -448,6 +448,93 @@ def check_access_log_exclude_uris(setting: Setting) -> None:
         "/flyer/errors/missing"]
 
 
+# --- Log shipping (a real rsyslogd) ---------------------------------------------------------
+
+# Configures logging from the environment, logs argv[1], and exits: the shipper sends what
+# it holds at exit.
+SHIP_LINE = ("import sys\n"
+             "from fastflyer.settings import load_settings\n"
+             "from fastkit.logging import configure, logger\n"
+             "configure(load_settings().log_settings())\n"
+             "logger.info(sys.argv[1])\n")
+
+
+
+
+def ship(setting: Setting, **env: object) -> tuple[str, subprocess.CompletedProcess[str]]:
+    """Log one line from a fresh process with ``flyer_<name>=value`` for each keyword
+    (shipping on, to the collector's TCP port unless ``env`` says otherwise; None: unset):
+    its text, and the process."""
+    server = setting.fixture("rsyslog")
+    env = {"log_ship_enabled": 1, "log_ship_host": "127.0.0.1", "log_ship_proto": "tcp",
+           "log_ship_port": server.tcp_port, **env}
+    setting.unset(*(name for name, value in env.items() if value is None))
+    setting.set(**{name: value for name, value in env.items() if value is not None})
+    marker = f"effect-ship-{uuid.uuid4().hex}"
+    return marker, python(SHIP_LINE, setting.tmp_path, marker)
+
+
+def shipped(setting: Setting, marker: str) -> dict[str, Any]:
+    """The syslog message (rsyslogd's fields) carrying the line ``marker``."""
+    server = setting.fixture("rsyslog")
+    return dict(server.wait_for_messages(1, lambda m: marker in m["msg"])[0])
+
+
+def check_log_ship_enabled(setting: Setting) -> None:
+    server = setting.fixture("rsyslog")
+    off, _ = ship(setting, log_ship_enabled=0)
+    on, _ = ship(setting)
+    assert json.loads(shipped(setting, on)["msg"])["message"] == on
+    # the process logging "off" had ended before the one logging "on" started
+    assert not any(off in m["msg"] for m in server.messages())
+
+
+def check_log_ship_proto(setting: Setting) -> None:
+    server = setting.fixture("rsyslog")
+    tcp, _ = ship(setting)
+    assert shipped(setting, tcp)["input"] == "imtcp"
+    udp, _ = ship(setting, log_ship_proto=None, log_ship_port=server.udp_port)  # default
+    assert shipped(setting, udp)["input"] == "imudp"
+    dev, process = ship(setting, log_ship_proto="dev")
+    assert any(line.startswith("<134>1 ") and dev in line
+               for line in process.stderr.splitlines())
+    assert not any(dev in m["msg"] for m in server.messages())
+
+
+def check_log_ship_host(setting: Setting) -> None:
+    marker, _ = ship(setting, log_ship_host="localhost")
+    assert shipped(setting, marker)["from"] == "127.0.0.1"
+    _, process = ship(setting, log_ship_host=None)
+    assert process.returncode != 0
+    assert "flyer_log_ship_enabled='1' needs flyer_log_ship_host" in process.stderr
+
+
+def check_log_ship_port(setting: Setting) -> None:
+    server = setting.fixture("rsyslog")
+    marker, _ = ship(setting, log_ship_proto="udp", log_ship_port=server.udp_port)
+    assert shipped(setting, marker)["input"] == "imudp"
+    with closed_port() as port:  # nothing listens there: the line is not received
+        lost, process = ship(setting, log_ship_port=port)
+    assert process.returncode == 0 and "log shipping to tcp://127.0.0.1" in process.stderr
+    assert not any(lost in m["msg"] for m in server.messages())
+
+
+def check_log_ship_topic(setting: Setting) -> None:
+    default, _ = ship(setting)
+    assert shipped(setting, default)["app_name"] == "fastflyer"
+    chosen, _ = ship(setting, log_ship_topic="orders-topic")
+    assert shipped(setting, chosen)["app_name"] == "orders-topic"
+
+
+def check_log_ship_my_ip(setting: Setting) -> None:
+    from fastkit.utils.net import routable_host
+
+    default, _ = ship(setting)
+    assert shipped(setting, default)["hostname"] == routable_host()
+    chosen, _ = ship(setting, log_ship_my_ip="10.77.0.9")
+    assert shipped(setting, chosen)["hostname"] == "10.77.0.9"
+
+
 def check_trusted_proxies(setting: Setting) -> None:
     path = setting.tmp_path / "access.log"
     setting.set(access_log=1, access_logfile=path)
@@ -1401,6 +1488,12 @@ EFFECTS: dict[str, Callable[..., None]] = {
     "log_to_file": check_log_to_file,
     "log_json": check_log_json,
     "access_log_exclude_uris": check_access_log_exclude_uris,
+    "log_ship_enabled": check_log_ship_enabled,
+    "log_ship_proto": check_log_ship_proto,
+    "log_ship_host": check_log_ship_host,
+    "log_ship_port": check_log_ship_port,
+    "log_ship_topic": check_log_ship_topic,
+    "log_ship_my_ip": check_log_ship_my_ip,
     "auth_enable": check_auth_enable,
     "auth_user": check_auth_user,
     "auth_pass": check_auth_pass,

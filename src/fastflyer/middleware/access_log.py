@@ -14,6 +14,8 @@ timer on the running event loop, else a daemon ``threading.Timer``; none while n
 is buffered). A process killed outright loses at most its last second of lines. Paths in
 ``flyer_access_log_exclude_uris`` are skipped (``/health*`` skips a prefix). Secret query
 values are masked as in FastKit's call log; no header but the user agent is logged.
+With log shipping on (``flyer_log_ship_enabled``), each line is also shipped to the
+syslog collector (:class:`fastkit.logging.LogShipper`), with ``"kind": "access"``.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import IO
 
 from pydantic_core import to_json
 
+from fastkit.logging import active_shipper
 from fastkit.logging.redact import redact_query
 
 __all__ = ["AccessLog"]
@@ -72,7 +75,7 @@ class AccessLog:
     def write(self, method: str, path: str, query: bytes, status: int, latency_ms: float,
               client_ip: str | None, request_id: str, user_agent: str | None) -> None:
         """Write one line. Never raises: an unwritable file falls back to the console."""
-        line = to_json({
+        fields = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "method": method,
             "path": path,
@@ -82,7 +85,11 @@ class AccessLog:
             "client_ip": client_ip,
             "request_id": request_id,
             "user_agent": user_agent,
-        }) + b"\n"
+        }
+        line = to_json(fields) + b"\n"
+        shipper = active_shipper()
+        if shipper is not None:  # log shipping is on: queued, never waited for
+            shipper.ship_line(fields)
         with self._lock:
             try:
                 if self._stream is None:

@@ -20,6 +20,7 @@ from __future__ import annotations
 from fastkit.logging._setup import (
     LogConfigError,
     LogSettings,
+    active_shipper,
     configure,
     get_logger,
     log_directory,
@@ -28,10 +29,13 @@ from fastkit.logging._setup import (
     parse_flag,
     parse_level,
 )
+from fastkit.logging._ship import LogShipper
 
 __all__ = [
     "LogConfigError",
     "LogSettings",
+    "LogShipper",
+    "active_shipper",
     "configure",
     "get_logger",
     "log_directory",

@@ -34,14 +34,15 @@ from loguru import logger as _loguru
 
 from fastkit.exceptions import FastKitError
 from fastkit.logging._files import add_file_sink, check_file_options
+from fastkit.logging._ship import NO_SHIP, PROTOCOLS, LogShipper
 from fastkit.logging.redact import MASK, is_secret_key, redact_text
 from fastkit.request_id import get_request_id
 
 if TYPE_CHECKING:
     from loguru import Logger, Record, RecordException
 
-__all__ = ["LogConfigError", "LogSettings", "configure", "get_logger", "log_settings_from_env",
-           "logger", "parse_flag", "parse_level"]
+__all__ = ["LogConfigError", "LogSettings", "active_shipper", "configure", "get_logger",
+           "log_settings_from_env", "logger", "parse_flag", "parse_level"]
 
 TEXT_FORMAT = (
     "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {extra[request_id]} | "
@@ -82,6 +83,16 @@ class LogSettings:
     log_format: str = TEXT_FORMAT
     rotation: str | int = "100 MB"
     retention: str | int = 10
+    #: Log shipping over syslog (:class:`fastkit.logging.LogShipper`), off by default:
+    #: ``ship_proto`` "udp", "tcp" or "dev" (standard error only), the collector at
+    #: ``ship_host``:``ship_port``, APP-NAME ``ship_topic``, HOSTNAME ``ship_my_ip``
+    #: (None: the address of the default route). Lines at ``console_level`` are shipped.
+    ship_enabled: bool = False
+    ship_proto: str = "udp"
+    ship_host: str | None = None
+    ship_port: int = 514
+    ship_topic: str = "fastkit"
+    ship_my_ip: str | None = None
 
 
 def parse_level(value: str, variable: str) -> str:
@@ -140,6 +151,8 @@ class _State:
     lock = threading.RLock()
     handler_ids: list[int] = []  # noqa: RUF012 - process-wide state, guarded by ``lock``
     pending_files: LogSettings | None = None
+    shipper: LogShipper | None = None
+    exit_hook = False
     placeholder_id: int | None = None
     log_dir: str | None = None
 
@@ -270,8 +283,13 @@ def configure(settings: LogSettings) -> None:
     (levels are loguru level names, as :func:`parse_level` returns them). Called again,
     it replaces what it set before.
 
+    With ``ship_enabled``, lines at ``console_level`` are also shipped to a syslog
+    collector by a :class:`~fastkit.logging.LogShipper` (started here, stopped by the next
+    call, within 1 s, and at interpreter exit, within 2 s); :func:`active_shipper` returns
+    it, for the access log.
+
     Raises :class:`LogConfigError` naming the field (``console_level``, ``file_level``,
-    ``name``, ``log_path``, ``rotation``, ``retention``...) when one cannot work, before
+    ``name``, ``log_path``, ``rotation``, ``retention``, ``ship_*``...) when one cannot work, before
     loguru is changed: the logging set up before stays as it was.
     """
     settings = _checked(settings)
@@ -281,6 +299,8 @@ def configure(settings: LogSettings) -> None:
         for handler_id in _State.handler_ids:
             _loguru.remove(handler_id)
         _State.handler_ids.clear()
+        # closed once the lock is released: its sender may log (a note the patcher sees)
+        previous, _State.shipper = _State.shipper, None
         _State.placeholder_id = None
         _State.log_dir = None
         _loguru.configure(patcher=_patch)
@@ -297,6 +317,43 @@ def configure(settings: LogSettings) -> None:
             _State.placeholder_id = _loguru.add(_discard, level=settings.file_level,
                                                 format="{message}")
             _State.handler_ids.append(_State.placeholder_id)
+        if settings.ship_enabled:
+            _add_shipper(settings)
+    if previous is not None:
+        previous.close(1.0)
+
+
+def _add_shipper(settings: LogSettings) -> None:
+    """Start the shipper ``settings`` describe and add its sink (lock held)."""
+    from fastkit.utils.net import routable_host
+
+    shipper = LogShipper(settings.ship_host, settings.ship_port, settings.ship_proto,
+                         app_name=settings.ship_topic,
+                         hostname=settings.ship_my_ip or routable_host())
+    shipper.start()
+    _State.shipper = shipper
+    _State.handler_ids.append(_loguru.add(
+        shipper.sink, level=settings.console_level, format="{message}", diagnose=False,
+        backtrace=False, filter=lambda record: not record["extra"].get(NO_SHIP)))
+    if not _State.exit_hook:
+        import atexit
+
+        atexit.register(_close_shipper)  # send what is queued before the process ends
+        _State.exit_hook = True
+
+
+def _close_shipper(timeout: float = 2.0) -> None:
+    """Stop the shipper :func:`configure` started, sending what it holds for up to
+    ``timeout`` seconds."""
+    shipper, _State.shipper = _State.shipper, None
+    if shipper is not None:
+        shipper.close(timeout)
+
+
+def active_shipper() -> LogShipper | None:
+    """The shipper :func:`configure` started (``ship_enabled``), else None: the access
+    log hands it its lines."""
+    return _State.shipper
 
 
 def _checked_level(value: object, field: str) -> str:
@@ -330,9 +387,29 @@ def _checked(settings: LogSettings) -> LogSettings:
         check_file_options(settings.rotation, settings.retention)
     except ValueError as exc:
         raise LogConfigError(str(exc)) from None
+    _check_ship(settings)
     return replace(settings, log_path=path or None,
                    console_level=_checked_level(settings.console_level, "console_level"),
                    file_level=_checked_level(settings.file_level, "file_level"))
+
+
+def _check_ship(settings: LogSettings) -> None:
+    """:class:`LogConfigError` naming the ``ship_*`` field that cannot work."""
+    if not isinstance(settings.ship_enabled, bool):
+        raise LogConfigError(f"ship_enabled={settings.ship_enabled!r} is not a bool")
+    if settings.ship_proto not in PROTOCOLS:
+        raise LogConfigError(f"ship_proto={settings.ship_proto!r} is not one of "
+                             f"{', '.join(PROTOCOLS)}")
+    port = settings.ship_port
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise LogConfigError(f"ship_port={port!r} is not between 1 and 65535")
+    if settings.ship_enabled and settings.ship_proto != "dev" and not settings.ship_host:
+        raise LogConfigError(f"ship_enabled with ship_proto={settings.ship_proto} needs "
+                             "ship_host, the collector's address")
+    for field in ("ship_topic", "ship_my_ip"):
+        value = getattr(settings, field)
+        if value is not None and not isinstance(value, str):
+            raise LogConfigError(f"{field}={value!r} is not a string")
 
 
 def log_directory() -> str | None:
