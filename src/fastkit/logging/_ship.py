@@ -17,15 +17,21 @@ over UDP each is one datagram. ``proto="dev"`` writes the messages to standard e
 Nothing the application does waits for the collector: :meth:`LogShipper.sink` and
 :meth:`LogShipper.ship_line` format the message and put it in a bounded queue
 (``queue_size``), dropping it, counted in :attr:`LogShipper.dropped`, when the queue is
-full. One daemon thread sends; on a failure (collector down, refused, or slower than
-``send_timeout``) it reconnects with exponential backoff (0.1 s doubling to 5 s), holding
-the one message it was sending, and logs one WARNING per outage, which is never shipped
-itself (its record carries ``extra[NO_SHIP]``) but reaches the console.
+full. One daemon thread sends; on a failure (collector down, refused, closed the
+connection, or slower than ``send_timeout``) it reconnects with exponential backoff (0.1 s
+doubling to 5 s, kept when an outage follows the last within a second), holding the one
+message it was sending, and logs one WARNING per outage, which is never shipped itself
+(its record carries ``extra[NO_SHIP]``) but reaches the console. Over TCP an outage ends
+once a connection has carried two messages (a collector that accepts and closes at once
+takes one). A message over ``max_bytes`` has its longest strings shortened (marked
+``"truncated": true``); a datagram the network refuses as too long is dropped (counted),
+never retried.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import queue
@@ -53,6 +59,9 @@ _PATCHED = "fastkit_patched"
 _SEVERITIES = {"TRACE": 7, "DEBUG": 7, "INFO": 6, "SUCCESS": 5, "WARNING": 4, "ERROR": 3,
                "CRITICAL": 2}
 _BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 5.0
+# An outage starting within this many seconds of the last one's end keeps its backoff
+# (a collector that accepts and closes every connection is not retried every 0.1 s).
+_SETTLED = 1.0
 _STOP = object()
 
 
@@ -73,6 +82,52 @@ def _header_field(value: str, limit: int) -> str:
     most ``limit`` characters, ``-`` (the nil value) when nothing is left."""
     kept = "".join(ch for ch in value if 33 <= ord(ch) <= 126)[:limit]
     return kept or "-"
+
+
+def _json(fields: dict[str, Any]) -> bytes:
+    """``fields`` as UTF-8 JSON; a lone surrogate (undecodable bytes read into a ``str``)
+    is written as its JSON escape, so the message stays valid UTF-8."""
+    text = json.dumps(fields, ensure_ascii=False, default=str)
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:
+        return json.dumps(fields, ensure_ascii=True, default=str).encode("ascii")
+
+
+def _shortened(fields: dict[str, Any], limit: int) -> dict[str, Any]:
+    """``fields`` marked ``"truncated": true`` with its longest strings cut until their
+    JSON takes at most ``limit`` bytes; when that fails (large values that are not
+    strings), the time, the level, the kind and the request's ids only."""
+    out = {**fields, "truncated": True}
+    for _ in range(16):
+        excess = len(_json(out)) - limit
+        if excess <= 0:
+            return out
+        strings = [key for key, value in out.items() if isinstance(value, str) and value]
+        if not strings:
+            break
+        key = max(strings, key=lambda name: len(out[name]))
+        value = out[key]
+        size = len(_json({"": value}))
+        keep = len(value) * max(0, size - excess - 16) // size  # in proportion to bytes
+        out[key] = value[:min(keep, len(value) - 1)]
+    return {key: fields[key] for key in ("time", "level", "kind", "request_id", "trace_id")
+            if key in fields} | {"message": "(a line too long to ship)", "truncated": True}
+
+
+def _peer_closed(sock: socket.socket) -> bool:
+    """Whether the peer of the TCP socket ``sock`` has closed its side (a collector sends
+    nothing, so a readable end of stream means gone); never blocks."""
+    timeout = sock.gettimeout()
+    sock.settimeout(0.0)  # a peek that waits for nothing
+    try:
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except (BlockingIOError, InterruptedError):
+        return False
+    except OSError:
+        return True
+    finally:
+        sock.settimeout(timeout)
 
 
 class LogShipper:
@@ -116,6 +171,9 @@ class LogShipper:
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._outage = False
+        self._backoff = _BACKOFF_FIRST
+        self._carried = 0  # messages sent over the current connection
+        self._resumed_at = float("-inf")
         self.outages = 0
         """Outages seen so far (one WARNING each)."""
 
@@ -183,12 +241,9 @@ class LogShipper:
         stamp = (when or datetime.now(UTC)).isoformat(timespec="microseconds")
         header = (f"<{self.facility * 8 + sev}>1 {stamp} {self.hostname} {self.app_name} "
                   f"{os.getpid()} {msgid} - ").encode("ascii")
-        body = json.dumps(fields, ensure_ascii=False, default=str).encode("utf-8")
-        if len(body) > self.max_bytes and isinstance(fields.get("message"), str):
-            # shorten the message, keep the JSON whole
-            cut = max(0, len(fields["message"]) - (len(body) - self.max_bytes) - 64)
-            fields = {**fields, "message": fields["message"][:cut // 4], "truncated": True}
-            body = json.dumps(fields, ensure_ascii=False, default=str).encode("utf-8")
+        body = _json(fields)
+        if len(body) > self.max_bytes:  # shorten the longest strings, keep the JSON whole
+            body = _json(_shortened(fields, self.max_bytes))
         return header + body
 
     # -- the sender ------------------------------------------------------------------
@@ -214,6 +269,7 @@ class LogShipper:
         self._socket = None
         self._thread = None
         self._outage = False
+        self._backoff = _BACKOFF_FIRST
         self.start()
 
     def close(self, timeout: float = 2.0) -> None:
@@ -264,14 +320,18 @@ class LogShipper:
     def _deliver(self, data: bytes) -> bool:
         """Send ``data``, retrying with backoff until it goes, or False once closing
         and past the deadline."""
-        backoff = _BACKOFF_FIRST
         while True:
             try:
                 self._send(data)
             except OSError as exc:
                 self._disconnect()
+                if exc.errno == errno.EMSGSIZE:  # this datagram can never go: it alone
+                    self._drop(1)
+                    return True
+                if self._closing.is_set() and time.monotonic() >= self._deadline:
+                    return False  # stopping (close may have shut the socket): no warning
                 self._begin_outage(exc)
-                wait = backoff
+                wait = self._backoff
                 if self._closing.is_set():
                     wait = min(wait, self._deadline - time.monotonic())
                     if wait <= 0:
@@ -279,12 +339,17 @@ class LogShipper:
                     time.sleep(wait)  # bounded by the close deadline
                 else:
                     self._closing.wait(wait)
-                backoff = min(backoff * 2, _BACKOFF_MAX)
+                # kept across messages, and across outages a moment apart
+                self._backoff = min(self._backoff * 2, _BACKOFF_MAX)
                 continue
             with self._count_lock:
                 self._sent += 1
-            if self._outage:
+            self._carried += 1
+            # over TCP a peer that has already closed takes one message (lost) and the next
+            # fails: the outage ends when a connection has carried two
+            if self._outage and self._carried >= (2 if self.proto == "tcp" else 1):
                 self._outage = False
+                self._resumed_at = time.monotonic()
                 self._note(f"log shipping to {self._where()} resumed "
                            f"({self._dropped} dropped so far)", "INFO")
             return True
@@ -305,6 +370,8 @@ class LogShipper:
             if error:
                 raise OSError(error, os.strerror(error))
         else:
+            if _peer_closed(sock):  # sent into, the message would be lost: reconnect
+                raise ConnectionResetError(errno.ECONNRESET, "the collector closed the connection")
             sock.sendall(b"%d " % len(data) + data)
 
     def _connect(self) -> socket.socket:
@@ -320,6 +387,7 @@ class LogShipper:
             sock = socket.create_connection((self.host, self.port), self.connect_timeout)
             sock.settimeout(self.send_timeout)
         self._socket = sock
+        self._carried = 0
         return sock
 
     def _disconnect(self, *, shutdown: bool = False) -> None:
@@ -338,6 +406,8 @@ class LogShipper:
         if self._outage:
             return
         self._outage = True
+        if time.monotonic() - self._resumed_at >= _SETTLED:
+            self._backoff = _BACKOFF_FIRST  # a new outage after a settled connection
         reason = exc.strerror or type(exc).__name__
         self._note(f"log shipping to {self._where()} failed ({reason}); retrying with "
                    f"backoff, dropping lines beyond {self.queue_size} queued", "WARNING")
