@@ -269,6 +269,30 @@ def rsyslog() -> Iterator[Any]:
 
 
 @pytest.fixture
+def namespace() -> str:
+    """A fresh service registry namespace on the session's etcd."""
+    return f"t{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def etcd_client(etcd: Any) -> Iterator[Any]:
+    """A FastKit client of the session's etcd."""
+    from fastkit.etcd import EtcdClient
+
+    with EtcdClient(etcd.url, timeout=3) as made:
+        yield made
+
+
+@pytest.fixture
+def directory(etcd_client: Any, namespace: str) -> Iterator[Any]:
+    """The registry directory of ``namespace``, following changes within 0.3 s."""
+    from fastkit.registry import ServiceDirectory
+
+    with ServiceDirectory(etcd_client, namespace, refresh=0.3) as made:
+        yield made
+
+
+@pytest.fixture
 def topic(broker: Any) -> str:
     """A fresh topic with four partitions."""
     from kafka_broker import create_topic

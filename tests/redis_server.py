@@ -11,7 +11,7 @@ import socket
 import subprocess
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import redis
 
@@ -40,25 +40,38 @@ def closed_port() -> Iterator[int]:
         yield int(sock.getsockname()[1])
 
 
-def listens(pid: int, port: int) -> bool:
-    """Whether process ``pid`` holds the socket listening on TCP ``port`` (from /proc: the
-    kernel's socket tables and the process's descriptors); False once it has ended."""
-    listening = set()
-    for table in ("/proc/self/net/tcp", "/proc/self/net/tcp6"):
-        with open(table) as rows:
+def holds(pid: int, tables: tuple[str, ...], wanted: Callable[[list[str]], bool]) -> bool:
+    """Whether process ``pid`` holds a socket of the kernel's ``tables`` (``tcp``,
+    ``udp``... under /proc/self/net) whose row (split in fields) ``wanted`` picks, from
+    /proc: the tables and the process's descriptors; False once it has ended."""
+    sockets = set()
+    for table in tables:
+        with open(f"/proc/self/net/{table}") as rows:
             for row in list(rows)[1:]:
                 fields = row.split()
-                if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:
-                    listening.add(f"socket:[{fields[9]}]")
+                if wanted(fields):
+                    sockets.add(f"socket:[{fields[9]}]")
     try:
         descriptors = os.listdir(f"/proc/{pid}/fd")
     except OSError:
         return False
     for fd in descriptors:
         with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/{pid}/fd/{fd}") in listening:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") in sockets:
                 return True
     return False
+
+
+def _port(address: str) -> int:
+    """The port of a /proc/net address (``0100007F:1F90``)."""
+    return int(address.rsplit(":", 1)[1], 16)
+
+
+def listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` holds the socket listening on TCP ``port``; False once it
+    has ended."""
+    return holds(pid, ("tcp", "tcp6"),
+                 lambda fields: fields[3] == "0A" and _port(fields[1]) == port)
 
 
 class ChildServer:

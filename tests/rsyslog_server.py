@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from redis_server import ChildServer, listens
+from redis_server import ChildServer, holds, listens
 from waiting import wait_for
 
 __all__ = ["RsyslogServer"]
@@ -194,21 +194,6 @@ class RsyslogServer(ChildServer):
 
 
 def _bound_udp(pid: int, port: int) -> bool:
-    """Whether process ``pid`` holds an unconnected UDP socket bound to ``port`` (from
-    /proc: the kernel's socket table and the process's descriptors)."""
-    sockets = set()
-    with open("/proc/self/net/udp") as rows:
-        for row in list(rows)[1:]:
-            fields = row.split()
-            local, remote = fields[1], fields[2]
-            if int(local.rsplit(":", 1)[1], 16) == port and remote == "00000000:0000":
-                sockets.add(f"socket:[{fields[9]}]")
-    try:
-        descriptors = os.listdir(f"/proc/{pid}/fd")
-    except OSError:
-        return False
-    for fd in descriptors:
-        with contextlib.suppress(OSError):
-            if os.readlink(f"/proc/{pid}/fd/{fd}") in sockets:
-                return True
-    return False
+    """Whether process ``pid`` holds an unconnected UDP socket bound to ``port``."""
+    return holds(pid, ("udp",), lambda fields: int(fields[1].rsplit(":", 1)[1], 16) == port
+                 and fields[2] == "00000000:0000")

@@ -376,7 +376,11 @@ def test_a_script_returns_while_a_thread_waits_for_a_change(etcd: Any) -> None:
               "revision = client.get_prefix('/hostile-exit/').revision\n"
               "threading.Thread(target=client.wait_for_change, daemon=True,\n"
               "                 args=('/hostile-exit/', revision, 120)).start()\n"
-              "time.sleep(1.5)\n")
+              # Returns once the watch is open (its reader thread runs): polled, to a bound.
+              "deadline = time.monotonic() + 30\n"
+              "while threading.active_count() < 3:\n"
+              "    assert time.monotonic() < deadline, 'the watch never opened'\n"
+              "    time.sleep(0.01)\n")
     started = time.monotonic()
     subprocess.run([sys.executable, "-c", script], timeout=60, check=True)
     assert time.monotonic() - started < 10

@@ -106,6 +106,16 @@ def serving(args: list[str], project: Path, env: dict[str, str],
         yield process, port
 
 
+def registry_in_process(monkeypatch: pytest.MonkeyPatch, etcd: Any, namespace: str,
+                        **extra: str) -> None:
+    """The variables of an app built in this process that registers in ``namespace``
+    (heartbeat 1 s, host 10.1.2.3), with ``extra`` ``flyer_<name>`` values."""
+    for name, value in {"registry_enabled": "1", "registry_endpoints": etcd.url,
+                        "registry_namespace": namespace, "registry_heartbeat_interval": "1",
+                        "registry_host": "10.1.2.3", **extra}.items():
+        monkeypatch.setenv(f"flyer_{name}", value)
+
+
 def registered(etcd: Any, namespace: str, service: str = "shop") -> dict[str, Any]:
     """The one instance registered under ``/namespace/service/`` (waits for it)."""
     prefix = f"/{namespace}/{service}/"
@@ -402,11 +412,8 @@ def test_the_seeds_polaris_names_configure_the_registry(tmp_path: Path, project:
 
 def test_the_lifespan_registers_and_withdraws_and_building_sends_nothing(
         monkeypatch: pytest.MonkeyPatch, etcd: Any, namespace: str) -> None:
-    for name, value in {"registry_enabled": "1", "registry_endpoints": etcd.url,
-                        "registry_namespace": namespace, "registry_heartbeat_interval": "1",
-                        "registry_host": "10.1.2.3", "port": "9000",
-                        "registry_service": "billing", "version": "v7"}.items():
-        monkeypatch.setenv(f"flyer_{name}", value)
+    registry_in_process(monkeypatch, etcd, namespace, port="9000",
+                        registry_service="billing", version="v7")
     app = FlyerAPI()
     assert app.registry is not None
     assert app.registry.registration is None  # nothing started at build

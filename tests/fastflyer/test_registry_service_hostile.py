@@ -26,6 +26,7 @@ from test_registry_service import (
     entries,
     env_with,
     registered,
+    registry_in_process,
     serving,
 )
 
@@ -351,10 +352,7 @@ def test_a_stop_right_after_start_up_withdraws_at_once(
     # then beat on, holding the stopping hook until its 5 s budget ran out (exit status 1).
     import asyncio
 
-    for name, value in {"registry_enabled": "1", "registry_endpoints": etcd.url,
-                        "registry_namespace": namespace, "registry_heartbeat_interval": "1",
-                        "registry_host": "10.1.2.3"}.items():
-        monkeypatch.setenv(f"flyer_{name}", value)
+    registry_in_process(monkeypatch, etcd, namespace)
 
     async def start_and_stop(app: FlyerAPI) -> float:
         await app.lifecycle.startup()
@@ -464,10 +462,7 @@ def test_a_readiness_check_that_calls_sys_exit_is_not_ready_and_the_server_lives
     import asyncio
     import sys
 
-    for name, value in {"registry_enabled": "1", "registry_endpoints": etcd.url,
-                        "registry_namespace": namespace, "registry_heartbeat_interval": "1",
-                        "registry_host": "10.1.2.3"}.items():
-        monkeypatch.setenv(f"flyer_{name}", value)
+    registry_in_process(monkeypatch, etcd, namespace)
     app = FlyerAPI()
 
     def careless() -> None:

@@ -160,8 +160,10 @@ async def test_awatch_is_cancelled_at_once(directory: ServiceDirectory) -> None:
             seen.append(instances)
 
     task = asyncio.create_task(follow())
+    deadline = time.monotonic() + 10
     while not seen:  # the first list, then it waits up to 30 s for a change
-        await asyncio.sleep(0.02)
+        assert time.monotonic() < deadline, "no first list within 10 s"
+        await asyncio.sleep(0.02)  # polling, to the deadline above
     started = time.monotonic()
     task.cancel()
     with pytest.raises(asyncio.CancelledError):

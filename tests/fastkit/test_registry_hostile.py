@@ -12,7 +12,6 @@ import json
 import random
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,25 +22,6 @@ from test_registry_transport import Backend
 from fastkit.etcd import EtcdClient
 from fastkit.httpx import Client
 from fastkit.registry import Instance, ServiceDirectory, ServiceTransport
-
-REFRESH = 0.3
-
-
-@pytest.fixture
-def namespace() -> str:
-    return f"h{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def etcd_client(etcd: Any) -> Iterator[EtcdClient]:
-    with EtcdClient(etcd.url, timeout=3) as made:
-        yield made
-
-
-@pytest.fixture
-def directory(etcd_client: EtcdClient, namespace: str) -> Iterator[ServiceDirectory]:
-    with ServiceDirectory(etcd_client, namespace, refresh=REFRESH) as made:
-        yield made
 
 
 @pytest.fixture
@@ -207,7 +187,7 @@ def test_instances_coming_and_going_while_clients_call(
 def test_a_client_after_close_raises_runtime_error_and_no_thread_is_left(
         etcd_client: EtcdClient, namespace: str, backend: Backend) -> None:
     register(etcd_client, namespace, "late", backend.port)
-    directory = ServiceDirectory(etcd_client, namespace, refresh=REFRESH)
+    directory = ServiceDirectory(etcd_client, namespace, refresh=0.3)
     client = directory.client("late")
     assert client.get("/x").status_code == 200
     directory.close()

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -26,8 +25,6 @@ from fastkit.registry import (
 )
 from redis_server import closed_port
 from waiting import wait_for
-
-REFRESH = 0.3
 
 
 class Backend(ThreadingHTTPServer):
@@ -88,23 +85,6 @@ def backends() -> Iterator[tuple[Backend, Backend]]:
     for backend in (a, b):
         if backend.thread.is_alive():
             backend.stop()
-
-
-@pytest.fixture
-def namespace() -> str:
-    return f"t{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def etcd_client(etcd: Any) -> Iterator[EtcdClient]:
-    with EtcdClient(etcd.url, timeout=3) as made:
-        yield made
-
-
-@pytest.fixture
-def directory(etcd_client: EtcdClient, namespace: str) -> Iterator[ServiceDirectory]:
-    with ServiceDirectory(etcd_client, namespace, refresh=REFRESH) as made:
-        yield made
 
 
 def register(client: EtcdClient, namespace: str, backend: Backend,
@@ -233,14 +213,15 @@ def test_a_503_to_a_post_is_returned_as_it_came(
 
 def test_registry_changes_reach_a_running_client_within_refresh(
         call: Caller, backends: tuple[Backend, Backend], etcd_client: EtcdClient,
-        namespace: str) -> None:
+        namespace: str, directory: ServiceDirectory) -> None:
     a, b = backends
+    refresh = directory.refresh  # the directory the caller follows the registry with
     first = register(etcd_client, namespace, a)
     assert set(call.many(4)) == {"a"}
     register(etcd_client, namespace, b)
-    wait_for(lambda: "b" in call.many(2), timeout=REFRESH + 5, what="the new instance used")
+    wait_for(lambda: "b" in call.many(2), timeout=refresh + 5, what="the new instance used")
     etcd_client.delete(first.key)
-    wait_for(lambda: call.many(4) == ["b"] * 4, timeout=REFRESH + 5,
+    wait_for(lambda: call.many(4) == ["b"] * 4, timeout=refresh + 5,
              what="the deleted instance no longer used")
 
 
@@ -268,7 +249,7 @@ def test_a_mixed_case_service_name_is_kept_by_the_directory_client(
 
 def test_an_unreachable_registry_is_a_connect_error() -> None:
     with closed_port() as port, EtcdClient(f"http://127.0.0.1:{port}", timeout=1) as client, \
-            ServiceDirectory(client, "ns", refresh=REFRESH) as directory, \
+            ServiceDirectory(client, "ns", refresh=0.3) as directory, \
             Client(transport=ServiceTransport(directory)) as http, \
             pytest.raises(httpx.ConnectError, match="cannot look up service 'orders'"):
         http.get("http://orders/")
