@@ -245,6 +245,9 @@ def test_a_reload_by_sighup_keeps_the_instance_listed(
         tmp_path: Path, project: Path, etcd: Any, namespace: str) -> None:
     log = tmp_path / "console.log"
     env = env_with(tmp_path, etcd, namespace, flyer_host="127.0.0.1")
+    # The old workers' leases hold the key until the new ones beat: a TTL of 9 s, as in
+    # the recycling test, covers a new worker's boot on a loaded machine (3 s did not).
+    env["flyer_registry_heartbeat_interval"] = "3"
     with serving(["serve", "--workers", "2"], project, env, log) as (process, _port):
         entry = registered(etcd, namespace)
         wait_for(lambda: log.read_text().count("registered at") >= 2, timeout=60,
