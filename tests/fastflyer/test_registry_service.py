@@ -142,12 +142,34 @@ def _stop(process: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> int:
 # --- registering --------------------------------------------------------------------------
 
 
+# A stopping hook of the app's own, registered before the registry's and so run after it
+# (reverse order): it holds the listener open until the test has looked, so that "the key
+# went while the port still accepted" is seen however late the test gets to look.
+HOLD_LISTENER = '''
+import asyncio, os, time
+from pathlib import Path
+
+
+@app.lifecycle.on_stopping
+async def hold_listener() -> None:
+    release, deadline = Path(os.environ["HOLD_RELEASE"]), time.monotonic() + 4
+    while not release.exists() and time.monotonic() < deadline:
+        await asyncio.sleep(0.02)
+'''
+
+
 def test_two_workers_register_one_routable_instance_and_a_sigterm_withdraws_it_first(
         tmp_path: Path, project: Path, etcd: Any, namespace: str) -> None:
     log = tmp_path / "console.log"
+    held = tmp_path / "project"
+    shutil.copytree(project, held)
+    with (held / "main.py").open("a") as main:
+        main.write(HOLD_LISTENER)
+    release = tmp_path / "release"
     env = env_with(tmp_path, etcd, namespace, flyer_host="0.0.0.0",
-                   flyer_registry_metadata_zone="eu-1", flyer_polaris_metadata_rack="r7")
-    with serving(["serve", "--workers", "2"], project, env, log) as (process, port):
+                   flyer_registry_metadata_zone="eu-1", flyer_polaris_metadata_rack="r7",
+                   HOLD_RELEASE=str(release))
+    with serving(["serve", "--workers", "2"], held, env, log) as (process, port):
         entry = registered(etcd, namespace)
         host = routable_host("0.0.0.0")
         assert host not in ("0.0.0.0", "::", "")
@@ -181,6 +203,7 @@ def test_two_workers_register_one_routable_instance_and_a_sigterm_withdraws_it_f
                 if entry["key"] not in snapshot:
                     accepted_when_gone = accepts(port)
                 revision = snapshot.revision
+        release.touch()
         assert process.wait(timeout=60) == 0, log.read_text()
     output = log.read_text()
     assert accepted_when_gone is True, output
