@@ -59,6 +59,7 @@ bench: install-dev
 	$(PY) bench/bench_lock.py
 	$(PY) bench/bench_kafka.py
 	$(PY) bench/bench_etcd.py
+	$(PY) bench/bench_observability.py
 
 # FastAPI's own test suite, plain and with fastflyer's route class: fails on any test that fails
 # only with the route class. `make parity PARITY_ARGS='--route-class module:Class'`.

@@ -231,6 +231,78 @@ def logs() -> Iterator[Logs]:
     logger.remove(handler_id)
 
 
+_span_store: dict[str, Any] = {}
+
+
+@pytest.fixture
+def spans(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Traces on for one test: OpenTelemetry's SDK is the global tracer provider (one for
+    the session, a ``SimpleSpanProcessor`` into an ``InMemorySpanExporter``: each span is
+    there as it ends) and FastKit's tracing is on; yields the exporter, emptied.
+
+    ``fastkit.tracing.configure()`` (an app's lifespan with flyer_opentelemetry_enabled=1)
+    keeps that provider, as it keeps any a program set. OpenTelemetry sets its global
+    provider once per process and has no public way back, so the test swaps the API's
+    global in and out (as OpenTelemetry's own test utilities do): after the test no
+    provider is set again, and the FastAPI apps of other tests are not instrumented."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.util._once import Once
+
+    from fastkit import tracing
+
+    if not _span_store:
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider(shutdown_on_exit=False)
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        _span_store.update(exporter=exporter, provider=provider)
+    exporter, provider = _span_store["exporter"], _span_store["provider"]
+    done = Once()
+    done.do_once(lambda: None)  # set: a set_tracer_provider() during the test is refused
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER_SET_ONCE", done)
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", provider)
+    monkeypatch.setattr(tracing, "_owned", None)  # what an earlier configure() set up
+    exporter.clear()
+    tracing.enable()
+    yield exporter
+    tracing.disable()
+    exporter.clear()
+
+
+@pytest.fixture
+def kit_spans() -> Iterator[Any]:
+    """FastKit's tracing on for one test, with an SDK provider of the test's own (the
+    global one is left alone): ``fastkit.tracing.enable(provider)``, a
+    ``SimpleSpanProcessor`` into an ``InMemorySpanExporter``; yields the exporter, whose
+    ``get_finished_spans()`` holds each span as it ends."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from fastkit import tracing
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(shutdown_on_exit=False)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracing.enable(provider)
+    yield exporter
+    tracing.disable()
+    provider.shutdown()
+
+
+@pytest.fixture
+def metrics_on() -> Iterator[None]:
+    """FastKit's metrics recorded (in ``prometheus_client``'s default registry) for one
+    test; read them with ``REGISTRY.get_sample_value`` and compare deltas."""
+    from fastkit import metrics
+
+    metrics.enable()
+    yield
+    metrics.disable()
+
+
 @pytest.fixture(scope="session")
 def broker() -> Iterator[Any]:
     """One real Kafka-protocol broker (tansu) on a free loopback port, for the session."""

@@ -18,6 +18,7 @@ EXPECTED = {
     "JobNotFound": ("fastkit", KeyError),
     "LockUnavailable": ("fastkit", RuntimeError),
     "LogConfigError": ("fastkit", ValueError),
+    "TracingConfigError": ("fastkit", ValueError),
     "MessageError": ("fastkit", RuntimeError),
     "ProduceError": ("fastkit", RuntimeError),
     "ConsumeError": ("fastkit", RuntimeError),

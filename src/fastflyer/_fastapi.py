@@ -15,6 +15,11 @@ handler: Sentry its ``get_request_handler``, Logfire its ``solve_dependencies`` 
 them, so :meth:`_Internals.instrumented` says when any of :data:`HOOKS` (or of
 :data:`UTIL_HOOKS`, in the module that defines them) is no longer FastAPI's own function;
 the planner and the planned handler then defer to FastAPI's.
+
+FastAPI's native telemetry reads its per-request state from the OpenTelemetry context:
+:meth:`_Internals.operation_spans` says whether the request is to have operation spans (the
+planned handler, which opens none, defers to FastAPI's then), and
+:attr:`_Internals.validation_failed` records a validation error as FastAPI's handler does.
 """
 
 from __future__ import annotations
@@ -57,6 +62,7 @@ class _Internals:
             request_body_to_args,
         )
         from fastapi.routing import _effective_route_context_var, _extract_endpoint_context
+        from fastapi.telemetry._api import _get_request_telemetry, _validation_failed
         from starlette.middleware.body_limit import MAX_BODY_SIZE_SCOPE_KEY
 
         self.MAX_BODY_SIZE_SCOPE_KEY = MAX_BODY_SIZE_SCOPE_KEY
@@ -79,6 +85,8 @@ class _Internals:
         self.request_body_to_args = request_body_to_args
         self.effective_route_context_var = _effective_route_context_var
         self.extract_endpoint_context = _extract_endpoint_context
+        self.request_telemetry = _get_request_telemetry
+        self.validation_failed = _validation_failed
 
         import fastapi.dependencies.utils
         import fastapi.routing
@@ -106,6 +114,13 @@ class _Internals:
                 or utils.solve_dependencies is not solve
                 or utils.request_params_to_args is not params_to_args
                 or utils.request_body_to_args is not body_to_args)
+
+    def operation_spans(self) -> bool:
+        """Whether FastAPI's telemetry opens operation spans (dependencies, endpoint,
+        serialization) for the request being served: its tracer is set for the request
+        only then."""
+        telemetry = self.request_telemetry()
+        return telemetry is not None and telemetry.tracer is not None
 
 
 def _load() -> _Internals | None:

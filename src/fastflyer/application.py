@@ -45,6 +45,7 @@ from fastflyer.executor import register_executors
 from fastflyer.health import Readiness, ReadinessReport, health_paths
 from fastflyer.lifespan import Lifecycle
 from fastflyer.message import KafkaRouter, register_kafka
+from fastflyer.metrics import HTTPMetricsMiddleware, check_metrics_path, metrics_route
 from fastflyer.middleware import (
     AccessLog,
     BodyLimitMiddleware,
@@ -65,8 +66,10 @@ from fastflyer.schemas import DataResponse, ErrorResponse
 from fastflyer.service import service_name
 from fastflyer.settings import BaseConfig, FlyerSettings, SettingsError, load_settings
 from fastflyer.task_state import register_task_state
+from fastflyer.tracing import FASTAPI_TELEMETRY, register_tracing
 from fastkit.logging import configure as configure_logging
 from fastkit.logging import logger
+from fastkit.metrics import enable as enable_metrics
 
 try:  # FastAPI ≥ 0.16x keeps included routers whole; walk their routes
     from fastapi.routing import iter_route_contexts as _iter_route_contexts
@@ -161,7 +164,9 @@ class FlyerAPI(FastAPI):
     ``docs_url``, ``redoc_url`` and ``swagger_ui_oauth2_redirect_url`` (the paths of the
     offline docs pages, by default under ``flyer_base_url``; ``None`` leaves a page out, and
     no ``openapi_url`` leaves out all three, as in FastAPI; ``flyer_docs_enabled=0`` still
-    turns them all off); ``title``, ``description``, ``telemetry``.
+    turns them all off); ``title``, ``description``, ``telemetry`` (with
+    ``flyer_opentelemetry_enabled=1``, its keys win over FastFlyer's one,
+    ``operation_spans=False``: see :mod:`fastflyer.tracing`).
     """
 
     def __init__(
@@ -198,6 +203,9 @@ class FlyerAPI(FastAPI):
         _check_docs_arguments(self._docs_paths, base_url, version,
                               kwargs.get("title", config.API_TITLE),
                               settings.docs_enabled)
+        if settings.metrics_enabled:
+            check_metrics_path(settings.metrics_path, base_url)
+            enable_metrics()  # FastKit's clients, pools, schedulers... record from now on
 
         self.settings = settings
         self.flyer_fast_path = settings.fast_path  # read by FlyerRoute when it plans a route
@@ -229,6 +237,8 @@ class FlyerAPI(FastAPI):
         if not settings.opentelemetry_enabled and _FASTAPI_HAS_TELEMETRY:
             # Off unless asked for, as in the original: no per-request provider check.
             kwargs.setdefault("telemetry", {"tracing": False, "metrics": False, "logs": False})
+        elif _FASTAPI_HAS_TELEMETRY:  # FastAPI's span per request (fastflyer.tracing)
+            kwargs["telemetry"] = {**FASTAPI_TELEMETRY, **(kwargs.get("telemetry") or {})}
         kwargs.setdefault("title", config.API_TITLE)
         kwargs.setdefault("description", config.DESCRIPTION)
         super().__init__(
@@ -242,6 +252,8 @@ class FlyerAPI(FastAPI):
         if settings.fast_path:  # every route added from here on: app.get, add_api_route...
             self.router.route_class = FlyerRoute
         self.lifecycle.add("thread pool", start=self._size_thread_pool)
+        # First to start, last to stop: the other components' work is traced.
+        register_tracing(settings, self.lifecycle, lambda: self.service_name)
         self.lifecycle.add("access log", stop=self._close_access_log)
         register_components(settings, self.readiness, self.lifecycle)
         #: What follows the config center in this process (None: flyer_config_enabled=0).
@@ -344,6 +356,9 @@ class FlyerAPI(FastAPI):
                                summary="Readiness of the configured components",
                                response_model=None, responses=_READINESS_ANSWERS,
                                include_in_schema=path != "/health_check/ready")
+
+        if self.settings.metrics_enabled:  # behind auth when auth is on, as the docs
+            self.router.routes.append(metrics_route(self.settings.metrics_path))
 
     def include_router(self, router: APIRouter, *args: Any, **kwargs: Any) -> None:
         """FastAPI's ``include_router``; the router's plain ``APIRoute`` routes (and those of
@@ -453,6 +468,14 @@ class FlyerAPI(FastAPI):
 
             app = cast(ASGIApp, ProxyHeadersMiddleware(
                 cast(Any, app), trusted_hosts=self.settings.trusted_proxies))
+        if self.settings.metrics_enabled:
+            # Outside every layer: each answer is counted with its status, a 401 or 503
+            # included. The health checks and the scrapes themselves are not.
+            base = self.base_url
+            app = HTTPMetricsMiddleware(
+                app, lambda: self.router.routes,
+                skip=(*self._health_paths, "/health_check/ready", f"{base}/health_check/ready",
+                      self.settings.metrics_path))
         return app
 
 

@@ -15,6 +15,10 @@ says so at the first lock. ``flyer_lock_ttl`` is how long a lock outlives a hold
 died. Lock keys are namespaced by the service's name (``fastkit:lock:<service>:``, see
 :func:`fastflyer.service.service_name`): two services sharing one Redis never share a
 lock, however their jobs are named, while the workers and instances of one service do.
+
+With the app's metrics or tracing on, every job run is counted, timed and traced, and every
+fire not run is counted with its reason (lock held elsewhere, fire taken, lock store
+unavailable, previous run still going, missed): see :mod:`fastkit.executor._instrument`.
 """
 
 from __future__ import annotations

@@ -5,7 +5,9 @@
 ``flyer_workers`` of them (unset: :func:`~fastflyer.cpus.usable_cpus`), with the
 ``flyer_*`` timeouts, keep-alive and max-requests settings. Both load ``main:app`` from the
 project directory, leave the client address to the app and write no server access log
-(the app writes its own, ``flyer_access_log``).
+(the app writes its own, ``flyer_access_log``). Under ``serve`` the workers record their
+metrics in one directory (:func:`multiprocess_metrics`), so that any worker's ``/metrics``
+tells the whole server's.
 
 Both serve a socket from :func:`listen`, bound before anything says where the server is: a
 port in use fails there, with :class:`BindError`, instead of after a banner claiming it
@@ -18,6 +20,7 @@ flight get ``flyer_graceful_timeout`` to finish, then the stop hooks run within
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import math
@@ -27,14 +30,15 @@ import signal
 import socket
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from fastflyer.cpus import usable_cpus
 from fastflyer.exceptions import FastFlyerError
-from fastflyer.settings import FlyerSettings
+from fastflyer.settings import FlyerSettings, SettingsError
 
-__all__ = ["BindError", "gunicorn_options", "listen", "run", "serve"]
+__all__ = ["BindError", "gunicorn_options", "listen", "multiprocess_metrics", "run", "serve"]
 
 APP = "main:app"
 
@@ -279,8 +283,67 @@ def serve(settings: FlyerSettings, project: Path, sock: socket.socket | None = N
 
     replaced_dir = tempfile.mkdtemp(prefix="fastflyer-replaced-")
     os.environ[REPLACED_VARIABLE] = replaced_dir  # the workers inherit it
+    master = os.getpid()
     try:
-        Application().run()
+        with multiprocess_metrics(settings) as metrics_dir:
+            if metrics_dir is not None:  # a worker's live gauges go with it
+                options["child_exit"] = _worker_exited
+            Application().run()
     finally:
-        os.environ.pop(REPLACED_VARIABLE, None)
-        shutil.rmtree(replaced_dir, ignore_errors=True)
+        # A worker (forked in there) ends by SystemExit through these frames too: only the
+        # master removes what the workers share.
+        if os.getpid() == master:
+            os.environ.pop(REPLACED_VARIABLE, None)
+            shutil.rmtree(replaced_dir, ignore_errors=True)
+
+
+def _worker_exited(arbiter: Any, worker: Any) -> None:
+    """gunicorn's ``child_exit`` hook (in the master): drop the live gauge values of the
+    worker that exited; its counters and histograms stay in the directory, counted."""
+    from fastkit.metrics import mark_process_dead
+
+    mark_process_dead(worker.pid)
+
+
+@contextlib.contextmanager
+def multiprocess_metrics(settings: FlyerSettings) -> Iterator[str | None]:
+    """prometheus-client's multiprocess mode for the workers ``fastflyer serve`` starts
+    while the block runs: each writes its metrics to files in one directory, which any
+    worker's ``/metrics`` sums (:func:`fastkit.metrics.exposition`), those of the workers
+    gone (recycled, restarted) included.
+
+    Yields the directory, ``PROMETHEUS_MULTIPROC_DIR`` in ``os.environ`` (so that the
+    workers inherit it; nothing in this process may have imported ``prometheus_client``
+    before): one made here (``tempfile.mkdtemp``) and removed with the variable after the
+    block, or the caller's own when the variable is set already (created if missing, never
+    removed; prometheus-client asks that it be emptied between runs). Yields ``None``, doing
+    nothing, with ``flyer_metrics_enabled=0``. Raises
+    :class:`~fastflyer.settings.SettingsError` when the caller's directory cannot be made.
+    """
+    if not settings.metrics_enabled:
+        yield None
+        return
+    from fastkit.metrics import MULTIPROC_DIR_ENV
+
+    if "prometheus_client" in sys.modules:  # its values were made for one process already
+        logging.getLogger("gunicorn.error").warning(
+            "prometheus_client was imported before the server set %s: each worker may "
+            "serve only its own figures", MULTIPROC_DIR_ENV)
+    given = os.environ.get(MULTIPROC_DIR_ENV)
+    if given:
+        try:
+            os.makedirs(given, exist_ok=True)
+        except OSError as exc:
+            raise SettingsError([f"{MULTIPROC_DIR_ENV}={given!r} is not allowed: a directory "
+                                 f"this process can create or write ({exc.strerror})"]) from None
+        yield given
+        return
+    directory = tempfile.mkdtemp(prefix="fastflyer-metrics-")
+    os.environ[MULTIPROC_DIR_ENV] = directory
+    maker = os.getpid()
+    try:
+        yield directory
+    finally:
+        if os.getpid() == maker:  # not a process forked in the block, on its way out
+            os.environ.pop(MULTIPROC_DIR_ENV, None)
+            shutil.rmtree(directory, ignore_errors=True)

@@ -20,7 +20,10 @@ start with the app's lifespan, each in its own task, and stop within
 broker went away, a dead-letter topic refused a message) is logged and started again,
 waiting 1 s, then 2, 4... up to 10 s. With consumers declared or ``flyer_kafka_servers``
 set, readiness reports ``kafka``: the broker answers and every consumer runs. Messages
-sent while a request is served carry its request id, and the consumer binds it again.
+sent while a request is served carry its request id, and the consumer binds it again;
+with tracing on they carry its trace too (``traceparent``), and each message is handled in
+a ``process`` span continuing it (see :mod:`fastkit.message._instrument`, which also lists
+the Kafka metrics).
 
 Settings: ``flyer_kafka_servers`` (``host:port[,host:port]``), and for secured clusters
 ``flyer_kafka_security_protocol`` and ``flyer_kafka_sasl_mechanism``, ``_username``,

@@ -27,13 +27,16 @@ and what ran on the way. The planned handler solves the dependencies as FastAPI'
 ``solve_dependencies`` does, in its order: a dependency's own inputs are validated after its
 sub-dependencies ran, a dependency with invalid inputs is skipped, the others still run, and
 the errors are raised together as FastAPI's ``RequestValidationError``, with the same body and
-endpoint context. FastAPI's own handler for the route is handed the same ``Request`` (its
-body already read and kept) before anything ran when: the JSON body does not parse (FastAPI
-reports it its way), the app has ``dependency_overrides`` set, FastAPI's telemetry is
-instrumenting the request, an instrumentation library (Sentry, Logfire) has wrapped one of
-the functions FastAPI's handler is made of (:data:`fastflyer._fastapi.HOOKS`), or a
-dependant of the route was changed after the route was built (a dependency appended to
-``route.dependant.dependencies``, a call replaced).
+endpoint context. Under FastAPI's telemetry (a request it traces, ``fastapi.telemetry``) the
+planned handler fills the request's ``TelemetryData`` (request, body, values, errors) and
+records a validation failure as FastAPI's handler does. FastAPI's own handler for the route
+is handed the same ``Request`` (its body already read and kept) before anything ran when:
+the JSON body does not parse (FastAPI reports it its way), the app has
+``dependency_overrides`` set, FastAPI's telemetry opens operation spans for the request
+(``telemetry={"operation_spans": True}``, FastAPI's default), an instrumentation library
+(Sentry, Logfire) has wrapped one of the functions FastAPI's handler is made of
+(:data:`fastflyer._fastapi.HOOKS`), or a dependant of the route was changed after the route
+was built (a dependency appended to ``route.dependant.dependencies``, a call replaced).
 
 **What is planned.** Path, query, header and cookie parameters; JSON bodies (one or several
 parameters, embedded or not); dependencies, sync and async, plain or with ``yield``, with
@@ -424,15 +427,21 @@ def _planned_handler(plan: _Plan, fallback: Handler) -> Handler:
     overrides = plan.overrides
 
     async def handler(request: Request) -> Response:
+        telemetry = get_telemetry_data()
         if (overrides is not None and overrides.dependency_overrides) \
-                or get_telemetry_data() is not None or internals.instrumented():
+                or (telemetry is not None and internals.operation_spans()) \
+                or internals.instrumented():
             return await fallback(request)
+        if telemetry is not None:
+            telemetry.request = request
         body = internals.Undefined
         if plan.body:
             try:
                 body = await _read_body(request, plan.strict_content_type)
             except _Invalid:
                 return await fallback(request)
+        if telemetry is not None:
+            telemetry.body = None if body is internals.Undefined else body
         # As FastAPI's handler: the query, headers and cookies read (and so kept by the
         # request) before any dependency runs, whether parameters use them or not.
         # (path parameters: read per dependant by _solve, after its sub-dependencies)
@@ -441,10 +450,16 @@ def _planned_handler(plan: _Plan, fallback: Handler) -> Handler:
             return await fallback(request)
         state = _Solved(request, sources, body, plan.embed_body_fields, plan.single_body)
         values, errors = await _solve(root, state)
+        if telemetry is not None:
+            telemetry.values = values
+            telemetry.errors = errors
         if errors:
-            raise RequestValidationError(
+            error = RequestValidationError(
                 errors, body=None if body is internals.Undefined else body,
                 endpoint_ctx=_endpoint_context(call, plan.path, request))
+            if telemetry is not None:
+                internals.validation_failed(error)
+            raise error
         if is_coroutine:
             raw = await call(**values)
         else:

@@ -512,7 +512,8 @@ class FlyerSettings(ConfigCenterSettings):
         "arrive whole; then 408, or a close if nothing came, and the connection closed)",
         gt=0, le=DAY, allow_inf_nan=False)
     opentelemetry_enabled: bool = _allowed(
-        False, "1 or 0 (1: FastAPI's OpenTelemetry spans and metrics, where FastAPI has them)")
+        False, "1 or 0 (1: OpenTelemetry traces: a span per request, trace_id and span_id "
+        "in the logs; the SDK is set up from the OTEL_* variables)")
     fast_path: bool = _allowed(True, "1 or 0 (0: every route through FastAPI's full handling)")
     trusted_proxies: CommaList = _allowed(
         [], "comma-separated IP addresses or networks (unset: trust no X-Forwarded-For)")
@@ -592,6 +593,14 @@ class FlyerSettings(ConfigCenterSettings):
         None, "an IP address or host name sent as the syslog HOSTNAME (unset: the address "
         "of the default route)",
         validation_alias=_read_as("log_ship_my_ip", "zhiyan_my_ip"))
+    # Prometheus metrics (fastflyer.metrics).
+    metrics_enabled: bool = _allowed(
+        True, "1 or 0 (1: record the HTTP server's and FastKit's metrics and serve them at "
+        "flyer_metrics_path)")
+    metrics_path: str = _allowed(
+        "/metrics", "a path starting with '/', like /metrics or /internal/metrics (letters, "
+        "digits, '.', '_', '-'; no trailing '/'), outside /health_check",
+        pattern=BASE_URL_PATTERN)
     # Not read from one variable: see _registry_metadata_from_environment.
     registry_metadata: Annotated[dict[str, str], NoDecode] = _allowed(
         {}, "labels, one variable each: flyer_registry_metadata_<NAME>=value (or "
@@ -731,6 +740,14 @@ class FlyerSettings(ConfigCenterSettings):
             raise ValueError("not a host")
         return value
 
+    @field_validator("metrics_path")
+    @classmethod
+    def _metrics_outside_health(cls, value: str) -> str:
+        # The liveness paths are answered before routing (and stay open under auth).
+        if value == "/health_check" or value.startswith("/health_check/"):
+            raise _Reason("/health_check and the paths under it are the health checks'")
+        return value
+
     @field_validator("db_url")
     @classmethod
     def _sqlalchemy_url(cls, value: SecretStr) -> SecretStr:
@@ -797,6 +814,26 @@ class FlyerSettings(ConfigCenterSettings):
     def _auth_complete(self) -> FlyerSettings:
         if self.auth_enable and not (self.auth_user and self.auth_pass.get_secret_value()):
             raise ValueError("auth_enable needs flyer_auth_user and flyer_auth_pass")
+        return self
+
+    @field_validator("opentelemetry_enabled")
+    @classmethod
+    def _tracing_sdk(cls, value: bool) -> bool:
+        if value:
+            _check_extra("opentelemetry.sdk", "otel")
+        return value
+
+    @model_validator(mode="after")
+    def _tracing_configured(self) -> FlyerSettings:
+        # The OTEL_* variables each worker sets the SDK up from (fastkit.tracing.configure,
+        # in the lifespan), checked here: one line at start, not a traceback per worker.
+        if self.opentelemetry_enabled:
+            from fastkit.tracing import TracingConfigError, check
+
+            try:
+                check()
+            except TracingConfigError as exc:
+                raise ValueError(str(exc)) from None
         return self
 
 

@@ -6,6 +6,7 @@ FastKit call both work.
      ├── DatabaseConfigError   (ValueError)     database settings that cannot work
      ├── CachePoolError        (ValueError)     a cache pool asked for with settings it cannot have
      ├── LogConfigError        (ValueError)     a log level, switch or file option that cannot work
+     ├── TracingConfigError    (ValueError)     OTEL_* variables asking for what cannot be had
      ├── JobNotFound           (KeyError)       no job has this id in this scheduler
      ├── LockUnavailable       (RuntimeError)   the lock store cannot be reached
      ├── EtcdError             (RuntimeError)   etcd refused or failed a call
@@ -35,10 +36,12 @@ if TYPE_CHECKING:
     from fastkit.logging._setup import LogConfigError
     from fastkit.message._consumer import ConsumeError
     from fastkit.message._producer import MessageError, ProduceError
+    from fastkit.tracing import TracingConfigError
 
 __all__ = ["CachePoolError", "ConsumeError", "DatabaseConfigError", "EtcdAuthError",
            "EtcdError", "EtcdUnavailable", "FastKitError",
-           "JobNotFound", "LockUnavailable", "LogConfigError", "MessageError", "ProduceError"]
+           "JobNotFound", "LockUnavailable", "LogConfigError", "MessageError", "ProduceError",
+           "TracingConfigError"]
 
 
 class FastKitError(Exception):
@@ -57,6 +60,7 @@ _HOMES = {
     "MessageError": "fastkit.message._producer",
     "ProduceError": "fastkit.message._producer",
     "ConsumeError": "fastkit.message._consumer",
+    "TracingConfigError": "fastkit.tracing",
 }
 
 

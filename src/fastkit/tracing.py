@@ -14,7 +14,8 @@ scheduled job run (``INTERNAL``); outgoing HTTP requests and Kafka messages carr
     ...     ids = tracing.current_ids()                # (trace id, span id), hex
 
 :func:`configure` needs the OpenTelemetry SDK (``pip install 'fastflyer[otel]'``);
-:func:`enable` alone works with any provider a program set up itself.
+:func:`enable` alone works with any provider a program set up itself; :func:`check` finds
+what :func:`configure` would refuse without setting anything up.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from fastkit._version import __version__
+from fastkit.exceptions import FastKitError
 
 if TYPE_CHECKING:
     from opentelemetry.context import Context
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TracingConfigError",
+    "check",
     "configure",
     "current_ids",
     "disable",
@@ -40,6 +43,7 @@ __all__ = [
     "extract",
     "flush",
     "inject",
+    "record_failure",
     "span",
     "tracer",
 ]
@@ -48,7 +52,7 @@ _tracer: Tracer | None = None
 _owned: Any = None  # the SDK provider configure() set up in this process
 
 
-class TracingConfigError(ValueError):
+class TracingConfigError(FastKitError, ValueError):
     """The ``OTEL_*`` configuration asks for what cannot be had (an unknown exporter,
     or an exporter whose package is not installed); the message names the variable."""
 
@@ -83,8 +87,8 @@ def span(name: str, *, kind: SpanKind | None = None, attributes: Mapping[str, An
          context: Context | None = None) -> Iterator[Span | None]:
     """A span named ``name`` (OpenTelemetry's semantic conventions name it), current in
     the ``with`` block, child of ``context`` (``None``: the current span); yields
-    ``None`` while tracing is off. An exception escaping the block is recorded on the
-    span, whose status becomes ``ERROR``, and raised on."""
+    ``None`` while tracing is off. An exception escaping the block (``GeneratorExit``
+    aside) is recorded by :func:`record_failure` and raised on."""
     current = _tracer
     if current is None:
         yield None
@@ -93,8 +97,37 @@ def span(name: str, *, kind: SpanKind | None = None, attributes: Mapping[str, An
 
     with current.start_as_current_span(
             name, context=context, kind=kind if kind is not None else SpanKind.INTERNAL,
-            attributes=dict(attributes) if attributes else None) as opened:
-        yield opened
+            attributes=dict(attributes) if attributes else None, record_exception=False,
+            set_status_on_exception=False) as opened:
+        try:
+            yield opened
+        except GeneratorExit:
+            raise
+        except BaseException as exc:
+            record_failure(opened, exc)
+            raise
+
+
+def record_failure(span: Span, error: BaseException, *, stacktrace: bool = True) -> None:
+    """Mark ``span`` failed by ``error`` as the log lines write it: ``error.type`` (its
+    class name), status ``ERROR`` and an ``exception`` event whose message (and stack
+    trace, unless ``stacktrace`` is false) have secrets masked
+    (:func:`fastkit.logging.redact.redact_text`); OpenTelemetry's own recording would
+    copy them unmasked."""
+    import traceback
+
+    from opentelemetry.trace import Status, StatusCode
+
+    from fastkit.logging.redact import redact_text
+
+    kind = type(error).__qualname__
+    message = redact_text(str(error))
+    event = {"exception.type": kind, "exception.message": message}
+    if stacktrace:
+        event["exception.stacktrace"] = redact_text("".join(traceback.format_exception(error)))
+    span.set_attribute("error.type", kind)
+    span.add_event("exception", event)
+    span.set_status(Status(StatusCode.ERROR, f"{kind}: {message}"))
 
 
 def inject(carrier: MutableMapping[str, str]) -> None:
@@ -133,6 +166,46 @@ def current_ids() -> tuple[str, str] | None:
 
 
 _EXPORTERS = ("otlp", "console", "none")
+_NO_SDK = ("tracing needs the OpenTelemetry SDK (opentelemetry-sdk), which is not "
+           "installed: pip install 'fastflyer[otel]'")
+_NO_OTLP = ("OTEL_TRACES_EXPORTER=otlp (the default) needs the OTLP exporter "
+            "(opentelemetry-exporter-otlp-proto-http), which is not installed: "
+            "pip install 'fastflyer[otel]', or set OTEL_TRACES_EXPORTER=console or none")
+
+
+def _sdk_disabled() -> bool:
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
+
+
+def _importable(module: str) -> bool:
+    """Whether ``module`` can be imported, without importing it (``sys.modules[module] =
+    None`` blocks it, as for ``import``)."""
+    import importlib.util
+    import sys
+
+    if module in sys.modules:
+        return sys.modules[module] is not None
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package missing or blocked
+        return False
+
+
+def check() -> None:
+    """Check the ``OTEL_*`` configuration :func:`configure` would set up, building and
+    importing nothing: the exporters ``OTEL_TRACES_EXPORTER`` names, and the packages
+    they need. Nothing to check under ``OTEL_SDK_DISABLED=true``.
+
+    Raises :class:`TracingConfigError`, one line naming the variable, where
+    :func:`configure` would: for an unknown exporter, or a missing package (the SDK, or
+    the OTLP exporter for ``otlp``)."""
+    if _sdk_disabled():
+        return
+    if not _importable("opentelemetry.sdk.trace"):
+        raise TracingConfigError(_NO_SDK)
+    if "otlp" in _exporter_names() and not _importable(
+            "opentelemetry.exporter.otlp.proto.http.trace_exporter"):
+        raise TracingConfigError(_NO_OTLP)
 
 
 def configure(service_name: str | None = None) -> TracerProvider | None:
@@ -150,7 +223,7 @@ def configure(service_name: str | None = None) -> TracerProvider | None:
     :class:`TracingConfigError` for an unknown exporter or a missing package (the SDK,
     or the OTLP exporter: ``pip install 'fastflyer[otel]'``)."""
     global _owned
-    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+    if _sdk_disabled():
         return None
     from opentelemetry import trace
 
@@ -166,9 +239,7 @@ def configure(service_name: str | None = None) -> TracerProvider | None:
         from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError:
-        raise TracingConfigError(
-            "tracing needs the OpenTelemetry SDK (opentelemetry-sdk), which is not "
-            "installed: pip install 'fastflyer[otel]'") from None
+        raise TracingConfigError(_NO_SDK) from None
     exporters = _exporters()
     attributes = {}
     if service_name and not os.environ.get("OTEL_SERVICE_NAME"):
@@ -182,7 +253,9 @@ def configure(service_name: str | None = None) -> TracerProvider | None:
     return provider
 
 
-def _exporters() -> list[Any]:
+def _exporter_names() -> list[str]:
+    """The exporters ``OTEL_TRACES_EXPORTER`` names; :class:`TracingConfigError` for an
+    unknown one."""
     raw = os.environ.get("OTEL_TRACES_EXPORTER", "otlp")
     names = [name.strip().lower() for name in raw.split(",") if name.strip()] or ["otlp"]
     unknown = [name for name in names if name not in _EXPORTERS]
@@ -190,16 +263,17 @@ def _exporters() -> list[Any]:
         raise TracingConfigError(
             f"OTEL_TRACES_EXPORTER={raw!r}: {', '.join(unknown)} is not one of "
             f"{', '.join(_EXPORTERS)}")
+    return names
+
+
+def _exporters() -> list[Any]:
+    names = _exporter_names()
     found: list[Any] = []
     if "otlp" in names:
         try:
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         except ImportError:
-            raise TracingConfigError(
-                "OTEL_TRACES_EXPORTER=otlp (the default) needs the OTLP exporter "
-                "(opentelemetry-exporter-otlp-proto-http), which is not installed: "
-                "pip install 'fastflyer[otel]', or set OTEL_TRACES_EXPORTER=console or "
-                "none") from None
+            raise TracingConfigError(_NO_OTLP) from None
         found.append(OTLPSpanExporter())
     if "console" in names:
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter

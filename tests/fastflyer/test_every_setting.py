@@ -578,6 +578,29 @@ def check_docs_enabled(setting: Setting) -> None:
     assert docs(setting.build(docs_enabled=0)) == [404, 404, 404]
 
 
+def demo_counted(text: str) -> bool:
+    """Whether a metrics text holds the demo route's request count."""
+    return 'http_server_requests_total{method="GET",route="/flyer/demo",status="200"}' in text
+
+
+def check_metrics_enabled(setting: Setting) -> None:
+    # On by default: /metrics counts the demo route. Off: no route, and under serve no
+    # multiprocess directory (tests/fastflyer/test_metrics_prometheus.py).
+    with serve(setting.build()) as client:
+        assert client.get("/flyer/demo", params={"id": 1}).status_code == 200
+        assert demo_counted(client.get("/metrics").text)
+    with serve(setting.build(metrics_enabled=0)) as client:
+        assert client.get("/flyer/demo", params={"id": 1}).status_code == 200
+        assert client.get("/metrics").status_code == 404
+
+
+def check_metrics_path(setting: Setting) -> None:
+    with serve(setting.build(metrics_path="/internal/prometheus")) as client:
+        assert client.get("/flyer/demo", params={"id": 1}).status_code == 200
+        assert client.get("/metrics").status_code == 404
+        assert demo_counted(client.get("/internal/prometheus").text)
+
+
 def check_auth_enable(setting: Setting) -> None:
     with serve(setting.build()) as client:
         assert client.get("/flyer/demo", params={"id": 1}).status_code == 200
@@ -814,9 +837,10 @@ def check_fast_path(setting: Setting) -> None:
     assert not planned(setting.build(fast_path=0))
 
 
-# A global tracer provider, written on OpenTelemetry's API alone (no SDK is installed),
-# that records the names of the spans started; then the span names of one request to the
-# demo app built from the environment, and to one built with the setting's default.
+# A global tracer provider, written on OpenTelemetry's API alone (no SDK needed), that
+# records the names of the spans started; then the span names of one request to the demo
+# app built from the environment, and to one built with the setting's default, and whether
+# FastKit's tracing was on while each served (the lifespan keeps the provider set here).
 SPANS = """
 import contextlib, json, sys
 from opentelemetry import trace
@@ -843,9 +867,12 @@ class Provider(trace.TracerProvider):
 trace.set_tracer_provider(Provider())
 
 def spans(settings):
+    from fastkit import tracing
+
     names.clear()
     with TestClient(FlyerAPI(app_path=sys.argv[1], settings=settings)) as client:
         assert client.get("/flyer/demo", params={"id": 1}).status_code == 200
+        names.append(f"fastkit tracing {tracing.enabled()}")
     return list(names)
 
 print(json.dumps({"set": spans(load_settings()),
@@ -859,10 +886,10 @@ def check_opentelemetry_enabled(setting: Setting) -> None:
     assert done.returncode == 0, done.stderr
     spans = json.loads(done.stdout.splitlines()[-1])
     # FastAPI names the server span after the method (and renames it to the route on
-    # spans that record, which these do not); a request it instruments is served by
-    # FastAPI's own handler (fastflyer.routing), with its spans per step.
-    assert spans == {"set": ["GET", "fastapi.dependencies", "fastapi.endpoint",
-                             "fastapi.serialization"], "default": []}
+    # spans that record, which these do not); its operation spans (one per step of the
+    # handler) are off (fastflyer.tracing).
+    assert spans == {"set": ["GET", "fastkit tracing True"],
+                     "default": ["fastkit tracing False"]}
 
 
 # --- data components ------------------------------------------------------------------------
@@ -1498,6 +1525,8 @@ EFFECTS: dict[str, Callable[..., None]] = {
     "auth_user": check_auth_user,
     "auth_pass": check_auth_pass,
     "docs_enabled": check_docs_enabled,
+    "metrics_enabled": check_metrics_enabled,
+    "metrics_path": check_metrics_path,
     "task_api_open": check_task_api_open,
     "always_http_200": check_always_http_200,
     "cors_origins": check_cors_origins,

@@ -35,7 +35,7 @@ def test_every_variable_of_the_seed_table_is_a_setting():
     assert set(SEED_TABLE) <= set(FlyerSettings.model_fields)
     for extra in ["log_path", "access_log_exclude_uris", "auth_enable", "auth_user", "auth_pass",
                   "docs_enabled", "cors_origins", "gzip_min_size", "max_body_size",
-                  "trusted_proxies", "always_http_200"]:
+                  "trusted_proxies", "always_http_200", "metrics_enabled", "metrics_path"]:
         assert extra in FlyerSettings.model_fields
 
 
@@ -92,6 +92,10 @@ def test_an_empty_variable_counts_as_unset(monkeypatch):
       for value in ("inf", "1e400", "nan", "86401")],
     ("max_requests", "-5", "an integer ≥ 0"),
     ("trusted_proxies", "10.0.0.0/8,not-an-ip", "IP addresses or networks"),
+    ("metrics_enabled", "yes please", "1 or 0"),
+    ("metrics_path", "metrics", "a path starting with '/'"),
+    ("metrics_path", "/metrics/", "no trailing '/'"),
+    ("metrics_path", "/health_check/metrics", "are the health checks'"),
 ])
 def test_a_bad_value_is_one_line_naming_variable_value_and_rule(monkeypatch, name, value, allowed):
     monkeypatch.setenv(f"flyer_{name}", value)

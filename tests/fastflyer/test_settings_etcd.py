@@ -411,7 +411,8 @@ def test_the_config_center_settings_name_a_bad_variable(
     ({"flyer_polaris_enabled": "1"}, "etcd3gw", "etcd"),
     ({"flyer_redis_host": "127.0.0.1"}, "redis", "redis"),
     ({"flyer_kafka_servers": "127.0.0.1:9092"}, "aiokafka", "kafka"),
-], ids=["config", "rainbow", "registry", "polaris", "redis", "kafka"])
+    ({"flyer_opentelemetry_enabled": "1"}, "opentelemetry.sdk", "otel"),
+], ids=["config", "rainbow", "registry", "polaris", "redis", "kafka", "otel"])
 def test_a_feature_whose_extra_is_not_installed_says_which_to_install(
         monkeypatch: pytest.MonkeyPatch, variables: dict[str, str], module: str,
         extra: str) -> None:

@@ -14,6 +14,8 @@ timer on the running event loop, else a daemon ``threading.Timer``; none while n
 is buffered). A process killed outright loses at most its last second of lines. Paths in
 ``flyer_access_log_exclude_uris`` are skipped (``/health*`` skips a prefix). Secret query
 values are masked as in FastKit's call log; no header but the user agent is logged.
+While tracing is on (``flyer_opentelemetry_enabled=1``), a line also has the request's
+``trace_id`` and ``span_id`` (its server span's), after ``request_id``.
 With log shipping on (``flyer_log_ship_enabled``), each line is also shipped to the
 syslog collector (:class:`fastkit.logging.LogShipper`), with ``"kind": "access"``.
 """
@@ -73,9 +75,11 @@ class AccessLog:
         return open(self.target, "ab", buffering=64 * 1024)
 
     def write(self, method: str, path: str, query: bytes, status: int, latency_ms: float,
-              client_ip: str | None, request_id: str, user_agent: str | None) -> None:
-        """Write one line. Never raises: an unwritable file falls back to the console."""
-        fields = {
+              client_ip: str | None, request_id: str, user_agent: str | None, *,
+              trace_id: str | None = None, span_id: str | None = None) -> None:
+        """Write one line (``trace_id`` and ``span_id``, hex: fields only when given).
+        Never raises: an unwritable file falls back to the console."""
+        fields: dict[str, object] = {
             "time": datetime.now(UTC).isoformat(timespec="milliseconds"),
             "method": method,
             "path": path,
@@ -84,8 +88,10 @@ class AccessLog:
             "latency_ms": round(latency_ms, 2),
             "client_ip": client_ip,
             "request_id": request_id,
-            "user_agent": user_agent,
         }
+        if trace_id is not None:
+            fields["trace_id"], fields["span_id"] = trace_id, span_id
+        fields["user_agent"] = user_agent
         line = to_json(fields) + b"\n"
         shipper = active_shipper()
         if shipper is not None:  # log shipping is on: queued, never waited for

@@ -12,7 +12,8 @@ For every HTTP request:
   access-log line;
 - an exception nothing else answered becomes a 500 envelope, and one that escapes after
   the response started is dropped (the error handler logged it already);
-- one access-log line is written when the response ends.
+- one access-log line is written when the response ends (with the trace and span ids of
+  FastAPI's span of the request while tracing is on: it is still the current span).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fastflyer.errors import ErrorRenderer, loggable
 from fastflyer.middleware.access_log import AccessLog
 from fastkit.logging import logger
 from fastkit.request_id import new_request_id, reset_request_id, set_request_id
+from fastkit.tracing import current_ids
 
 __all__ = ["HEALTH_BODY", "HEALTH_METHODS", "NOSNIFF", "Liveness", "RequestContextMiddleware",
            "request_id_of"]
@@ -70,9 +72,11 @@ def _log_access(log: AccessLog | None, scope: Scope, status: int, started: float
     path: str = scope["path"]
     if log is not None and log.wanted(path):
         client = scope.get("client")
+        ids = current_ids()  # None unless tracing is on (and the request has a span)
         log.write(scope["method"], path, scope.get("query_string", b""), status,
                   (time.perf_counter() - started) * 1000, client[0] if client else None,
-                  request_id, user_agent.decode("latin-1") if user_agent is not None else None)
+                  request_id, user_agent.decode("latin-1") if user_agent is not None else None,
+                  trace_id=ids[0] if ids else None, span_id=ids[1] if ids else None)
 
 
 class Liveness:

@@ -43,6 +43,8 @@ __all__ = ["HeadAsGetMiddleware", "allowed_methods", "declared_methods", "head_r
 
 _METHOD_NOT_ALLOWED = 405
 _STATIC_METHODS = frozenset({"GET", "HEAD"})
+# The keys routing adds to a request's scope naming what serves it.
+_ROUTING_KEYS = ("route", "endpoint")
 
 
 def declared_methods(routes: Iterable[Any], scope: Scope) -> frozenset[str] | None:
@@ -121,7 +123,14 @@ class HeadAsGetMiddleware:
             await send(message)
 
         # A copy: the server keeps its own scope, which still says HEAD.
-        await self.app({**scope, "method": "GET"}, receive, without_body)
+        as_get = {**scope, "method": "GET"}
+        try:
+            await self.app(as_get, receive, without_body)
+        finally:
+            # What routing chose, for the layers outside (the HTTP metrics' route label).
+            for key in _ROUTING_KEYS:
+                if key in as_get:
+                    scope[key] = as_get[key]
 
 
 def method_not_allowed(

@@ -26,6 +26,13 @@ and only picks the pool per loop.
 ``close()`` (sync) and ``aclose()`` (asyncio) close the connections of the client's pool
 (for asyncio, the running loop's): the pool is shared by every client with the same
 arguments, and those reconnect at their next command.
+
+While metrics are on (:func:`fastkit.metrics.enable`), every pool keeps
+``db_client_connections_usage{pool,state}`` (:mod:`fastkit._pool_metrics`): ``used``, the
+connections handed out by ``get_connection()`` and not yet released; ``idle``, those back
+in the pool (redis-py keeps a released connection in the pool until the pool drops it).
+``pool`` is the ``client_name`` given, else ``host:port/db`` (``path/db`` for a Unix
+socket). While metrics are off, each checkout and release costs one boolean test.
 """
 
 from __future__ import annotations
@@ -42,10 +49,12 @@ import redis.asyncio.retry
 import redis.retry
 from redis.backoff import ExponentialWithJitterBackoff
 
+from fastkit import metrics
 from fastkit._loop_local import LoopLocal
+from fastkit._pool_metrics import PoolUsage, pool_name
 
-__all__ = ["RETRIES", "LoopLocalRedis", "SharedRedis", "get_async_redis_pool",
-           "get_redis_pool"]
+__all__ = ["RETRIES", "AsyncMeteredConnectionPool", "LoopLocalRedis", "MeteredConnectionPool",
+           "SharedRedis", "get_async_redis_pool", "get_redis_pool"]
 
 RETRIES = 3
 """Retries of a command that failed with ``ConnectionError`` (sync and asyncio alike)."""
@@ -53,6 +62,65 @@ _BACKOFF = {"base": 0.05, "cap": 0.5}  # seconds: first retry after up to 50 ms
 
 _URL_SCHEMES = ("redis://", "rediss://", "unix://")
 _lock = threading.Lock()
+
+
+def _usage(pool: redis.ConnectionPool | redis.asyncio.ConnectionPool) -> PoolUsage:
+    """The connection gauge of ``pool``, named from its connection arguments (never
+    its URL or password); retired when the pool is collected."""
+    kwargs = pool.connection_kwargs
+    given = kwargs.get("client_name")
+    if given:
+        name = str(given)
+    elif kwargs.get("path"):
+        name = pool_name(str(kwargs["path"]), None, kwargs.get("db", 0))
+    else:
+        name = pool_name(str(kwargs.get("host", "localhost")), kwargs.get("port", 6379),
+                         kwargs.get("db", 0))
+    usage = PoolUsage(name)
+    usage.watch(pool)
+    return usage
+
+
+class MeteredConnectionPool(redis.ConnectionPool):
+    """redis-py's ``ConnectionPool`` that keeps the connection gauge while metrics are on
+    (its checkouts and releases; everything else is redis-py's). ``fastkit_usage`` is its
+    :class:`~fastkit._pool_metrics.PoolUsage` (``.name``: its ``pool`` label)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fastkit_usage = _usage(self)
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> redis.Connection:
+        connection = super().get_connection(*args, **kwargs)
+        if metrics.enabled():
+            self.fastkit_usage.checked_out(connection)
+        return connection
+
+    def release(self, connection: Any) -> None:
+        super().release(connection)
+        if metrics.enabled():
+            self.fastkit_usage.checked_in(connection)
+
+
+class AsyncMeteredConnectionPool(redis.asyncio.ConnectionPool):
+    """The asyncio :class:`MeteredConnectionPool`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fastkit_usage = _usage(self)
+
+    async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
+        connection = await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        if metrics.enabled():
+            self.fastkit_usage.checked_out(connection)
+        return connection
+
+    async def release(self, connection: Any) -> None:
+        await super().release(connection)
+        if metrics.enabled():
+            self.fastkit_usage.checked_in(connection)
+
+
 _sync_pools: dict[Hashable, redis.ConnectionPool] = {}
 
 
@@ -134,8 +202,8 @@ class LoopLocalRedis(redis.asyncio.Redis):
 
     def _make_pool(self) -> redis.asyncio.ConnectionPool:
         if self._pool_url:
-            return redis.asyncio.ConnectionPool.from_url(self._pool_url, **self._pool_options)
-        return redis.asyncio.ConnectionPool(**self._pool_options)
+            return AsyncMeteredConnectionPool.from_url(self._pool_url, **self._pool_options)
+        return AsyncMeteredConnectionPool(**self._pool_options)
 
     @property
     def connection_pool(self) -> redis.asyncio.ConnectionPool:
@@ -173,8 +241,8 @@ def get_redis_pool(host: str = "localhost", port: int | str = 6379, passwd: str 
         with _lock:
             pool = _sync_pools.get(key)
             if pool is None:
-                pool = (redis.ConnectionPool.from_url(url, **options) if url
-                        else redis.ConnectionPool(**options))
+                pool = (MeteredConnectionPool.from_url(url, **options) if url
+                        else MeteredConnectionPool(**options))
                 _sync_pools[key] = pool
     return SharedRedis(connection_pool=pool)
 

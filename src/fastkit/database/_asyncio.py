@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_asyn
 
 from fastkit._loop_local import LoopLocal
 from fastkit.database._engine import engine_options
+from fastkit.database._metrics import watch_engine
 from fastkit.database._sqlalchemy import _pool_key, _Tables, _url
 from fastkit.database._timeouts import BoundedLogin
 from fastkit.database._url import async_url, masked
@@ -61,6 +62,7 @@ class AsyncMySQL:
         self.engine = create_async_engine(self.url, **options)
         if login is not None:
             login.dialect = self.engine.sync_engine.dialect
+        watch_engine(self.engine.sync_engine, self.url, options)  # the pool gauge, metrics on
         self.session_factory = async_sessionmaker(self.engine, class_=_AsyncSession,
                                                   expire_on_commit=False)
         self._tables = _Tables()

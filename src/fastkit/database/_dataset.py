@@ -38,6 +38,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
 from fastkit.database._engine import engine_options
+from fastkit.database._metrics import watch_engine
 from fastkit.database._url import DatabaseConfigError, as_url, masked, mysql_url
 from fastkit.logging import logger
 
@@ -50,7 +51,15 @@ _USER_FIRST = ("db_user", "db_pass", "db_host", "db_port", "db_name", "db_recycl
 
 
 class Dataset(dataset.Database):
-    """A ``dataset.Database`` that replaces dead connections and holds no read snapshot."""
+    """A ``dataset.Database`` that replaces dead connections and holds no read snapshot.
+
+    ``Dataset(url, **kwargs)`` takes ``dataset.Database``'s arguments; its engine keeps
+    the pool gauge while metrics are on (:mod:`fastkit.database._metrics`)."""
+
+    def __init__(self, url: str, *args: Any, **kwargs: Any) -> None:
+        super().__init__(url, *args, **kwargs)
+        if self.engine is not None:
+            watch_engine(self.engine, as_url(url), kwargs.get("engine_kwargs") or {})
 
     @property
     def executable(self) -> Connection:

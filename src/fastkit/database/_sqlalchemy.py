@@ -23,6 +23,7 @@ from sqlalchemy.engine import URL
 from sqlalchemy.orm import Session, sessionmaker
 
 from fastkit.database._engine import engine_options
+from fastkit.database._metrics import watch_engine
 from fastkit.database._url import as_url, masked, mysql_url
 
 __all__ = ["MySQL", "get_mysql_pool"]
@@ -61,6 +62,7 @@ class MySQL:
         self.url = as_url(url)
         self.engine = create_engine(self.url, **engine_options(
             self.url, recycle, pool_size, max_overflow, engine_kwargs))
+        watch_engine(self.engine, self.url, engine_kwargs)  # the pool gauge, metrics on
         # Objects stay readable after the session's block ends (to_dict() in a response).
         self.session_factory = sessionmaker(self.engine, class_=_Session, expire_on_commit=False)
         self._tables = _Tables()

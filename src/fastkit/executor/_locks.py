@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, TypeVar, cast
 
+from fastkit.executor import _instrument
 from fastkit.executor._backends import (
     FIRE_TAKEN,
     FireMark,
@@ -354,6 +355,7 @@ class Locks:
             else:
                 logger.info("{} skipped: lock {!r} is held by a run still going ({})",
                             what or name, name, backend.describe())
+            _instrument.fire_skipped(fire, "fire_taken" if fence == FIRE_TAKEN else "lock_held")
             return None
         lease.fence = fence
         signal = current_run_signal()
@@ -388,6 +390,7 @@ class Locks:
             return self.acquire(name, fire, ttl, what)
         except LockUnavailable as exc:
             logger.warning("{} skipped: lock store unavailable ({})", what, exc)
+            _instrument.fire_skipped(fire, "lock_unavailable")
             return None
 
     @contextmanager
@@ -423,7 +426,11 @@ class Locks:
                     return None
                 token, owners = _LEASE.set(lease), _FIRE_OWNERS.set(())
                 try:
-                    return await func(*args, **kwargs)
+                    run = _instrument.job_run(fire)  # the job's run, when observed
+                    if run is None:
+                        return await func(*args, **kwargs)
+                    with run.running():
+                        return await func(*args, **kwargs)
                 finally:
                     _FIRE_OWNERS.reset(owners)
                     _LEASE.reset(token)
@@ -439,7 +446,11 @@ class Locks:
                     return None
                 token, owners = _LEASE.set(lease), _FIRE_OWNERS.set(())
                 try:
-                    return func(*args, **kwargs)
+                    run = _instrument.job_run(fire)  # the job's run, when observed
+                    if run is None:
+                        return func(*args, **kwargs)
+                    with run.running():
+                        return func(*args, **kwargs)
                 finally:
                     _FIRE_OWNERS.reset(owners)
                     _LEASE.reset(token)
@@ -466,6 +477,11 @@ def fire_context(fire: Fire, func: Callable[..., Any]) -> FireToken:
     chain does; a guarded helper it calls, or a task it submits, does not.
     """
     return _FIRE.set(fire), _FIRE_OWNERS.set(_owner_chain(func))
+
+
+def guards_fire(func: Callable[..., Any]) -> bool:
+    """Whether a lock guard in ``func``'s chain takes its fire (see :func:`fire_context`)."""
+    return any(getattr(item, GUARD_ATTRIBUTE, None) is not None for item in _owner_chain(func))
 
 
 def reset_fire(token: FireToken) -> None:

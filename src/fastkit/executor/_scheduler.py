@@ -29,6 +29,8 @@ What it adds to APScheduler:
   so every process names it alike;
 * a job that raises is logged with its id and traceback, and the scheduler goes on;
 * ``run_job(id)`` runs a job now without moving its schedule; ``shutdown`` takes a timeout;
+* with FastKit's metrics or tracing on, each run is counted, timed and traced, and each
+  fire not run is counted with its reason (see :mod:`fastkit.executor._instrument`);
 * nothing is created before the first use (no thread, no clock lookup at import).
 """
 
@@ -66,12 +68,14 @@ from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import iscoroutinefunction_partial
 
 from fastkit.exceptions import FastKitError
+from fastkit.executor import _instrument
 from fastkit.executor._backends import redis_backend
 from fastkit.executor._locks import (
     GUARD_ATTRIBUTE,
     Fire,
     Locks,
     fire_context,
+    guards_fire,
     lock_name,
     reset_fire,
 )
@@ -137,15 +141,59 @@ def _fire(name: str, job: Job, run_time: datetime, manual: bool) -> Fire:
                 period=width.total_seconds())
 
 
+class _ObservedJob:
+    """The job as ``run_job`` sees it (it reads ``id``, ``func``, ``args``, ``kwargs`` and
+    ``misfire_grace_time``), its function called inside the run's span and measures. A
+    locked job's guard opens them itself, once it holds the lock: a skipped fire has none."""
+
+    __slots__ = ("_job", "func")
+
+    def __init__(self, job: Job, run: _instrument.JobRun) -> None:
+        self._job = job
+        func = job.func
+        if run.locked:
+            self.func = func
+        elif iscoroutinefunction_partial(func):
+            async def observed_async(*args: Any, **kwargs: Any) -> Any:
+                with run.running():
+                    return await func(*args, **kwargs)
+
+            self.func = observed_async
+        else:
+            def observed(*args: Any, **kwargs: Any) -> Any:
+                with run.running():
+                    return func(*args, **kwargs)
+
+            self.func = observed
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._job, name)
+
+    def __str__(self) -> str:
+        return str(self._job)
+
+
+def _observe(fire: Fire, job: Job) -> tuple[_instrument.JobRun | None, Any]:
+    """The fire's observed run (``None`` when runs are not observed) and the job to run."""
+    if not _instrument.observed():
+        return None, job
+    run = _instrument.start(fire, job.func, guards_fire(job.func))
+    return run, _ObservedJob(job, run)
+
+
 def _run_fires(name: str, stopping: Stopping, manual: bool, job: Job, alias: str,
                run_times: list[datetime], logger_name: str) -> list[JobExecutionEvent]:
     events: list[JobExecutionEvent] = []
     for run_time in run_times:
-        token = fire_context(_fire(name, job, run_time, manual), job.func)
+        fire = _fire(name, job, run_time, manual)
+        token = fire_context(fire, job.func)
+        run, target = _observe(fire, job)
         try:
             with stopping.run():
-                events += run_job(job, alias, [run_time], logger_name)
+                events += run_job(target, alias, [run_time], logger_name)
         finally:
+            if run is not None:
+                run.close()
             reset_fire(token)
     return events
 
@@ -155,11 +203,15 @@ async def _run_fires_async(name: str, stopping: Stopping, manual: bool, job: Job
                            logger_name: str) -> list[JobExecutionEvent]:
     events: list[JobExecutionEvent] = []
     for run_time in run_times:
-        token = fire_context(_fire(name, job, run_time, manual), job.func)
+        fire = _fire(name, job, run_time, manual)
+        token = fire_context(fire, job.func)
+        run, target = _observe(fire, job)
         try:
             with stopping.run():
-                events += await run_coroutine_job(job, alias, [run_time], logger_name)
+                events += await run_coroutine_job(target, alias, [run_time], logger_name)
         finally:
+            if run is not None:
+                run.close()
             reset_fire(token)
     return events
 
@@ -354,14 +406,18 @@ class Scheduler:
 
     def _on_event(self, event: JobEvent) -> None:
         if isinstance(event, JobExecutionEvent) and event.code == EVENT_JOB_ERROR:
-            logger.opt(exception=event.exception).error(
-                "job {!r} of scheduler {!r} raised {} (fire at {})", event.job_id, self.name,
-                type(event.exception).__name__, event.scheduled_run_time)
+            with _instrument.failed_run(event.exception):  # the line carries the run's trace
+                logger.opt(exception=event.exception).error(
+                    "job {!r} of scheduler {!r} raised {} (fire at {})", event.job_id,
+                    self.name, type(event.exception).__name__, event.scheduled_run_time)
         elif isinstance(event, JobExecutionEvent):  # missed
+            _instrument.skipped(event.job_id, "missed")
             logger.warning("job {!r} of scheduler {!r}: fire at {} missed (more than its "
                            "misfire_grace_time late); the next one runs on time",
                            event.job_id, self.name, event.scheduled_run_time)
         elif isinstance(event, JobSubmissionEvent):  # max instances
+            _instrument.skipped(event.job_id, "still_running",
+                                len(event.scheduled_run_times) or 1)
             logger.warning("job {!r} of scheduler {!r}: fire at {} skipped, its previous "
                            "run is still going", event.job_id, self.name,
                            ", ".join(str(t) for t in event.scheduled_run_times))

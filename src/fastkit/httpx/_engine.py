@@ -1,7 +1,8 @@
 """The retry engine: one small state machine per logical call, shared by sync and async.
 
 It decides, after each attempt, whether to try again and how long to wait first,
-and writes the call's log lines; the transports only run the attempts and sleep.
+and writes the call's log lines, metrics and span (:mod:`fastkit.httpx._telemetry`, while
+metrics or tracing are on); the transports only run the attempts and sleep.
 Decisions:
 
 - ``retry_by_except`` / ``retry_by_result`` given: they decide, for every method.
@@ -31,10 +32,14 @@ from typing import TYPE_CHECKING
 
 import httpx
 
+from fastkit import metrics, tracing
+from fastkit.httpx import _telemetry
 from fastkit.httpx._policy import RetryPolicy
 from fastkit.request_id import REQUEST_ID_HEADER, get_request_id
 
 if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
     from fastkit.httpx._log import CallLog
 
 __all__ = ["RETRY_AFTER_CEILING", "Attempts", "instant_waits", "parse_retry_after", "set_testing"]
@@ -129,22 +134,26 @@ def error_text(error: BaseException) -> str:
                       *getattr(error, "__notes__", ())])
 
 class Attempts:
-    """The retry state of one logical call, and its log lines.
+    """The retry state of one logical call, its log lines, metrics and span.
 
-    ``Attempts(policy, request, log)`` forwards the bound request id on ``request``.
+    ``Attempts(policy, request, log)`` forwards the bound request id on ``request`` and,
+    while tracing is on, opens the call's span and forwards its ``traceparent``.
     ``after_response`` and ``after_error`` return the seconds to wait before the next
-    attempt, or ``None`` to stop (then the call's line is logged, and an error is
-    annotated with the attempts made and why it stopped); ``number`` is the attempts
-    made so far.
+    attempt, or ``None`` to stop (then the call's line is logged, its metrics recorded and
+    its span ended, and an error is annotated with the attempts made and why it stopped);
+    ``number`` is the attempts made so far. A transport whose loop is interrupted
+    otherwise (a cancelled task) calls :meth:`interrupted`.
     """
 
-    __slots__ = ("log", "method", "number", "policy", "reason", "replayable", "request",
-                 "started", "waited")
+    __slots__ = ("ended", "log", "method", "number", "policy", "reason", "replayable",
+                 "request", "span", "started", "waited")
 
     def __init__(self, policy: RetryPolicy, request: httpx.Request, log: CallLog) -> None:
         request_id = get_request_id()
         if request_id is not None and REQUEST_ID_HEADER not in request.headers:
             request.headers[REQUEST_ID_HEADER] = request_id
+        self.span: Span | None = _telemetry.start_span(request) if tracing.enabled() else None
+        self.ended = False
         self.policy = policy
         self.request = request
         self.log = log
@@ -174,11 +183,15 @@ class Attempts:
             self.reason = f"retry_by_result raised {type(error).__name__}"
             self.annotate(error)
             self.log.finished(self.request, None, None, error, self)
+            self._observe(None, error)
             raise
         if wait is None:
             self.log.finished(self.request, response, view, None, self)
+            self._observe(response.status_code, None)
         else:
             self.log.retrying(self.request, self, wait)
+            if metrics.enabled():
+                _telemetry.record_retry(self.request, str(response.status_code))
         return wait
 
     def after_error(self, error: Exception) -> float | None:
@@ -187,9 +200,27 @@ class Attempts:
         if wait is None:
             self.annotate(error)
             self.log.finished(self.request, None, None, error, self)
+            self._observe(None, error)
         else:
             self.log.retrying(self.request, self, wait)
+            if metrics.enabled():
+                _telemetry.record_retry(self.request, type(error).__name__)
         return wait
+
+    def interrupted(self, error: BaseException) -> None:
+        """The transport's loop ended by ``error`` without a decision here (a cancelled
+        task, an interrupt): the call counts as failed and its span ends. No-op once the
+        call has finished."""
+        if not self.ended:
+            self._observe(None, error)
+
+    def _observe(self, status: int | None, error: BaseException | None) -> None:
+        """Record the finished call: its metrics and the end of its span, when on."""
+        self.ended = True
+        if self.span is not None:
+            _telemetry.end_span(self.span, status, error, self.number)
+        if metrics.enabled():
+            _telemetry.record_call(self.request, status, self.elapsed(), self.number)
 
     def _judge_response(self, response: httpx.Response,
                         view: httpx.Response | None) -> float | None:

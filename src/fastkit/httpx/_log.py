@@ -3,6 +3,7 @@
 The per-call line is JSON: ``direction`` (``out``), ``method``, ``url`` (without
 its query), ``params`` (the query), ``headers``, ``body`` (the request body),
 ``status``, ``latency_ms`` (all attempts and waits), ``attempts``, ``request_id``,
+``trace_id`` while tracing is on (the trace of the call's span, :mod:`fastkit.tracing`),
 ``instance`` when a transport chose the server (a call by service name: the instance that
 answered), and ``error`` when the call raised (with the notes a transport added). Params,
 headers and bodies are capped in length and secrets redacted
@@ -23,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
+from fastkit.httpx import _telemetry
 from fastkit.httpx._engine import error_text
 from fastkit.logging import logger
 from fastkit.logging.redact import (
@@ -182,6 +184,10 @@ class CallLog:
             f'"latency_ms": {round(elapsed * 1000, 2)}, "attempts": {attempts.number}, '
             f'"request_id": {request_id}'
         )
+        if attempts.span is not None:  # tracing is on: the trace the call's span is in
+            trace_id = _telemetry.trace_id(attempts.span)
+            if trace_id is not None:
+                message += f', "trace_id": "{trace_id}"'
         if response is not None and INSTANCE_EXTENSION in response.extensions:
             # A transport that chose where the call went (a call by service name) says so.
             message += f', "instance": {_dumps(self.url(httpx.URL(response.extensions[INSTANCE_EXTENSION])))}'  # noqa: E501

@@ -10,7 +10,9 @@ They wrap an inner transport (httpx's own by default) and work under any httpx c
 
 Each logical call (each request the client hands down, so each redirect hop) is tried
 as the policy says, forwards the bound request id as ``X-Request-ID`` on every attempt,
-and writes one log line (:mod:`fastkit.httpx._log`). Every answer the loop discards is
+and writes one log line (:mod:`fastkit.httpx._log`); with metrics or tracing on, it is
+counted and timed once and traced as one span whose ``traceparent`` every attempt carries
+(:mod:`fastkit.httpx._telemetry`). Every answer the loop discards is
 closed before the wait. With ``retry_by_result``, each answer's body is read before the
 predicate is asked, so the predicate sees a read response (``response.text`` works) and
 a streamed call gets the body from memory.
@@ -96,31 +98,35 @@ class RetryTransport(_Retrying, httpx.BaseTransport):
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         attempts = self._attempts(request)
         inner = self.transport
-        while True:
-            view = None
-            try:
-                response = inner.handle_request(request)
-                if attempts.buffers(response.status_code):
-                    try:
-                        raw = b"".join(response.iter_raw())
-                    finally:
-                        response.close()
-                    response, view = _copies(response, raw, request)
-            except Exception as error:
-                wait = attempts.after_error(error)
-                if wait is None:
+        try:
+            while True:
+                view = None
+                try:
+                    response = inner.handle_request(request)
+                    if attempts.buffers(response.status_code):
+                        try:
+                            raw = b"".join(response.iter_raw())
+                        finally:
+                            response.close()
+                        response, view = _copies(response, raw, request)
+                except Exception as error:
+                    wait = attempts.after_error(error)
+                    if wait is None:
+                        raise
+                    sleep(wait)
+                    continue
+                try:
+                    wait = attempts.after_response(response, view)
+                except BaseException:
+                    response.close()  # the predicate raised: the connection goes back
                     raise
+                if wait is None:
+                    return response
+                response.close()
                 sleep(wait)
-                continue
-            try:
-                wait = attempts.after_response(response, view)
-            except BaseException:
-                response.close()  # the predicate raised: the connection goes back all the same
-                raise
-            if wait is None:
-                return response
-            response.close()
-            sleep(wait)
+        except BaseException as error:  # cancelled or interrupted mid-call
+            attempts.interrupted(error)
+            raise
 
     def close(self) -> None:
         self.transport.close()
@@ -138,31 +144,35 @@ class AsyncRetryTransport(_Retrying, httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         attempts = self._attempts(request)
         inner = self.transport
-        while True:
-            view = None
-            try:
-                response = await inner.handle_async_request(request)
-                if attempts.buffers(response.status_code):
-                    try:
-                        raw = b"".join([chunk async for chunk in response.aiter_raw()])
-                    finally:
-                        await response.aclose()
-                    response, view = _copies(response, raw, request)
-            except Exception as error:
-                wait = attempts.after_error(error)
-                if wait is None:
+        try:
+            while True:
+                view = None
+                try:
+                    response = await inner.handle_async_request(request)
+                    if attempts.buffers(response.status_code):
+                        try:
+                            raw = b"".join([chunk async for chunk in response.aiter_raw()])
+                        finally:
+                            await response.aclose()
+                        response, view = _copies(response, raw, request)
+                except Exception as error:
+                    wait = attempts.after_error(error)
+                    if wait is None:
+                        raise
+                    await asleep(wait)
+                    continue
+                try:
+                    wait = attempts.after_response(response, view)
+                except BaseException:
+                    await response.aclose()
                     raise
-                await asleep(wait)
-                continue
-            try:
-                wait = attempts.after_response(response, view)
-            except BaseException:
+                if wait is None:
+                    return response
                 await response.aclose()
-                raise
-            if wait is None:
-                return response
-            await response.aclose()
-            await asleep(wait)
+                await asleep(wait)
+        except BaseException as error:  # cancelled or interrupted mid-call
+            attempts.interrupted(error)
+            raise
 
     async def aclose(self) -> None:
         await self.transport.aclose()

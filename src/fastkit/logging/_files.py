@@ -24,12 +24,16 @@ import os
 import sys
 from collections.abc import Callable
 from functools import partial
+from typing import TYPE_CHECKING
 
 from loguru import logger
 
 # loguru's own parsers, so ``rotation`` reads exactly as loguru reads it; loguru offers
 # no public API for them.
 from loguru._string_parsers import parse_daytime, parse_duration, parse_frequency, parse_size
+
+if TYPE_CHECKING:
+    from loguru import Record
 
 _parse_size: Callable[[str], float | None] = parse_size
 _parse_duration: Callable[[str], datetime.timedelta | None] = parse_duration
@@ -172,7 +176,7 @@ def add_file_sink(
     path: str,
     *,
     level: str,
-    format: str,
+    format: str | Callable[[Record], str],
     serialize: bool,
     rotation: str | int,
     retention: str | int,

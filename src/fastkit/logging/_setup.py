@@ -6,7 +6,11 @@ lines FastKit logs and to no one else's. So a library user's sinks, formats and 
 are left as they are, and FastKit's lines reach them; with loguru untouched they print on
 stderr in loguru's format. The patcher folds the exception's traceback into the message
 and masks the message's secrets (:func:`fastkit.logging.redact.redact_text`), and adds
-``extra["request_id"]``.
+``extra["request_id"]``; while tracing is on (:mod:`fastkit.tracing`), it adds
+``extra["trace_id"]`` and ``extra["span_id"]`` to each line logged inside a span (32 and 16
+hex digits, as ``traceparent`` writes them), and nothing to the others. JSON lines carry
+them as fields; the default text format (:data:`TEXT_FORMAT`) shows them after the request
+id, ``- -`` on a line outside any span while tracing is on, and no column while it is off.
 
 :func:`configure` (and :func:`get_logger`, which calls it) is the one function that
 changes loguru's global state, and only when called: FastFlyer calls it when it builds an
@@ -32,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger as _loguru
 
+from fastkit import tracing as _tracing
 from fastkit.exceptions import FastKitError
 from fastkit.logging._files import add_file_sink, check_file_options
 from fastkit.logging._ship import NO_SHIP, PROTOCOLS, LogShipper
@@ -48,6 +53,14 @@ TEXT_FORMAT = (
     "{time:YYYY-MM-DD HH:mm:ss.SSS} | {level: <8} | {extra[request_id]} | "
     "{name}:{function}:{line} - {message}"
 )
+# What the sinks given TEXT_FORMAT write (see _text_format): with the trace columns on the
+# lines that have them, "- -" on the others while tracing is on.
+_TRACED = TEXT_FORMAT.replace(
+    "{extra[request_id]} | ", "{extra[request_id]} | {extra[trace_id]} {extra[span_id]} | "
+) + "\n{exception}"
+_UNTRACED = TEXT_FORMAT.replace("{extra[request_id]} | ", "{extra[request_id]} | - - | ") \
+    + "\n{exception}"
+_PLAIN = TEXT_FORMAT + "\n{exception}"
 
 _LEVELS = {
     "trace": "TRACE",
@@ -184,6 +197,10 @@ def _patch(record: Record) -> None:
             extra[key] = MASK if hidden or is_secret_key(key) else redact_text(value)
     if "request_id" not in extra:
         extra["request_id"] = get_request_id() or "-"
+    if "trace_id" not in extra:
+        ids = _tracing.current_ids()  # None while tracing is off, or outside any span
+        if ids is not None:
+            extra["trace_id"], extra["span_id"] = ids
     if _State.pending_files is not None:
         _open_files()
 
@@ -214,6 +231,21 @@ def _adopt(instance: Logger) -> Logger:
 
 logger: Logger = _adopt(_loguru.patch(_patch))
 """Loguru's logger for FastKit's lines: masked, with the request id, and ``warn``."""
+
+
+def _text_format(record: Record) -> str:
+    """:data:`TEXT_FORMAT` for one record: with its trace and span ids when it has them,
+    ``- -`` in their place while tracing is on (a line outside any span)."""
+    extra = record["extra"]
+    if "trace_id" in extra and "span_id" in extra:
+        return _TRACED
+    return _UNTRACED if _tracing.enabled() else _PLAIN
+
+
+def _sink_format(log_format: str) -> str | Callable[[Record], str]:
+    """The format a sink is given for ``log_format``: :func:`_text_format` for the default
+    text format, any other as it is."""
+    return _text_format if log_format == TEXT_FORMAT else log_format
 
 
 def _with_traceback(message: str, exception: RecordException) -> str:
@@ -263,7 +295,8 @@ def _open_files() -> None:
                 # tracebacks without local variables (they may hold secrets); one lock file
                 # per log: the processes of a server share and rotate these files
                 _State.handler_ids.append(add_file_sink(
-                    path, level=level, format=settings.log_format, serialize=settings.json,
+                    path, level=level, format=_sink_format(settings.log_format),
+                    serialize=settings.json,
                     rotation=settings.rotation, retention=settings.retention, encoding="utf-8",
                 ))
         except (OSError, ValueError) as exc:
@@ -305,8 +338,9 @@ def configure(settings: LogSettings) -> None:
         _State.log_dir = None
         _loguru.configure(patcher=_patch)
         _State.handler_ids.append(
-            _loguru.add(sys.stderr, level=settings.console_level, format=settings.log_format,
-                        serialize=settings.json, colorize=None if not settings.json else False,
+            _loguru.add(sys.stderr, level=settings.console_level,
+                        format=_sink_format(settings.log_format), serialize=settings.json,
+                        colorize=None if not settings.json else False,
                         diagnose=False, backtrace=False)
         )
         _State.pending_files = None

@@ -7,12 +7,15 @@ MSGID ``app`` (an application line) or ``access`` (an access line), no structure
 and MSG one JSON object (no BOM: RFC 5424's MSG-ANY, which collectors read as UTF-8)::
 
     {"time": "...", "level": "INFO", "message": "paid", "request_id": "6f1c...",
-     "trace_id": null, "logger": "orders.api", "function": "pay", "line": 42}
+     "trace_id": "4bf9...", "span_id": "00f0...", "logger": "orders.api",
+     "function": "pay", "line": 42}
 
-An access line is the access log's own JSON object with ``"kind": "access"``,
-``"level": "INFO"`` and ``"trace_id"`` added. Over TCP each message is framed by octet
-counting (RFC 6587 3.4.1: ``LEN SP MSG``), so a message holding a line feed arrives whole;
-over UDP each is one datagram. ``proto="dev"`` writes the messages to standard error only.
+(``trace_id`` and ``span_id`` are ``null`` on a line logged outside any span or while
+tracing is off.) An access line is the access log's own JSON object with
+``"kind": "access"``, ``"level": "INFO"``, ``"trace_id"`` and ``"span_id"`` added. Over
+TCP each message is framed by octet counting (RFC 6587 3.4.1: ``LEN SP MSG``), so a
+message holding a line feed arrives whole; over UDP each is one datagram.
+``proto="dev"`` writes the messages to standard error only.
 
 Nothing the application does waits for the collector: :meth:`LogShipper.sink` and
 :meth:`LogShipper.ship_line` format the message and put it in a bounded queue
@@ -111,8 +114,9 @@ def _shortened(fields: dict[str, Any], limit: int) -> dict[str, Any]:
         size = len(_json({"": value}))
         keep = len(value) * max(0, size - excess - 16) // size  # in proportion to bytes
         out[key] = value[:min(keep, len(value) - 1)]
-    return {key: fields[key] for key in ("time", "level", "kind", "request_id", "trace_id")
-            if key in fields} | {"message": "(a line too long to ship)", "truncated": True}
+    kept = ("time", "level", "kind", "request_id", "trace_id", "span_id")
+    return {key: fields[key] for key in kept if key in fields} | {
+        "message": "(a line too long to ship)", "truncated": True}
 
 
 def _peer_closed(sock: socket.socket) -> bool:
@@ -209,6 +213,7 @@ class LogShipper:
             "message": text,
             "request_id": extra.get("request_id"),
             "trace_id": extra.get("trace_id"),
+            "span_id": extra.get("span_id"),
             "logger": record["name"],
             "function": record["function"],
             "line": record["line"],
@@ -218,9 +223,10 @@ class LogShipper:
 
     def ship_line(self, fields: dict[str, Any], level: str = "INFO") -> None:
         """Queue one access line, ``fields`` being the access log's JSON object (already
-        redacted); shipped with ``kind``, ``level`` and ``trace_id`` added. Never blocks."""
+        redacted); shipped with ``kind``, ``level``, ``trace_id`` and ``span_id`` added
+        (``None`` unless the line has them). Never blocks."""
         fields = {**fields, "kind": "access", "level": level,
-                  "trace_id": fields.get("trace_id")}
+                  "trace_id": fields.get("trace_id"), "span_id": fields.get("span_id")}
         self._put(severity(level), "access", None, fields)
 
     def _put(self, sev: int, msgid: str, when: datetime | None, fields: dict[str, Any]) -> None:

@@ -19,7 +19,9 @@ Before partitions move to another member of the group, the message being handled
 that batch is left to the new owner. :meth:`~AsyncConsumer.stop` does the same, then
 leaves the group. A handler may be ``async def`` (run on the loop) or ``def`` (run in a
 worker thread, as FastAPI runs sync endpoints, so heartbeats go on). The request id in a
-message's ``x-request-id`` header is bound while it is handled. Connecting and every
+message's ``x-request-id`` header is bound while it is handled (a new one when it has
+none), and with tracing on the ``process`` span continuing its ``traceparent`` is current
+(see :mod:`fastkit.message._instrument` for that and the metrics). Connecting and every
 request to the broker time out after ``request_timeout_ms`` (40 s unless given).
 """
 
@@ -36,6 +38,7 @@ from concurrent.futures import CancelledError as FutureCancelled
 from typing import Any, NamedTuple, cast
 
 from fastkit.logging import logger
+from fastkit.message import _instrument
 from fastkit.message._closing import settle, stop_within
 from fastkit.message._codec import REQUEST_ID_HEADER
 from fastkit.message._loop import LoopThread, Once
@@ -157,6 +160,7 @@ class AsyncConsumer:
                                                                           10000)
         self._revoke_wait = rebalance_ms / 2000
         self._consumer: Any = None
+        self._lag = _instrument.Lag(group_id)  # kafka_consumer_lag, when metrics are on
         self._pending: dict[Any, int] = {}  # partition -> next offset, handled not committed
         self._generation = 0  # bumped when partitions are revoked: older batches are stale
         self._dead_letters: AsyncProducer | None = None
@@ -227,6 +231,7 @@ class AsyncConsumer:
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await self._let_go(consumer, left)
+        self._lag.forget()
         dead_letters, self._dead_letters = self._dead_letters, None
         if dead_letters is not None:
             await dead_letters.close(left())
@@ -283,6 +288,7 @@ class AsyncConsumer:
             logger.warning("consumer {!r}: partitions move while a message is still being "
                            "handled; the new owner will get it again", self.group_id)
         await self._commit(self._consumer, revoked)
+        self._lag.forget(revoked)
 
     async def _idle(self, timeout: float) -> bool:
         """Wait up to ``timeout`` s for run() to finish the message in hand; finished?"""
@@ -376,6 +382,9 @@ class AsyncConsumer:
                     yield _message(record)
                     if generation == self._generation:
                         self._pending[partition] = record.offset + 1
+                        if _instrument.observed():
+                            _instrument.iterated(record.topic)
+                            self._lag.update(self._consumer, partition, record.offset + 1)
 
     def __aiter__(self) -> AsyncIterator[Message]:
         return self.messages()
@@ -404,10 +413,12 @@ class AsyncConsumer:
                                                if request_id else new_request_id())
                         self._busy = True
                         try:
-                            try:
-                                await handle(message)
-                            except Exception as exc:
-                                await self._recover(handle, message, exc)
+                            if _instrument.observed():  # counted, timed, traced
+                                with _instrument.processing(message, self.group_id) as outcome:
+                                    outcome.error = await self._handle(handle, message)
+                                self._lag.update(self._consumer, partition, record.offset + 1)
+                            else:
+                                await self._handle(handle, message)
                             self._pending[partition] = record.offset + 1
                         finally:
                             reset_request_id(token)
@@ -424,9 +435,20 @@ class AsyncConsumer:
         finally:
             self._running = False
 
+    async def _handle(self, handle: Callable[[Message], Awaitable[Any]],
+                      message: Message) -> Exception | None:
+        """Handle ``message``, retrying, else dead-lettering it: the last error of a
+        message every try failed, ``None`` when it was handled."""
+        try:
+            await handle(message)
+        except Exception as exc:
+            return await self._recover(handle, message, exc)
+        return None
+
     async def _recover(self, handle: Callable[[Message], Awaitable[Any]], message: Message,
-                       error: Exception) -> None:
-        """The handler raised: retry it, then send the message to the dead-letter topic."""
+                       error: Exception) -> Exception | None:
+        """The handler raised: retry it, then send the message to the dead-letter topic
+        (the last error; ``None`` when a retry handled it)."""
         for attempt in range(1, self.retries + 1):
             logger.warning("{}[{}]@{}: handler raised {} (try {} of {}); retrying",
                            message.topic, message.partition, message.offset,
@@ -434,10 +456,11 @@ class AsyncConsumer:
             await asyncio.sleep(self.backoff * (2 ** (attempt - 1)))
             try:
                 await handle(message)
-                return
+                return None
             except Exception as exc:
                 error = exc
         await self._dead_letter(message, error)
+        return error
 
     async def _dead_letter(self, message: Message, error: Exception) -> None:
         topic = self.dead_letter_topic or f"{message.topic}.dlq"
@@ -457,6 +480,7 @@ class AsyncConsumer:
                                f"({type(error).__name__}: {error}) and could not be sent to "
                                f"the dead-letter topic {topic!r}: {exc}; it was not "
                                "committed") from exc
+        _instrument.dead_lettered(message.topic)
         logger.opt(exception=error).error(
             "{}[{}]@{}: handler failed {} times; message sent to {!r}", message.topic,
             message.partition, message.offset, self.retries + 1, topic)

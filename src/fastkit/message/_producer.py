@@ -10,7 +10,8 @@
 topic, no acknowledgement within ``timeout``): never a silent ``False``. Idempotent
 producing (no duplicates from the client's own retries) is on wherever the broker grants
 it; a broker that refuses it gets plain ``acks="all"`` producing and one log line saying
-so. The current request id travels in the ``x-request-id`` header. ``Producer`` runs an
+so. The current request id travels in the ``x-request-id`` header, and with tracing on the
+send's span in ``traceparent`` (see :mod:`fastkit.message._instrument`). ``Producer`` runs an
 ``AsyncProducer`` on a private event loop thread, started at its first send, so one
 client library serves both. Concurrent sends from one event loop share batches:
 ``asyncio.gather`` over many ``send`` calls costs about one round trip, not one each.
@@ -31,6 +32,7 @@ from typing import Any
 
 from fastkit.exceptions import FastKitError
 from fastkit.logging import logger
+from fastkit.message import _instrument
 from fastkit.message._closing import settle, stop_within
 from fastkit.message._codec import encode_headers, encode_key, encode_value
 from fastkit.message._loop import LoopThread, Once
@@ -219,6 +221,14 @@ class AsyncProducer:
             raise ValueError("no topic: pass topic= to send() or to the producer")
         value, key_bytes = encode_value(msg), encode_key(key)
         wire_headers = encode_headers(headers)  # here: the caller's request id
+        if _instrument.observed():  # a send span (its traceparent in the headers), counted
+            return await _instrument.sending(
+                lambda traced: self._deliver(target, value, key_bytes, traced, timeout),
+                target, wire_headers)
+        return await self._deliver(target, value, key_bytes, wire_headers, timeout)
+
+    async def _deliver(self, target: str, value: bytes | None, key_bytes: bytes | None,
+                       wire_headers: list[tuple[str, bytes]] | None, timeout: float) -> Any:
         if self._producer is None:
             try:
                 async with asyncio.timeout(timeout):

@@ -44,3 +44,19 @@ class CustomConfig(BaseConfig):
 #   flyer_registry_endpoints=http://etcd:2379
 #   flyer_registry_service={{project_name}}  flyer_registry_metadata_zone=a
 #   # key: /{namespace}/{service}/{host}:{port}, held by a lease kept alive every heartbeat
+
+
+# Prometheus metrics, on by default (every worker's summed under ./start.sh):
+#
+#   flyer_metrics_enabled=1                      # 0: no /metrics, nothing recorded
+#   flyer_metrics_path=/metrics                  # behind Basic auth when flyer_auth_enable=1
+
+
+# Traces (pip install 'fastflyer[otel]'): OpenTelemetry's SDK, set up in each worker from
+# the standard OTEL_* variables; log lines then carry trace_id and span_id:
+#
+#   flyer_opentelemetry_enabled=1
+#   OTEL_SERVICE_NAME={{project_name}}                     # default: the service's name
+#   OTEL_TRACES_EXPORTER=otlp                              # otlp, console or none
+#   OTEL_EXPORTER_OTLP_ENDPOINT=http://otel-collector:4318
+#   OTEL_TRACES_SAMPLER=parentbased_traceidratio  OTEL_TRACES_SAMPLER_ARG=0.1

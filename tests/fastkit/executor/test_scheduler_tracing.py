@@ -1,0 +1,193 @@
+"""Scheduler traces: a span per job run, current while the job runs (in its worker thread,
+or on the loop), the failure recorded on it and on the line logging it; a scheduled fire
+starts its own trace, a run now continues the caller's; a skipped fire makes no span."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from loguru import logger
+from opentelemetry.trace import SpanKind, StatusCode
+
+from fastkit import tracing
+from fastkit.executor import Locks, RedisLockBackend, Scheduler
+
+KINDS = ["background", "asyncio"]  # a def job in a thread, an async def job on the loop
+
+
+async def until(condition, timeout: float = 10, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
+        await asyncio.sleep(0.02)
+
+
+def job_id() -> str:
+    return f"job-{uuid.uuid4().hex[:10]}"
+
+
+def soon(seconds: float = 0.2) -> datetime:
+    return datetime.now(UTC) + timedelta(seconds=seconds)
+
+
+def job_function(kind: str, body):
+    if kind == "background":
+        def job():
+            return body()
+    else:
+        async def job():
+            return body()
+    return job
+
+
+def inside() -> dict:
+    """What a job sees of the current span and its thread."""
+    return {"ids": tracing.current_ids(), "thread": threading.current_thread().name}
+
+
+def spans_of(exporter, job: str) -> list:
+    return [span for span in exporter.get_finished_spans() if span.name == f"job {job}"]
+
+
+def hex_ids(span) -> tuple[str, str]:
+    return f"{span.context.trace_id:032x}", f"{span.context.span_id:016x}"
+
+
+async def stop(scheduler: Scheduler) -> None:
+    """Shut down, once the date jobs that fired have left the store: APScheduler removes
+    one after its fire, and a shutdown meanwhile makes that removal raise in its thread."""
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and any(
+            job.trigger.__class__.__name__ == "DateTrigger" and job.next_run_time is not None
+            and job.next_run_time <= datetime.now(UTC) for job in scheduler.get_jobs()):
+        await asyncio.sleep(0.02)  # polling to the deadline
+    if scheduler.scheduler_type == "asyncio":
+        await scheduler.aclose(2)
+    else:
+        scheduler.shutdown(timeout=2)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_scheduled_run_is_a_span_of_its_own_current_in_the_job(kind, kit_spans):
+    job, seen = job_id(), []
+    scheduler = Scheduler("traced", kind)
+    with tracing.span("adding the job"):  # a fire is no caller's: it starts its own trace
+        scheduler.add_job(job_function(kind, lambda: seen.append(inside())), "date",
+                          run_date=soon(), id=job)
+    scheduler.start()
+    try:
+        await until(lambda: spans_of(kit_spans, job), what="the job's span")
+    finally:
+        await stop(scheduler)
+    (span,) = spans_of(kit_spans, job)
+    assert span.kind == SpanKind.INTERNAL and span.parent is None
+    assert span.status.status_code == StatusCode.UNSET
+    assert span.attributes["fastkit.job.id"] == job
+    assert span.attributes["fastkit.job.scheduler"] == "traced"
+    assert span.attributes["code.function.name"].endswith("job_function.<locals>.job")
+    assert seen[0]["ids"] == hex_ids(span)  # current while the job ran
+    if kind == "background":
+        assert seen[0]["thread"].startswith("traced-job")  # in the pool's worker thread
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_failed_run_records_the_error_on_its_span_and_its_log_line(kind, kit_spans):
+    job, logged = job_id(), []
+
+    def body():
+        raise ValueError("cannot connect with password=hunter2")
+
+    def sink(message):
+        if message.record["level"].name == "ERROR":
+            logged.append((message.record["message"], tracing.current_ids()))
+
+    handler = logger.add(sink, level="ERROR")
+    scheduler = Scheduler("traced", kind)
+    scheduler.add_job(job_function(kind, body), "interval", seconds=3600, id=job)
+    scheduler.start()
+    try:
+        scheduler.run_job(job)
+        await until(lambda: spans_of(kit_spans, job) and logged, what="the span and the log")
+    finally:
+        await stop(scheduler)
+        logger.remove(handler)
+    (span,) = spans_of(kit_spans, job)
+    assert span.status.status_code == StatusCode.ERROR
+    assert span.attributes["error.type"] == "ValueError"
+    (event,) = span.events
+    assert event.name == "exception" and event.attributes["exception.type"] == "ValueError"
+    assert "hunter2" not in event.attributes["exception.message"]  # masked, as in logs
+    assert "hunter2" not in event.attributes["exception.stacktrace"]
+    assert "hunter2" not in span.status.description
+    message, ids = logged[0]
+    assert f"job {job!r} of scheduler 'traced' raised ValueError" in message
+    assert ids == hex_ids(span)  # the failure's log line carries the run's trace
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_run_now_continues_the_callers_trace(kind, kit_spans):
+    job = job_id()
+    scheduler = Scheduler("traced", kind)
+    scheduler.add_job(job_function(kind, lambda: None), "interval", seconds=3600, id=job)
+    scheduler.start()
+    try:
+        with tracing.span("request") as request:
+            scheduler.run_job(job)
+        await until(lambda: spans_of(kit_spans, job), what="the job's span")
+    finally:
+        await stop(scheduler)
+    (span,) = spans_of(kit_spans, job)
+    assert span.context.trace_id == request.get_span_context().trace_id
+    assert span.parent.span_id == request.get_span_context().span_id
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_locked_run_has_one_span_and_a_skipped_fire_none(kind, prefix, kit_spans,
+                                                                  logs):
+    ran, skipped, seen = job_id(), job_id(), []
+
+    def locks() -> Locks:  # one instance each
+        return Locks(RedisLockBackend(redis.Redis(db=15), f"{prefix}:"), ttl=10)
+
+    scheduler = Scheduler("traced", kind, locks=locks())
+    body = job_function(kind, lambda: seen.append(inside()))
+    other_instance = locks()
+    with other_instance.held(f"traced-lock/{skipped}") as lease:
+        assert lease is not None
+        scheduler.add_job(scheduler.lock(name="traced-lock")(body), "date", run_date=soon(),
+                          id=skipped)
+        scheduler.add_job(body, "date", run_date=soon(), id=ran, single_job=True)
+        scheduler.start()
+        try:
+            await until(lambda: spans_of(kit_spans, ran), what="the locked run's span")
+            await until(lambda: "is held by a run still going" in logs.text(),
+                        what="the other fire skipped")
+        finally:
+            await stop(scheduler)
+    (span,) = spans_of(kit_spans, ran)
+    assert seen == [{"ids": hex_ids(span), "thread": seen[0]["thread"]}]  # only one ran
+    assert spans_of(kit_spans, skipped) == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_missed_fire_makes_no_span(kind, kit_spans, metrics_on):
+    from prometheus_client import REGISTRY
+
+    job = job_id()
+    scheduler = Scheduler("traced", kind)
+    scheduler.add_job(job_function(kind, lambda: None), "date", id=job, misfire_grace_time=1,
+                      run_date=datetime.now(UTC) - timedelta(seconds=30))
+    scheduler.start()
+    try:
+        await until(lambda: REGISTRY.get_sample_value(
+            "scheduler_job_skips_total", {"job": job, "reason": "missed"}) == 1,
+            what="the missed fire")
+    finally:
+        await stop(scheduler)
+    assert spans_of(kit_spans, job) == []
