@@ -183,6 +183,15 @@ def key() -> str:
     return uuid.uuid4().hex
 
 
+@pytest.fixture(scope="module")
+def refused_port() -> Iterator[int]:
+    """A port bound and held for the module, never listening: connections are refused."""
+    from redis_server import closed_port
+
+    with closed_port() as port:
+        yield port
+
+
 @pytest.fixture(autouse=True)
 def _instant_retries() -> Iterator[None]:
     """Retry waits are instant in tests (computed, checked and logged all the same)."""

@@ -1,8 +1,9 @@
-"""Waiting in tests without sleeping to synchronise: poll a condition up to a deadline, or
-release several threads at once."""
+"""Waiting in tests without sleeping to synchronise: poll a condition up to a deadline (in a
+thread or on the running loop), or release several threads at once."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from collections.abc import Callable
@@ -17,6 +18,16 @@ def wait_for(condition: Callable[[], object], timeout: float = 10, what: str = "
         if time.monotonic() > deadline:
             raise AssertionError(f"not within {timeout:g} s: {what or 'the condition'}")
         time.sleep(0.02)
+
+
+async def until(condition: Callable[[], object], timeout: float = 10, what: str = "") -> None:
+    """:func:`wait_for` on the running loop: poll ``condition`` every 20 ms, letting the
+    loop run in between; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:g} s: {what or 'the condition'}")
+        await asyncio.sleep(0.02)
 
 
 def at_once(count: int, call: Callable[[], Any]) -> list[Any]:

@@ -69,6 +69,7 @@ from fastflyer.task_state import register_task_state
 from fastflyer.tracing import FASTAPI_TELEMETRY, register_tracing
 from fastkit.logging import configure as configure_logging
 from fastkit.logging import logger
+from fastkit.metrics import MetricsConfigError
 from fastkit.metrics import enable as enable_metrics
 
 try:  # FastAPI ≥ 0.16x keeps included routers whole; walk their routes
@@ -180,13 +181,18 @@ class FlyerAPI(FastAPI):
         **kwargs: Any,
     ) -> None:
         settings = settings if settings is not None else load_settings()
-        configure_logging(settings.log_settings())  # the app's log settings: this process's
         app_dir = find_app_dir(app_path) if app_path is not None else None
         # What code running for this app sees (fastflyer.app_context): its settings and its
         # project directory (the default database's data directory is there), in its
         # requests, its lifespan and while its apps are imported.
         self.app_context = AppContext(settings, app_dir.parent if app_dir is not None else None)
         config = config or _project_config(app_dir.parent if app_dir else None)
+        # The service's name namespaces what its workers and instances share in Redis, and
+        # names it in shipped logs (APP-NAME) and traces (service.name).
+        self.service_name = service_name(settings, kwargs.get("title", config.API_TITLE),
+                                         app_dir.parent if app_dir is not None else None)
+        # The app's log settings: this process's.
+        configure_logging(settings.log_settings(service=self.service_name))
         explicit = settings.model_fields_set
         base_url = settings.base_url
         if config.PREFIX and "base_url" not in explicit:
@@ -204,8 +210,11 @@ class FlyerAPI(FastAPI):
                               kwargs.get("title", config.API_TITLE),
                               settings.docs_enabled)
         if settings.metrics_enabled:
-            check_metrics_path(settings.metrics_path, base_url)
-            enable_metrics()  # FastKit's clients, pools, schedulers... record from now on
+            check_metrics_path(settings.metrics_path, base_url, settings.max_url_length)
+            try:
+                enable_metrics()  # FastKit's clients, pools, schedulers... record from now on
+            except MetricsConfigError as exc:  # PROMETHEUS_MULTIPROC_DIR: one line
+                raise SettingsError([str(exc)]) from None
 
         self.settings = settings
         self.flyer_fast_path = settings.fast_path  # read by FlyerRoute when it plans a route
@@ -258,9 +267,6 @@ class FlyerAPI(FastAPI):
         register_components(settings, self.readiness, self.lifecycle)
         #: What follows the config center in this process (None: flyer_config_enabled=0).
         self.config_sync = register_config_center(settings, self.readiness, self.lifecycle)
-        # The service's name namespaces what its workers and instances share in Redis.
-        self.service_name = service_name(settings, self.title,
-                                         app_dir.parent if app_dir is not None else None)
         # Before the schedulers start: the service-wide job state applies before any fire.
         self.task_state = register_task_state(settings, self.service_name, self.lifecycle)
         register_executors(settings, self.lifecycle, self.service_name)

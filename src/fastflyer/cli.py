@@ -306,7 +306,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _demo(args) if args.command == "demo" else _serve(args)
     except exceptions.FastFlyerError as exc:  # a bad setting: one line, a flag's as typed
-        if isinstance(exc, exceptions.AppLoadError):
+        # Only app loading raises AppLoadError: looked up where it is loaded already, so
+        # that a bad setting found before (OTEL_PROPAGATORS) imports nothing more (FastAPI).
+        discovery = sys.modules.get("fastflyer.discovery")
+        if discovery is not None and isinstance(exc, discovery.AppLoadError):
             raise  # an app's own import error: its traceback shows where
         print(exc, file=sys.stderr)
         return 1

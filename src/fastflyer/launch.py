@@ -331,11 +331,12 @@ def multiprocess_metrics(settings: FlyerSettings) -> Iterator[str | None]:
             "serve only its own figures", MULTIPROC_DIR_ENV)
     given = os.environ.get(MULTIPROC_DIR_ENV)
     if given:
+        from fastkit.metrics import MetricsConfigError, check_multiprocess_directory
+
         try:
-            os.makedirs(given, exist_ok=True)
-        except OSError as exc:
-            raise SettingsError([f"{MULTIPROC_DIR_ENV}={given!r} is not allowed: a directory "
-                                 f"this process can create or write ({exc.strerror})"]) from None
+            check_multiprocess_directory()  # made if missing; a file or read-only: refused
+        except MetricsConfigError as exc:
+            raise SettingsError([str(exc)]) from None
         yield given
         return
     directory = tempfile.mkdtemp(prefix="fastflyer-metrics-")

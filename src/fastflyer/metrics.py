@@ -231,16 +231,23 @@ def _serve_metrics(request: Request) -> Response:
     return Response(body, headers={"Content-Type": content_type})
 
 
-def check_metrics_path(path: str, base_url: str) -> None:
+def check_metrics_path(path: str, base_url: str, max_url_length: int | None = None) -> None:
     """Refuse a metrics path the app's own paths would hide: ``{base_url}/health_check``
     and what is under it (answered before routing, open under auth), and
-    ``{base_url}/static`` and under (the docs' files). Raises
-    :class:`~fastflyer.settings.SettingsError` (one line, naming the variable)."""
+    ``{base_url}/static`` and under (the docs' files); and one longer than
+    ``max_url_length`` bytes (``flyer_max_url_length``: its scrapes would all be 414).
+    Raises :class:`~fastflyer.settings.SettingsError` (one line, naming the variable)."""
+    name = variable_name("metrics_path")
     for taken, what in ((f"{base_url}/health_check", "the health checks"),
                         (f"{base_url}/static", "the docs pages' files")):
         if path == taken or path.startswith(f"{taken}/"):
-            raise SettingsError([f"{variable_name('metrics_path')}={path!r} is not allowed: a "
+            raise SettingsError([f"{name}={path!r} is not allowed: a "
                                  f"path outside {taken}, where {what} are served"])
+    if max_url_length is not None and len(path) > max_url_length:
+        shown = path if len(path) <= 60 else f"{path[:40]}...({len(path)} characters)"
+        raise SettingsError([f"{name}={shown!r} is not allowed: a path of at most "
+                             f"{variable_name('max_url_length')}={max_url_length} characters, "
+                             "the longest request target the server reads"])
 
 
 def metrics_route(path: str) -> Route:

@@ -111,6 +111,11 @@ class _Reason(ValueError):
     """A validator's finding that the error line quotes after what is allowed."""
 
 
+class _MissingPackage(_Reason):
+    """The value is allowed, but what it turns on needs a package that is not installed:
+    the error line says so alone (``flyer_x=1 needs <package>...: pip install ...``)."""
+
+
 def _is_host(host: str, *, peer: bool = False) -> bool:
     """``host`` is an IP address or a host name (``peer``: one that may hold ``_``)."""
     try:
@@ -135,11 +140,16 @@ def _installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
+def _app_name(name: str | None) -> str | None:
+    """``name`` when it is a syslog APP-NAME (RFC 5424: 1-48 printable US-ASCII), else None."""
+    return name if name and re.fullmatch(r"[!-~]{1,48}", name) else None
+
+
 def _check_extra(module: str, extra: str) -> None:
-    """A :class:`_Reason` when ``module``, which FastFlyer's ``extra`` installs, is not
+    """A :class:`_MissingPackage` when ``module``, which FastFlyer's ``extra`` installs, is not
     installed: found where the settings are checked, not as a traceback at first use."""
     if not _installed(module):
-        raise _Reason(f"it needs {module}, which is not installed: pip install "
+        raise _MissingPackage(f"{module}, which is not installed: pip install "
                       f"'fastflyer[{extra}]'")
 
 
@@ -587,7 +597,8 @@ class FlyerSettings(ConfigCenterSettings):
     log_ship_port: int = _allowed(514, "an integer from 1 to 65535", ge=1, le=65535)
     log_ship_topic: str | None = _allowed(
         None, "a syslog APP-NAME: at most 48 printable ASCII characters, no spaces "
-        "(unset: the service's name, else fastflyer)", pattern=r"^[!-~]{1,48}$",
+        "(unset: the service's name: flyer_service_name, else the app's title or project "
+        "directory)", pattern=r"^[!-~]{1,48}$",
         validation_alias=_read_as("log_ship_topic", "zhiyan_log_topic"))
     log_ship_my_ip: str | None = _allowed(
         None, "an IP address or host name sent as the syslog HOSTNAME (unset: the address "
@@ -639,15 +650,19 @@ class FlyerSettings(ConfigCenterSettings):
         except ValueError:
             raise ValueError("not 1 or 0") from None
 
-    def log_settings(self, name: str = "fastkit") -> LogSettings:
+    def log_settings(self, name: str = "fastkit", service: str | None = None) -> LogSettings:
         """FastKit's log settings for these settings (:func:`fastkit.logging.configure`):
-        levels, ``log_path``, ``log_to_file`` and ``log_json``; files ``<name>.log``."""
+        levels, ``log_path``, ``log_to_file`` and ``log_json``; files ``<name>.log``;
+        shipping, whose APP-NAME is ``flyer_log_ship_topic``, else ``service`` (the app's
+        service name), else ``flyer_service_name``, else ``fastflyer`` (a name that is no
+        APP-NAME, such as one in Chinese, is passed over)."""
         return LogSettings(name=name, console_level=self.console_log_level,
                            file_level=self.file_log_level, log_path=self.log_path or None,
                            to_file=self.log_to_file, json=self.log_json,
                            ship_enabled=self.log_ship_enabled, ship_proto=self.log_ship_proto,
                            ship_host=self.log_ship_host, ship_port=self.log_ship_port,
-                           ship_topic=self.log_ship_topic or self.service_name or "fastflyer",
+                           ship_topic=self.log_ship_topic or _app_name(service)
+                           or _app_name(self.service_name) or "fastflyer",
                            ship_my_ip=self.log_ship_my_ip)
 
     @field_validator("log_ship_proto", mode="before")
@@ -827,13 +842,14 @@ class FlyerSettings(ConfigCenterSettings):
     def _tracing_configured(self) -> FlyerSettings:
         # The OTEL_* variables each worker sets the SDK up from (fastkit.tracing.configure,
         # in the lifespan), checked here: one line at start, not a traceback per worker.
-        if self.opentelemetry_enabled:
-            from fastkit.tracing import TracingConfigError, check
+        # OTEL_PROPAGATORS whether tracing is on or not: FastAPI imports OpenTelemetry's
+        # API, which raises at import for a propagator it cannot load.
+        from fastkit.tracing import TracingConfigError, check, check_propagators
 
-            try:
-                check()
-            except TracingConfigError as exc:
-                raise ValueError(str(exc)) from None
+        try:
+            check() if self.opentelemetry_enabled else check_propagators()
+        except TracingConfigError as exc:
+            raise ValueError(str(exc)) from None
         return self
 
 
@@ -975,9 +991,11 @@ def _describe_error(error: Mapping[str, Any], sources: Mapping[str, str]) -> str
     name = _alias_fields().get(name.lower(), name)
     field = FlyerSettings.model_fields.get(name)
     allowed = field.description if field is not None else error.get("msg", "")
+    shown = _shown(name, error.get("input"))
+    if isinstance(reason, _MissingPackage):
+        return f"{_given(name, shown, sources)} needs {reason}"
     if isinstance(reason, _Reason):
         allowed = f"{allowed}; {reason}"
-    shown = _shown(name, error.get("input"))
     return f"{_given(name, shown, sources)} is not allowed: {allowed}"
 
 

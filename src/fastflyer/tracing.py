@@ -10,10 +10,15 @@ half of ``flyer_shutdown_timeout``), then turns FastKit's tracing off.
 
 The span of each request is FastAPI's own (its native telemetry, on when a tracer
 provider is set): ``{method} {route template}``, kind ``SERVER``, with ``http.route`` and
-the status, continuing the caller's ``traceparent``. FastAPI's operation spans (one each
-for the dependencies, the endpoint and the serialization of every request) are off
+the status, continuing the caller's ``traceparent``; its ``url.query`` has secret values
+masked (:func:`fastkit.tracing.redact_spans`). FastAPI's operation spans (one each for the
+dependencies, the endpoint and the serialization of every request) are off
 (:data:`FASTAPI_TELEMETRY`): they cost as much again as the request's span. An app passes
-``FlyerAPI(telemetry={"operation_spans": True})`` to have them.
+``FlyerAPI(telemetry={"operation_spans": True})`` to have them. FastAPI's OpenTelemetry
+logs are off too: with a logger provider set (the program's, or FastAPI's own
+``FASTAPI_OTEL_AUTO_CONFIGURE``), they would carry an unhandled exception's message and
+stack trace as they are, secrets included; the framework's log lines (masked, with the
+trace and span ids) say the same.
 
 With ``flyer_opentelemetry_enabled=0`` nothing here runs and OpenTelemetry is not imported.
 """
@@ -37,8 +42,9 @@ __all__ = ["FASTAPI_TELEMETRY", "FLUSH_TIMEOUT", "register_tracing"]
 #: The longest the stop waits for the spans to be exported, in seconds.
 FLUSH_TIMEOUT = 3.0
 
-#: FastAPI's telemetry options with tracing on (an app's own ``telemetry`` keys win).
-FASTAPI_TELEMETRY: dict[str, Any] = {"operation_spans": False}
+#: FastAPI's telemetry options with tracing on (an app's own ``telemetry`` keys win): no
+#: operation spans, no OpenTelemetry logs (they copy exception messages unmasked).
+FASTAPI_TELEMETRY: dict[str, Any] = {"operation_spans": False, "logs": False}
 
 
 def register_tracing(settings: FlyerSettings, lifecycle: Lifecycle,

@@ -28,7 +28,11 @@ USAGE_METRIC = "db_client_connections_usage"
 
 
 def pool_name(host: str | None, port: int | str | None, database: str | int | None) -> str:
-    """``host:port/database`` (parts that are missing left out): a pool's label."""
+    """``host:port/database`` (parts that are missing left out): a pool's label. A host
+    holding ``@`` (a URL whose password holds an unescaped ``@``, read by SQLAlchemy as
+    ``u:pa`` then host ``ss@h``) is cut after its last ``@``: no part of a password."""
+    if host and "@" in host:
+        host = host.rpartition("@")[2]
     address = f"{host}:{port}" if host and port else (host or "")
     if database is None or database == "":
         return address or "default"

@@ -30,11 +30,18 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from fastkit.exceptions import FastKitError
+
 if TYPE_CHECKING:
     from prometheus_client import Counter, Gauge, Histogram
 
 __all__ = [
+    "CARDINALITY_LIMIT",
     "MULTIPROC_DIR_ENV",
+    "OVERFLOW",
+    "CardinalityLimit",
+    "MetricsConfigError",
+    "check_multiprocess_directory",
     "counter",
     "disable",
     "enable",
@@ -49,15 +56,82 @@ __all__ = [
 #: prometheus-client's variable naming the multiprocess directory.
 MULTIPROC_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
+#: The most values a label filled from the caller's data (a host called, a job id, a Kafka
+#: topic) takes in one process: OpenTelemetry's default cardinality limit.
+CARDINALITY_LIMIT = 2000
+#: The value such a label takes once it has had :data:`CARDINALITY_LIMIT` others.
+OVERFLOW = "_OTHER"
+
 _enabled = False
 _families: dict[str, tuple[str, tuple[str, ...], Any]] = {}
 _lock = threading.Lock()
 
 
+class MetricsConfigError(FastKitError, ValueError):
+    """``PROMETHEUS_MULTIPROC_DIR`` names what cannot hold the metrics' files; the message
+    (one line) names the variable and its value."""
+
+
 def enable() -> None:
-    """Record FastKit's metrics in this process from now on."""
+    """Record FastKit's metrics in this process from now on.
+
+    Raises :class:`MetricsConfigError` when ``PROMETHEUS_MULTIPROC_DIR`` is set to what
+    cannot be the multiprocess directory (:func:`check_multiprocess_directory`): every
+    value recorded would fail there."""
     global _enabled
+    check_multiprocess_directory()
     _enabled = True
+
+
+def check_multiprocess_directory() -> str | None:
+    """The multiprocess directory ``PROMETHEUS_MULTIPROC_DIR`` names, made if missing;
+    ``None`` when the variable is unset. prometheus-client writes a file there for each
+    metric of each process: a path that is a file, or a directory this process cannot
+    make or write, fails every value recorded (and every scrape). Raises
+    :class:`MetricsConfigError` (one line, naming the variable) for one."""
+    directory = multiprocess_directory()
+    if directory is None:
+        return None
+    try:
+        os.makedirs(directory, exist_ok=True)
+        problem = None if os.access(directory, os.W_OK | os.X_OK) else "not writable"
+    except OSError as exc:
+        problem = exc.strerror or type(exc).__name__
+    if problem is not None:
+        raise MetricsConfigError(f"{MULTIPROC_DIR_ENV}={directory!r} is not allowed: a "
+                                 f"directory this process can create or write ({problem})")
+    return directory
+
+
+class CardinalityLimit:
+    """The values one label takes, at most ``limit`` distinct ones in this process; every
+    later one is :data:`OVERFLOW`, so that a label filled from the caller's data (hosts
+    called, job ids, topics) cannot grow a series per value without bound (each series
+    is memory in the process and in Prometheus). Thread-safe; a value seen before costs
+    one set look-up.
+
+        >>> hosts = CardinalityLimit(2)
+        >>> [hosts("a"), hosts("b"), hosts("c"), hosts("a")]
+        ['a', 'b', '_OTHER', 'a']
+    """
+
+    __slots__ = ("_limit", "_lock", "_seen")
+
+    def __init__(self, limit: int = CARDINALITY_LIMIT) -> None:
+        self._limit = limit
+        self._seen: set[str] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, value: str) -> str:
+        """``value`` itself while it is one of the first ``limit`` seen, else
+        :data:`OVERFLOW`."""
+        if value in self._seen:
+            return value
+        with self._lock:
+            if len(self._seen) < self._limit:
+                self._seen.add(value)
+                return value
+        return OVERFLOW
 
 
 def disable() -> None:
@@ -128,20 +202,28 @@ def gauge(name: str, documentation: str, labelnames: Sequence[str] = ()) -> Gaug
 
 def exposition(accept: str | None = None) -> tuple[bytes, str]:
     """The metrics text and its content type, for a scrape sending ``Accept: accept``
-    (OpenMetrics when asked for, else Prometheus's text format 0.0.4). In multiprocess
+    (OpenMetrics when asked for, else Prometheus's text format 0.0.4, which an ``Accept``
+    prometheus-client cannot read gets too, as an unknown one does). In multiprocess
     mode, every process's values from the directory; else this process's registry
     (the process and platform figures included)."""
     from prometheus_client import REGISTRY, CollectorRegistry
-    from prometheus_client.exposition import choose_encoder
+    from prometheus_client.exposition import (
+        CONTENT_TYPE_PLAIN_0_0_4,
+        choose_encoder,
+        generate_latest,
+    )
 
-    encoder, content_type = choose_encoder(accept or "")
-    if multiprocess_directory() is None:
-        return encoder(REGISTRY), content_type
-    from prometheus_client import multiprocess
+    registry = REGISTRY
+    if multiprocess_directory() is not None:
+        from prometheus_client import multiprocess
 
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
-    return encoder(registry), content_type
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    try:
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(registry), content_type
+    except (TypeError, ValueError):  # a version it cannot read (``version=abc``)
+        return generate_latest(registry), CONTENT_TYPE_PLAIN_0_0_4
 
 
 def mark_process_dead(pid: int) -> None:

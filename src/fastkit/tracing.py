@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 __all__ = [
     "TracingConfigError",
     "check",
+    "check_propagators",
     "configure",
     "current_ids",
     "disable",
@@ -44,6 +45,7 @@ __all__ = [
     "flush",
     "inject",
     "record_failure",
+    "redact_spans",
     "span",
     "tracer",
 ]
@@ -113,15 +115,16 @@ def record_failure(span: Span, error: BaseException, *, stacktrace: bool = True)
     class name), status ``ERROR`` and an ``exception`` event whose message (and stack
     trace, unless ``stacktrace`` is false) have secrets masked
     (:func:`fastkit.logging.redact.redact_text`); OpenTelemetry's own recording would
-    copy them unmasked."""
+    copy them unmasked. Never raises, even for an exception whose ``str()`` does (its
+    message is then ``<exception str() failed>``, as tracebacks write it)."""
     import traceback
 
     from opentelemetry.trace import Status, StatusCode
 
-    from fastkit.logging.redact import redact_text
+    from fastkit.logging.redact import redact_exception, redact_text
 
     kind = type(error).__qualname__
-    message = redact_text(str(error))
+    message = redact_exception(error)  # the caller's exception goes on, never one of ours
     event = {"exception.type": kind, "exception.message": message}
     if stacktrace:
         event["exception.stacktrace"] = redact_text("".join(traceback.format_exception(error)))
@@ -193,19 +196,125 @@ def _importable(module: str) -> bool:
 
 def check() -> None:
     """Check the ``OTEL_*`` configuration :func:`configure` would set up, building and
-    importing nothing: the exporters ``OTEL_TRACES_EXPORTER`` names, and the packages
-    they need. Nothing to check under ``OTEL_SDK_DISABLED=true``.
+    importing nothing: the propagators (:func:`check_propagators`); unless
+    ``OTEL_SDK_DISABLED=true``, the exporters ``OTEL_TRACES_EXPORTER`` names and the
+    packages they need, the sampler (``OTEL_TRACES_SAMPLER``: one of the SDK's, and for a
+    ratio sampler an ``OTEL_TRACES_SAMPLER_ARG`` between 0 and 1), the batching
+    (``OTEL_BSP_*``: whole numbers above 0, the batch no larger than the queue) and the
+    OTLP endpoint (an ``http://`` or ``https://`` URL).
 
-    Raises :class:`TracingConfigError`, one line naming the variable, where
-    :func:`configure` would: for an unknown exporter, or a missing package (the SDK, or
-    the OTLP exporter for ``otlp``)."""
+    Raises :class:`TracingConfigError`, one line naming the variable and its value
+    (passwords in a URL masked), for what :func:`configure` would refuse, or the SDK would
+    replace by its default with a warning or a stack trace at each start."""
+    check_propagators()
     if _sdk_disabled():
         return
     if not _importable("opentelemetry.sdk.trace"):
         raise TracingConfigError(_NO_SDK)
-    if "otlp" in _exporter_names() and not _importable(
-            "opentelemetry.exporter.otlp.proto.http.trace_exporter"):
-        raise TracingConfigError(_NO_OTLP)
+    names = _exporter_names()
+    if "otlp" in names:
+        if not _importable("opentelemetry.exporter.otlp.proto.http.trace_exporter"):
+            raise TracingConfigError(_NO_OTLP)
+        _check_endpoint()
+    _check_sampler()
+    if any(name != "none" for name in names):
+        _check_batching()
+
+
+#: The samplers ``OTEL_TRACES_SAMPLER`` may name (the SDK's own, any case).
+_SAMPLERS = ("parentbased_always_on", "parentbased_always_off", "parentbased_traceidratio",
+            "always_on", "always_off", "traceidratio")
+_RATIO_SAMPLERS = ("traceidratio", "parentbased_traceidratio")
+# The batch span processor's variables and their defaults (OpenTelemetry's specification).
+_BATCHING = {"OTEL_BSP_SCHEDULE_DELAY": 5000, "OTEL_BSP_EXPORT_TIMEOUT": 30000,
+             "OTEL_BSP_MAX_QUEUE_SIZE": 2048, "OTEL_BSP_MAX_EXPORT_BATCH_SIZE": 512}
+
+
+def _set(name: str) -> str | None:
+    """The variable ``name``, ``None`` when unset or blank (a blank one counts as unset)."""
+    value = os.environ.get(name)
+    return value if value is not None and value.strip() else None
+
+
+def _check_sampler() -> None:
+    raw = _set("OTEL_TRACES_SAMPLER")
+    sampler = raw.lower() if raw is not None else "parentbased_always_on"  # as the SDK reads it
+    if sampler not in _SAMPLERS:
+        raise TracingConfigError(f"OTEL_TRACES_SAMPLER={raw!r} is not allowed: one of "
+                                 f"{', '.join(_SAMPLERS)}")
+    argument = _set("OTEL_TRACES_SAMPLER_ARG")
+    if sampler in _RATIO_SAMPLERS and argument is not None:
+        try:
+            ratio = float(argument)
+        except ValueError:
+            ratio = -1.0
+        if not 0.0 <= ratio <= 1.0:  # NaN too
+            raise TracingConfigError(
+                f"OTEL_TRACES_SAMPLER_ARG={argument!r} is not allowed: the ratio of traces "
+                f"{sampler} samples, a number from 0 to 1, such as 0.1")
+
+
+def _check_batching() -> None:
+    values: dict[str, int] = {}
+    for name, default in _BATCHING.items():
+        raw = _set(name)
+        try:
+            values[name] = default if raw is None else int(raw)
+        except ValueError:
+            values[name] = 0
+        if values[name] <= 0:
+            unit = "milliseconds" if name.endswith(("DELAY", "TIMEOUT")) else "spans"
+            raise TracingConfigError(f"{name}={raw!r} is not allowed: a whole number of "
+                                     f"{unit} above 0")
+    batch, queue = values["OTEL_BSP_MAX_EXPORT_BATCH_SIZE"], values["OTEL_BSP_MAX_QUEUE_SIZE"]
+    if batch > queue:
+        raise TracingConfigError(
+            f"OTEL_BSP_MAX_EXPORT_BATCH_SIZE={batch} is not allowed: at most "
+            f"OTEL_BSP_MAX_QUEUE_SIZE ({queue})")
+
+
+def _check_endpoint() -> None:
+    from urllib.parse import urlsplit
+
+    from fastkit.logging.redact import redact_text
+
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT"):
+        raw = _set(name)
+        if raw is None:
+            continue
+        try:
+            split = urlsplit(raw.strip())
+            good = split.scheme in ("http", "https") and bool(split.hostname)
+            split.port  # noqa: B018  (a port out of range or not a number raises)
+        except ValueError:
+            good = False
+        if not good:
+            raise TracingConfigError(f"{name}={redact_text(raw)!r} is not allowed: the "
+                                     "collector's http:// or https:// URL, such as "
+                                     "http://collector:4318")
+        return  # the traces' own endpoint wins over the general one
+
+
+def check_propagators() -> None:
+    """Check ``OTEL_PROPAGATORS``: each name one OpenTelemetry can load (``tracecontext``,
+    ``baggage``, those of installed packages; ``none``). OpenTelemetry's API reads it when
+    it is first imported, and raises there for a name it cannot load (FastAPI imports it
+    with itself), so this holds whether tracing is on or not. Raises
+    :class:`TracingConfigError` (one line) for a name it cannot load."""
+    raw = _set("OTEL_PROPAGATORS")
+    if raw is None:
+        return
+    from importlib.metadata import entry_points
+
+    names = [name.strip() for name in raw.split(",")]
+    if any(name.lower() == "none" for name in names):
+        return  # no propagation at all, whatever else is named
+    for name in names:
+        if not name or not entry_points(group="opentelemetry_propagator", name=name):
+            raise TracingConfigError(
+                f"OTEL_PROPAGATORS={raw!r} is not allowed: {name!r} is no propagator "
+                "installed; a comma list of tracecontext, baggage (the default), none, or "
+                "one an installed package provides")
 
 
 def configure(service_name: str | None = None) -> TracerProvider | None:
@@ -219,9 +328,11 @@ def configure(service_name: str | None = None) -> TracerProvider | None:
     - ``OTEL_TRACES_EXPORTER``: a comma list of ``otlp`` (the default: OTLP over
       HTTP/protobuf, ``OTEL_EXPORTER_OTLP_*``), ``console`` and ``none``.
 
-    Called again in the same process, it returns the provider it set up. Raises
-    :class:`TracingConfigError` for an unknown exporter or a missing package (the SDK,
-    or the OTLP exporter: ``pip install 'fastflyer[otel]'``)."""
+    Either way the provider masks secrets in the spans' URL attributes
+    (:func:`redact_spans`). Called again in the same process, it returns the provider it
+    set up. Raises :class:`TracingConfigError` for what :func:`check` refuses: an unknown
+    exporter, sampler or propagator, a bad ``OTEL_BSP_*`` or endpoint, a missing package
+    (the SDK, or the OTLP exporter: ``pip install 'fastflyer[otel]'``)."""
     global _owned
     if _sdk_disabled():
         return None
@@ -232,6 +343,7 @@ def configure(service_name: str | None = None) -> TracerProvider | None:
         return _owned  # type: ignore[no-any-return]
     current = trace.get_tracer_provider()
     if type(current).__name__ != "ProxyTracerProvider":  # the program set one: keep it
+        redact_spans(current)
         enable(current)
         return current
     try:
@@ -240,11 +352,13 @@ def configure(service_name: str | None = None) -> TracerProvider | None:
         from opentelemetry.sdk.trace.export import BatchSpanProcessor
     except ImportError:
         raise TracingConfigError(_NO_SDK) from None
+    check()
     exporters = _exporters()
     attributes = {}
     if service_name and not os.environ.get("OTEL_SERVICE_NAME"):
         attributes[SERVICE_NAME] = service_name
     provider = SdkTracerProvider(resource=Resource.create(attributes))
+    redact_spans(provider)  # first: the exporters' processors see the masked attributes
     for exporter in exporters:
         provider.add_span_processor(BatchSpanProcessor(exporter))
     trace.set_tracer_provider(provider)
@@ -253,12 +367,36 @@ def configure(service_name: str | None = None) -> TracerProvider | None:
     return provider
 
 
+_redacted: list[Any] = []  # the providers redact_spans() added its processor to
+
+
+def redact_spans(provider: TracerProvider) -> bool:
+    """Mask secrets in the URL attributes of every span ``provider`` starts from now on
+    (``url.full``, ``url.query`` and the older ``http.url``, ``http.target``: a URL's
+    password, or its whole user info when it has no password, and the values of secret
+    query keys, as the logs mask them), whoever starts the span: FastAPI's server span
+    copies a request's query string as it came. :func:`configure` does it for the provider
+    it sets up or keeps. Adds a span processor, once per provider; False (nothing done)
+    for a provider without ``add_span_processor`` (not the SDK's)."""
+    add = getattr(provider, "add_span_processor", None)
+    if add is None:
+        return False
+    from fastkit._span_redaction import RedactingSpanProcessor
+
+    if not any(known is provider for known in _redacted):  # a global: one or two a process
+        add(RedactingSpanProcessor())
+        _redacted.append(provider)
+    return True
+
+
 def _exporter_names() -> list[str]:
     """The exporters ``OTEL_TRACES_EXPORTER`` names; :class:`TracingConfigError` for an
     unknown one."""
     raw = os.environ.get("OTEL_TRACES_EXPORTER", "otlp")
-    names = [name.strip().lower() for name in raw.split(",") if name.strip()] or ["otlp"]
-    unknown = [name for name in names if name not in _EXPORTERS]
+    if not raw.strip():  # blank: unset
+        return ["otlp"]
+    names = [name.strip().lower() for name in raw.split(",")]
+    unknown = [name or "''" for name in names if name not in _EXPORTERS]
     if unknown:
         raise TracingConfigError(
             f"OTEL_TRACES_EXPORTER={raw!r}: {', '.join(unknown)} is not one of "

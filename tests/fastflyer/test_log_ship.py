@@ -5,6 +5,7 @@ load slows no request and grows no queue beyond its bound."""
 from __future__ import annotations
 
 import json
+import signal
 import statistics
 import time
 import uuid
@@ -12,9 +13,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.testclient import TestClient
+from test_launch import FASTFLYER, env_for, generate_project, healthy_address, started
 
+import waiting
 from fastflyer import FlyerAPI
 from fastflyer.settings import SettingsError, load_settings
 from fastkit.logging import LogSettings, active_shipper, configure, logger
@@ -125,6 +129,20 @@ def test_defaults_topic_and_host(monkeypatch: pytest.MonkeyPatch) -> None:
     assert shipper.hostname not in ("-", "")  # the address of the default route
 
 
+@pytest.mark.parametrize(("title", "topic"), [
+    ("Orders API", "orders-api"),  # the app's service name, as in traces and the registry
+    ("订单服务", "fastflyer"),      # no APP-NAME (RFC 5424 allows printable ASCII): passed over
+])
+def test_an_app_ships_under_its_service_name(monkeypatch: pytest.MonkeyPatch, title: str,
+                                             topic: str) -> None:
+    monkeypatch.setenv("flyer_log_ship_enabled", "1")
+    monkeypatch.setenv("flyer_log_ship_proto", "dev")
+    app = FlyerAPI(title=title)
+    shipper = active_shipper()
+    assert shipper is not None and (app.service_name, shipper.app_name) == \
+        (topic if topic != "fastflyer" else "订单服务", topic)
+
+
 @pytest.mark.parametrize(("env", "line"), [
     ({"flyer_log_ship_enabled": "1"},
      "flyer_log_ship_enabled='1' needs flyer_log_ship_host"),
@@ -174,3 +192,41 @@ def test_a_dead_collector_slows_no_request(monkeypatch: pytest.MonkeyPatch,
             received(server, topic, 10)  # the lines before the outage arrived
     finally:
         server.close()
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_every_worker_of_serve_ships_every_line(collector: RsyslogServer, tmp_path: Path,
+                                                proto: str) -> None:
+    # Each forked worker starts its sender while it is still importing the app: the sender
+    # must not need an import then (it died on "unknown encoding: idna" in most starts).
+    project = generate_project(tmp_path)
+    topic = f"w{uuid.uuid4().hex[:12]}"
+    port = collector.udp_port if proto == "udp" else collector.tcp_port
+    env = env_for(tmp_path, flyer_log_ship_enabled="1", flyer_log_ship_proto=proto,
+                  flyer_log_ship_host="127.0.0.1", flyer_log_ship_port=str(port),
+                  flyer_log_ship_topic=topic, flyer_access_log="1",
+                  flyer_log_path=str(tmp_path / "logs"))
+    log = tmp_path / "console.log"
+    with started([FASTFLYER, "serve", "--workers", "2", "--port", "0"], project, env, log,
+                 new_session=True) as process:
+        url = healthy_address(process, log)
+        sent: list[str] = []
+        procids: set[str] = set()
+
+        def both_workers_shipped() -> bool:
+            # A new connection each time: the kernel spreads them over the workers.
+            request_id = uuid.uuid4().hex
+            assert httpx.get(f"{url}/flyer/demo?id=1", timeout=5,
+                             headers={"X-Request-ID": request_id}).status_code == 200
+            sent.append(request_id)
+            procids.update(line["_syslog"]["procid"] for line in
+                           received(collector, topic, len(sent), kind="access",
+                                    path="/flyer/demo"))
+            return len(procids) == 2
+
+        waiting.wait_for(both_workers_shipped, timeout=60, what="access lines of both workers")
+        lines = received(collector, topic, len(sent), kind="access", path="/flyer/demo")
+        assert sorted(line["request_id"] for line in lines) == sorted(sent)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0, log.read_text()
+    assert "Traceback" not in log.read_text()

@@ -802,7 +802,7 @@ def test_every_shape_is_planned_but_the_fallback_ones(flyer_clients, plain_clien
     assert not any(isinstance(route, FlyerRoute) for route in _routes(off.app).values())
 
 
-def _spy_on_fastapi_handler(monkeypatch) -> list[int]:
+def fastapi_handler_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Count the requests FastAPI's own handler serves: it reads its telemetry data first
     (``fastapi.routing.get_telemetry_data``, not a function instrumentation wraps)."""
     import fastapi.routing
@@ -822,7 +822,7 @@ def _spy_on_fastapi_handler(monkeypatch) -> list[int]:
 def test_valid_requests_are_answered_by_the_planned_handler(flyer_clients, plain_clients,
                                                             monkeypatch, which):
     on, off = flyer_clients if which == "flyer" else plain_clients
-    calls = _spy_on_fastapi_handler(monkeypatch)
+    calls = fastapi_handler_calls(monkeypatch)
     for request_id in PLANNED_ANSWERS:
         answer(on, request_id)
         assert calls == [], request_id
@@ -851,7 +851,7 @@ def test_dependency_overrides_answer_alike(flyer_clients, plain_clients, monkeyp
         monkeypatch.setitem(app.dependency_overrides, app.state.current_user,
                             lambda: "override")
     on, off = pair
-    calls = _spy_on_fastapi_handler(monkeypatch)
+    calls = fastapi_handler_calls(monkeypatch)
     assert answer(on, request_id) == answer(off, request_id)
     assert len(calls) == 2  # overrides: FastAPI's handler, with and without the route class
     if request_id == "dependency-plain":
@@ -895,7 +895,7 @@ def test_the_switch_off_serves_every_route_with_fastapis_handler(build, monkeypa
                          for context in iter_route_contexts(app.router.routes)
                          if isinstance(context.original_route, APIRoute)]
     assert not any(getattr(route, "planned", False) for route in routes)
-    calls = _spy_on_fastapi_handler(monkeypatch)
+    calls = fastapi_handler_calls(monkeypatch)
     with TestClient(app) as client:
         response = client.post("/flyer/users", json={"name": "ann", "age": 7})
     assert response.status_code == 201

@@ -27,6 +27,7 @@ from starlette.middleware import Middleware
 from starlette.testclient import TestClient
 from starlette.types import ASGIApp, Receive, Scope, Send
 from test_launch import FASTFLYER, env_for, generate_project, healthy_address, started
+from test_routing import fastapi_handler_calls
 
 from fastflyer import APIRouter, FlyerAPI
 from fastflyer.settings import SettingsError, load_settings
@@ -71,22 +72,6 @@ def access_lines(tmp_path: Path) -> list[dict[str, Any]]:
 
 def server_spans(exporter: Any) -> list[Any]:
     return [span for span in exporter.get_finished_spans() if span.kind is SpanKind.SERVER]
-
-
-def fastapi_handler_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """Count the requests FastAPI's own handler serves (it reads its telemetry data first,
-    as tests/fastflyer/test_routing.py counts them)."""
-    import fastapi.routing
-
-    calls: list[int] = []
-    original = fastapi.routing.get_telemetry_data
-
-    def counting(*args: Any, **kwargs: Any) -> Any:
-        calls.append(1)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(fastapi.routing, "get_telemetry_data", counting)
-    return calls
 
 
 # --- the request's span ---------------------------------------------------------------------

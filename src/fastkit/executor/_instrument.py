@@ -13,7 +13,9 @@ Off unless one of them is enabled: a fire then costs one boolean test here. Once
   A job that raises has ``error.type`` (the exception's class), status ``ERROR`` and an
   ``exception`` event with secrets masked; the line logging the failure carries its trace.
 
-``job`` is the job's id: give jobs ids from a bounded set (not one per order or user). A
+``job`` is the job's id: give jobs ids from a bounded set (not one per order or user; a
+job added without an id has a random one). Past :data:`fastkit.metrics.CARDINALITY_LIMIT`
+ids in a process, the others are counted as ``job="_OTHER"`` (the span keeps the id). A
 skipped fire has no span. A locked job's run starts once its lock is taken, so the time
 spent taking it is not in the duration.
 """
@@ -49,6 +51,7 @@ DURATION_BUCKETS = (0.005, 0.025, 0.1, 0.25, 1.0, 2.5, 10.0, 30.0, 60.0, 300.0, 
 
 _RUN: contextvars.ContextVar[JobRun | None] = contextvars.ContextVar("fastkit_job_run",
                                                                      default=None)
+_jobs = metrics.CardinalityLimit()  # the job label's values in this process
 
 
 def observed() -> bool:
@@ -75,7 +78,7 @@ def skipped(job_id: str, reason: str, count: int = 1) -> None:
         metrics.counter("scheduler_job_skips_total",
                         "Fires of scheduled jobs that did not run, by job id and reason "
                         "(lock_held, fire_taken, lock_unavailable, still_running, missed).",
-                        ("job", "reason")).labels(job_id, reason).inc(count)
+                        ("job", "reason")).labels(_jobs(job_id), reason).inc(count)
 
 
 class JobRun:
@@ -122,8 +125,9 @@ class JobRun:
 
 
 def _record(job_id: str, result: str, started: float) -> None:
-    _runs().labels(job_id, result).inc()
-    _duration().labels(job_id).observe(time.perf_counter() - started)
+    job = _jobs(job_id)
+    _runs().labels(job, result).inc()
+    _duration().labels(job).observe(time.perf_counter() - started)
 
 
 def _root() -> Any:

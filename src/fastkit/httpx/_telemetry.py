@@ -5,7 +5,8 @@ tests one flag for each and calls nothing here. Once on, per logical call (all i
 attempts and waits):
 
 Metrics (Prometheus; ``host`` is the URL's ``host[:port]``, a service's name for a call by
-service name; ``method`` is ``_OTHER`` outside the standard methods):
+service name, never the user info; past :data:`fastkit.metrics.CARDINALITY_LIMIT` hosts in
+a process, the others are ``_OTHER``; ``method`` is ``_OTHER`` outside the standard methods):
 
 - ``http_client_requests_total{method,host,status}``: ``status`` is the final status code,
   or ``error`` when the call raised (refused, timed out, cancelled);
@@ -105,6 +106,7 @@ class _Series:
 
 _series: dict[tuple[str, bytes], _Series] = {}
 _SERIES_CAP = 4096  # (method, host) pairs remembered; past it the cache starts again
+_hosts = metrics.CardinalityLimit()  # the host label's values in this process
 
 
 def _series_of(request: httpx.Request) -> _Series:
@@ -114,7 +116,7 @@ def _series_of(request: httpx.Request) -> _Series:
     if found is None:
         if len(_series) >= _SERIES_CAP:
             _series.clear()
-        found = _series[key] = _Series(method_label(request.method), host_label(url))
+        found = _series[key] = _Series(method_label(request.method), _hosts(host_label(url)))
     return found
 
 
@@ -145,8 +147,9 @@ def _api() -> Any:
 
 def start_span(request: httpx.Request) -> Span | None:
     """Open the ``CLIENT`` span of ``request``'s logical call and put its ``traceparent``
-    on the request, unless the caller put one there: then that one is sent and the span
-    continues its trace. ``None`` when tracing is off.
+    on the request, unless the caller put a valid one there: then that one is sent and
+    the span continues its trace (one that holds no trace context, garbage or all zeros,
+    is replaced by the span's). ``None`` when tracing is off.
 
     A redirect's next hop comes with the headers of the hop before, ours included: the
     request's extensions remember the ``traceparent`` written here, so the next hop's
@@ -172,9 +175,11 @@ def start_span(request: httpx.Request) -> Span | None:
     given = headers.get(_TRACE_HEADER)
     if given is not None and given == request.extensions.get(_INJECTED):
         given = None  # written here for the previous hop of a redirect
+    parent = None if given is None else tracing.extract(headers)
+    if parent is not None and not trace.get_current_span(parent).get_span_context().is_valid:
+        given = parent = None  # not a trace context (garbage, all zeros): ours replaces it
     span = opened.start_span(method if known else "HTTP", kind=trace.SpanKind.CLIENT,
-                             attributes=attributes,
-                             context=None if given is None else tracing.extract(headers))
+                             attributes=attributes, context=parent)
     if given is None:
         carrier: dict[str, str] = {}
         with trace.use_span(span, end_on_exit=False):

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -242,10 +243,28 @@ def _text_format(record: Record) -> str:
     return _UNTRACED if _tracing.enabled() else _PLAIN
 
 
+# A field of the trace ids in a format (``{extra[trace_id]}``, with a conversion or spec).
+_TRACE_FIELD = re.compile(r"\{extra\[(?:trace_id|span_id)\](?:![rsa])?(?::[^{}]*)?\}")
+
+
 def _sink_format(log_format: str) -> str | Callable[[Record], str]:
     """The format a sink is given for ``log_format``: :func:`_text_format` for the default
-    text format, any other as it is."""
-    return _text_format if log_format == TEXT_FORMAT else log_format
+    text format; a format of the application's that names ``{extra[trace_id]}`` or
+    ``{extra[span_id]}``, a function writing ``-`` in their place on a line without them
+    (tracing off, or outside any span: loguru would fail on the missing key and drop the
+    line); any other as it is."""
+    if log_format == TEXT_FORMAT:
+        return _text_format
+    untraced = _TRACE_FIELD.sub("-", log_format)
+    if untraced == log_format:
+        return log_format
+    traced, untraced = f"{log_format}\n{{exception}}", f"{untraced}\n{{exception}}"
+
+    def trace_format(record: Record) -> str:
+        extra = record["extra"]
+        return traced if "trace_id" in extra and "span_id" in extra else untraced
+
+    return trace_format
 
 
 def _with_traceback(message: str, exception: RecordException) -> str:

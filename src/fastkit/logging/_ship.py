@@ -34,6 +34,7 @@ never retried.
 from __future__ import annotations
 
 import contextlib
+import encodings.idna  # noqa: F401  (getaddrinfo's codec: see _connect)
 import errno
 import json
 import os
@@ -174,6 +175,7 @@ class LogShipper:
         self._deadline = float("inf")
         self._socket: socket.socket | None = None
         self._thread: threading.Thread | None = None
+        self._fork_hook = False  # start() registered its after-fork hook
         self._outage = False
         self._backoff = _BACKOFF_FIRST
         self._carried = 0  # messages sent over the current connection
@@ -260,6 +262,9 @@ class LogShipper:
             return
         self._thread = threading.Thread(target=self._run, name="fastkit-log-ship", daemon=True)
         self._thread.start()
+        if self._fork_hook:
+            return
+        self._fork_hook = True  # one hook per shipper, however many restarts
         ref = weakref.ref(self)
 
         def after_fork() -> None:
@@ -329,9 +334,9 @@ class LogShipper:
         while True:
             try:
                 self._send(data)
-            except OSError as exc:
+            except Exception as exc:  # any failure is an outage: the sender never dies
                 self._disconnect()
-                if exc.errno == errno.EMSGSIZE:  # this datagram can never go: it alone
+                if getattr(exc, "errno", None) == errno.EMSGSIZE:  # it alone can never go
                     self._drop(1)
                     return True
                 if self._closing.is_set() and time.monotonic() >= self._deadline:
@@ -381,6 +386,9 @@ class LogShipper:
             sock.sendall(b"%d " % len(data) + data)
 
     def _connect(self) -> socket.socket:
+        # getaddrinfo() encodes a host name with the idna codec, imported with this module:
+        # the sender of a forked worker starts while the worker is still importing, and the
+        # codec's import from this thread would fail then ("unknown encoding: idna").
         if self.proto == "udp":
             family = socket.getaddrinfo(self.host, self.port, 0, socket.SOCK_DGRAM)[0]
             sock = socket.socket(family[0], socket.SOCK_DGRAM)
@@ -408,13 +416,13 @@ class LogShipper:
     def _where(self) -> str:
         return f"{self.proto}://{self.host}:{self.port}"
 
-    def _begin_outage(self, exc: OSError) -> None:
+    def _begin_outage(self, exc: Exception) -> None:
         if self._outage:
             return
         self._outage = True
         if time.monotonic() - self._resumed_at >= _SETTLED:
             self._backoff = _BACKOFF_FIRST  # a new outage after a settled connection
-        reason = exc.strerror or type(exc).__name__
+        reason = getattr(exc, "strerror", None) or type(exc).__name__
         self._note(f"log shipping to {self._where()} failed ({reason}); retrying with "
                    f"backoff, dropping lines beyond {self.queue_size} queued", "WARNING")
         self.outages += 1  # once warned: whoever sees the count sees the warning

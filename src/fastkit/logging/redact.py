@@ -7,7 +7,9 @@ of the framework's logger, exception messages and tracebacks included):
 - any header or query key whose name matches :data:`SECRET_NAMES` (``X-Api-Key``,
   ``access_token``, ``client_secret``, ``X-Amz-Signature``, ``sessionid``...);
 - the password of a URL's user info (``https://user:***@host/``), also where a
-  database or Redis URL holds it unescaped, or the scheme is missing;
+  database or Redis URL holds it unescaped, or the scheme is missing; an HTTP(S) or
+  WebSocket URL's whole user info when it has no password (``https://***@host/``: a
+  token given as the user name, which the client sends as credentials);
 - in free text (:func:`redact_text`): each URL as :func:`redact_url` masks it, and the
   value of each ``name=value`` / ``name: value`` / ``"name": "value"`` pair whose name is
   a secret's (``Authorization: ***``, ``{"password": "***"}``, ``Cookie: ***``).
@@ -35,6 +37,7 @@ __all__ = [
     "MASK",
     "SECRET_NAMES",
     "is_secret_key",
+    "redact_exception",
     "redact_headers",
     "redact_query",
     "redact_text",
@@ -126,7 +129,9 @@ def redact_url(url: str) -> str:
     """A URL with its user-info password and secret query values replaced by ``***``.
 
     Text that is no URL comes back as it is (``redact_url("notaurl") == "notaurl"``).
-    HTTP(S) and WebSocket URLs are read as RFC 3986 says. Other URLs (databases, Redis,
+    HTTP(S) and WebSocket URLs are read as RFC 3986 says; user info without a password is
+    masked whole there (``https://***@host/``: a token given as the user name is sent as
+    credentials). Other URLs (databases, Redis,
     brokers), and ``user:password@host`` without a scheme, are read as SQLAlchemy reads
     them, and leniently, since a URL that is being reported may be mistyped: the password
     runs from the first ``:`` of the user-info to the last ``@`` (so one holding an
@@ -144,7 +149,7 @@ def redact_url(url: str) -> str:
     if "@" in netloc:
         userinfo, _, hostport = netloc.rpartition("@")
         user, has_password, _ = userinfo.partition(":")
-        netloc = f"{user}:{MASK}@{hostport}" if has_password else netloc
+        netloc = f"{user}:{MASK}@{hostport}" if has_password else f"{MASK}@{hostport}"
     return urlunsplit(split._replace(netloc=netloc, query=redact_query(split.query)))
 
 
@@ -255,3 +260,14 @@ def redact_text(text: str) -> str:
     if "cookie" in lowered:
         text = _COOKIE.sub(lambda found: found.group(1) + MASK, text)
     return _mask_pairs(text)
+
+
+def redact_exception(error: BaseException) -> str:
+    """The message of ``error`` (``str(error)``) with its secrets masked as
+    :func:`redact_text` masks them; ``<exception str() failed>`` (as tracebacks write it)
+    for an exception whose ``str()`` raises. Never raises."""
+    try:
+        text = str(error)
+    except Exception:
+        return "<exception str() failed>"
+    return redact_text(text)

@@ -38,6 +38,7 @@ from concurrent.futures import CancelledError as FutureCancelled
 from typing import Any, NamedTuple, cast
 
 from fastkit.logging import logger
+from fastkit.logging.redact import redact_exception
 from fastkit.message import _instrument
 from fastkit.message._closing import settle, stop_within
 from fastkit.message._codec import REQUEST_ID_HEADER
@@ -467,8 +468,9 @@ class AsyncConsumer:
         if self._dead_letters is None:
             shared = {k: v for k, v in self._options.items() if k in CONNECTION_OPTIONS}
             self._dead_letters = AsyncProducer(self.servers, **shared)
+        failure = f"{type(error).__name__}: {redact_exception(error)}"  # masked, never raises
         headers = [*message.headers,
-                   ("x-error", f"{type(error).__name__}: {error}".encode()[:1024]),
+                   ("x-error", failure.encode()[:1024]),
                    ("x-error-type", type(error).__name__.encode()),
                    ("x-original-topic", message.topic.encode()),
                    ("x-original-partition", str(message.partition).encode()),
@@ -477,7 +479,7 @@ class AsyncConsumer:
             await self._dead_letters.send(message.value, topic, message.key, headers, 10)
         except MessageError as exc:
             raise ConsumeError(f"{message.topic}[{message.partition}]@{message.offset} failed "
-                               f"({type(error).__name__}: {error}) and could not be sent to "
+                               f"({failure}) and could not be sent to "
                                f"the dead-letter topic {topic!r}: {exc}; it was not "
                                "committed") from exc
         _instrument.dead_lettered(message.topic)

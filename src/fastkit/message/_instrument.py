@@ -4,7 +4,8 @@ Off unless one of them is enabled: a send or a message handled then costs one bo
 here. Once on:
 
 Metrics (``topic`` is the message's topic; a dead-lettered message counts under the topic
-it was read from):
+it was read from; past :data:`fastkit.metrics.CARDINALITY_LIMIT` topics in a process, the
+others are ``_OTHER``):
 
 * ``kafka_producer_messages_total{topic, result}``: sends, ``result`` being ``success``
   (acknowledged) or ``failed`` (:class:`~fastkit.message.ProduceError` or another error
@@ -50,6 +51,7 @@ if TYPE_CHECKING:
 __all__ = ["Lag", "Outcome", "dead_lettered", "iterated", "observed", "processing", "sending"]
 
 _SYSTEM = "kafka"
+_topics = metrics.CardinalityLimit()  # the topic label's values in this process
 
 
 def observed() -> bool:
@@ -92,15 +94,28 @@ def _kind(name: str) -> Any:
 
 def _with_trace_context(headers: list[tuple[str, bytes]] | None) -> list[tuple[str, bytes]] | None:
     """``headers`` with the current span's ``traceparent`` (and ``tracestate``...) added,
-    each unless a header of that name is there already."""
+    each unless a header of that name is there already; a ``traceparent`` of the caller's
+    that holds no trace context (garbage, all zeros) is replaced by the span's."""
     carrier: dict[str, str] = {}
     tracing.inject(carrier)
     if not carrier:
         return headers
+    if headers and not _continues(headers):
+        headers = [(name, value) for name, value in headers if name.lower() != "traceparent"]
     given = {name.lower() for name, _ in headers or ()}
     added = [(name, value.encode()) for name, value in carrier.items()
              if name.lower() not in given]
     return [*(headers or ()), *added] if added else headers
+
+
+def _continues(headers: Iterable[tuple[str, bytes]]) -> bool:
+    """Whether ``headers`` hold no ``traceparent``, or one holding a trace context."""
+    carrier = _carrier(headers)
+    if "traceparent" not in carrier:
+        return True
+    from opentelemetry.trace import get_current_span
+
+    return get_current_span(tracing.extract(carrier)).get_span_context().is_valid
 
 
 async def sending(deliver: Callable[[list[tuple[str, bytes]] | None], Awaitable[Any]],
@@ -118,10 +133,10 @@ async def sending(deliver: Callable[[list[tuple[str, bytes]] | None], Awaitable[
             sent = await deliver(headers)
         except Exception:
             if counting:
-                _producer_messages().labels(topic, "failed").inc()
+                _producer_messages().labels(_topics(topic), "failed").inc()
             raise
         if counting:
-            _producer_messages().labels(topic, "success").inc()
+            _producer_messages().labels(_topics(topic), "success").inc()
         if span is not None:
             span.set_attribute("messaging.destination.partition.id", str(sent.partition))
             span.set_attribute("messaging.kafka.offset", sent.offset)
@@ -176,14 +191,15 @@ def processing(message: Message, group: str) -> Iterator[Outcome]:
 
 
 def _handled(topic: str, result: str, started: float) -> None:
-    _consumer_messages().labels(topic, result).inc()
-    _handle_duration().labels(topic).observe(time.perf_counter() - started)
+    label = _topics(topic)
+    _consumer_messages().labels(label, result).inc()
+    _handle_duration().labels(label).observe(time.perf_counter() - started)
 
 
 def iterated(topic: str) -> None:
     """A message of an ``async for`` loop was handled (the next one was asked for)."""
     if metrics.enabled():
-        _consumer_messages().labels(topic, "success").inc()
+        _consumer_messages().labels(_topics(topic), "success").inc()
 
 
 def dead_lettered(topic: str) -> None:
@@ -192,7 +208,7 @@ def dead_lettered(topic: str) -> None:
         metrics.counter("kafka_consumer_dead_lettered_total",
                         "Kafka messages published to the dead-letter topic after every "
                         "try to handle them failed, by the topic they were read from.",
-                        ("topic",)).labels(topic).inc()
+                        ("topic",)).labels(_topics(topic)).inc()
 
 
 class Lag:

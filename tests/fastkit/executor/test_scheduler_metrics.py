@@ -6,19 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis
 from prometheus_client import REGISTRY
+from scheduler_jobs import KINDS, job_function, job_id, redis_locks, soon, stop
 
 from fastkit import metrics, tracing
-from fastkit.executor import Locks, RedisLockBackend, Scheduler
+from fastkit.executor import Scheduler
 from redis_server import closed_port
-
-KINDS = ["background", "asyncio"]  # a def job in a thread, an async def job on the loop
+from waiting import until
 
 
 def value(name: str, **labels: str) -> float:
@@ -35,54 +32,6 @@ def skips(job: str, reason: str) -> float:
 
 def durations(job: str) -> float:
     return value("scheduler_job_duration_seconds_count", job=job)
-
-
-async def until(condition, timeout: float = 10, what: str = "") -> None:
-    """Poll ``condition`` on the loop every 20 ms; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
-        await asyncio.sleep(0.02)
-
-
-def job_id() -> str:
-    return f"job-{uuid.uuid4().hex[:10]}"
-
-
-def soon(seconds: float = 0.2) -> datetime:
-    return datetime.now(UTC) + timedelta(seconds=seconds)
-
-
-def redis_locks(prefix: str, port: int = 6379) -> Locks:
-    """Locks in the real Redis (db 15) under ``prefix``: each call is one more instance."""
-    return Locks(RedisLockBackend(redis.Redis(port=port, db=15, socket_connect_timeout=1),
-                                  f"{prefix}:"), ttl=10)
-
-
-def job_function(kind: str, body):
-    """``body()`` as the job's function: ``def`` for a background scheduler, ``async def``
-    for an asyncio one."""
-    if kind == "background":
-        def job():
-            return body()
-    else:
-        async def job():
-            return body()
-    return job
-
-
-async def stop(scheduler: Scheduler) -> None:
-    """Shut down, once the date jobs that fired have left the store: APScheduler removes
-    one after its fire, and a shutdown meanwhile makes that removal raise in its thread."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(
-            job.trigger.__class__.__name__ == "DateTrigger" and job.next_run_time is not None
-            and job.next_run_time <= datetime.now(UTC) for job in scheduler.get_jobs()):
-        await asyncio.sleep(0.02)  # polling to the deadline
-    if scheduler.scheduler_type == "asyncio":
-        await scheduler.aclose(2)
-    else:
-        scheduler.shutdown(timeout=2)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -165,43 +114,28 @@ async def test_a_fire_is_skipped_when_the_lock_store_cannot_be_reached(metrics_o
     assert "lock store unavailable" in logs.text()
 
 
-async def test_a_fire_is_skipped_while_the_previous_run_of_a_thread_job_goes_on(metrics_on):
-    job, release, started = job_id(), threading.Event(), threading.Event()
+@pytest.mark.parametrize("kind", KINDS)
+async def test_a_fire_is_skipped_while_the_previous_run_goes_on(kind, metrics_on):
+    job = job_id()
+    if kind == "background":  # the run blocks its worker thread
+        started, release = threading.Event(), threading.Event()
 
-    def blocking():
-        started.set()
-        assert release.wait(10)
+        def blocking():
+            started.set()
+            assert release.wait(10)
+    else:  # the run awaits on the loop
+        started, release = asyncio.Event(), asyncio.Event()
 
-    scheduler = Scheduler("metrics", "background")
+        async def blocking():
+            started.set()
+            await asyncio.wait_for(release.wait(), 10)
+
+    scheduler = Scheduler("metrics", kind)
     scheduler.add_job(blocking, "interval", seconds=3600, id=job)
     scheduler.start()
     try:
         scheduler.run_job(job)
         await until(started.is_set, what="the first run started")
-        scheduler.get_job(job).modify(next_run_time=datetime.now(UTC))  # a fire, now
-        await until(lambda: skips(job, "still_running") == 1, what="the skip counted")
-        assert runs(job, "success") == 0
-        release.set()
-        await until(lambda: runs(job, "success") == 1, what="the first run counted")
-    finally:
-        release.set()
-        await stop(scheduler)
-    assert skips(job, "still_running") == 1 and durations(job) == 1
-
-
-async def test_a_fire_is_skipped_while_the_previous_run_of_a_loop_job_goes_on(metrics_on):
-    job, release, started = job_id(), asyncio.Event(), asyncio.Event()
-
-    async def blocking():
-        started.set()
-        await asyncio.wait_for(release.wait(), 10)
-
-    scheduler = Scheduler("metrics", "asyncio")
-    scheduler.add_job(blocking, "interval", seconds=3600, id=job)
-    scheduler.start()
-    try:
-        scheduler.run_job(job)
-        await asyncio.wait_for(started.wait(), 10)
         scheduler.get_job(job).modify(next_run_time=datetime.now(UTC))  # a fire, now
         await until(lambda: skips(job, "still_running") == 1, what="the skip counted")
         assert runs(job, "success") == 0

@@ -4,46 +4,17 @@ starts its own trace, a run now continues the caller's; a skipped fire makes no 
 
 from __future__ import annotations
 
-import asyncio
 import threading
-import time
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
-import redis
 from loguru import logger
 from opentelemetry.trace import SpanKind, StatusCode
+from scheduler_jobs import KINDS, job_function, job_id, redis_locks, soon, stop
 
 from fastkit import tracing
-from fastkit.executor import Locks, RedisLockBackend, Scheduler
-
-KINDS = ["background", "asyncio"]  # a def job in a thread, an async def job on the loop
-
-
-async def until(condition, timeout: float = 10, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
-        await asyncio.sleep(0.02)
-
-
-def job_id() -> str:
-    return f"job-{uuid.uuid4().hex[:10]}"
-
-
-def soon(seconds: float = 0.2) -> datetime:
-    return datetime.now(UTC) + timedelta(seconds=seconds)
-
-
-def job_function(kind: str, body):
-    if kind == "background":
-        def job():
-            return body()
-    else:
-        async def job():
-            return body()
-    return job
+from fastkit.executor import Scheduler
+from waiting import until
 
 
 def inside() -> dict:
@@ -57,20 +28,6 @@ def spans_of(exporter, job: str) -> list:
 
 def hex_ids(span) -> tuple[str, str]:
     return f"{span.context.trace_id:032x}", f"{span.context.span_id:016x}"
-
-
-async def stop(scheduler: Scheduler) -> None:
-    """Shut down, once the date jobs that fired have left the store: APScheduler removes
-    one after its fire, and a shutdown meanwhile makes that removal raise in its thread."""
-    deadline = time.monotonic() + 5
-    while time.monotonic() < deadline and any(
-            job.trigger.__class__.__name__ == "DateTrigger" and job.next_run_time is not None
-            and job.next_run_time <= datetime.now(UTC) for job in scheduler.get_jobs()):
-        await asyncio.sleep(0.02)  # polling to the deadline
-    if scheduler.scheduler_type == "asyncio":
-        await scheduler.aclose(2)
-    else:
-        scheduler.shutdown(timeout=2)
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -151,13 +108,9 @@ async def test_a_run_now_continues_the_callers_trace(kind, kit_spans):
 async def test_a_locked_run_has_one_span_and_a_skipped_fire_none(kind, prefix, kit_spans,
                                                                   logs):
     ran, skipped, seen = job_id(), job_id(), []
-
-    def locks() -> Locks:  # one instance each
-        return Locks(RedisLockBackend(redis.Redis(db=15), f"{prefix}:"), ttl=10)
-
-    scheduler = Scheduler("traced", kind, locks=locks())
+    scheduler = Scheduler("traced", kind, locks=redis_locks(prefix))
     body = job_function(kind, lambda: seen.append(inside()))
-    other_instance = locks()
+    other_instance = redis_locks(prefix)
     with other_instance.held(f"traced-lock/{skipped}") as lease:
         assert lease is not None
         scheduler.add_job(scheduler.lock(name="traced-lock")(body), "date", run_date=soon(),

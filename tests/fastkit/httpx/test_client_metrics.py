@@ -8,43 +8,19 @@ Counts accumulate across tests in one process: each test compares before and aft
 
 from __future__ import annotations
 
-import asyncio
 import json
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from client_entries import ENTRIES, call
 from prometheus_client import REGISTRY
 
 from fastkit import metrics
-from fastkit.httpx import AsyncClient, Client, RetryTransport, aiorequests, requests
-from redis_server import closed_port
-
-ENTRIES = ["requests", "Client", "AsyncClient", "aiorequests", "RetryTransport"]
-
-
-def call(entry: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    """One request through ``entry``."""
-    if entry == "requests":
-        return requests.request(method, url, **kwargs)
-    if entry == "Client":
-        with Client() as client:
-            return client.request(method, url, **kwargs)
-    if entry == "RetryTransport":
-        with httpx.Client(transport=RetryTransport()) as plain:
-            return plain.request(method, url, **kwargs)
-
-    async def run() -> httpx.Response:
-        if entry == "aiorequests":
-            return await aiorequests.request(method, url, **kwargs)
-        async with AsyncClient() as client:
-            return await client.request(method, url, **kwargs)
-
-    return asyncio.run(run())
+from fastkit.httpx import Client
 
 
 def value(name: str, **labels: str) -> float:
@@ -79,12 +55,6 @@ class Figures:
         return {name: after[name] - self.before.get(name, 0.0) for name in after
                 if after[name] != self.before.get(name, 0.0)
                 and not name.startswith("http_client_request_duration_seconds_sum")}
-
-
-@pytest.fixture(scope="module")
-def refused_port() -> Iterator[int]:
-    with closed_port() as port:
-        yield port
 
 
 def host_of(server: Any) -> str:

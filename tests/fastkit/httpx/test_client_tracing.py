@@ -10,40 +10,16 @@ a ``RetryTransport``.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
+from client_entries import ENTRIES, call
 from opentelemetry.trace import SpanKind, StatusCode
 
 from fastkit import tracing
-from fastkit.httpx import AsyncClient, Client, RetryTransport, aiorequests, requests
+from fastkit.httpx import AsyncClient, Client
 from fastkit.request_id import bind_request_id
-from redis_server import closed_port
-
-ENTRIES = ["requests", "Client", "AsyncClient", "aiorequests", "RetryTransport"]
-
-
-def call(entry: str, method: str, url: str, **kwargs: Any) -> httpx.Response:
-    """One request through ``entry`` (an async one runs in a task that inherits the
-    caller's context: its current span and request id)."""
-    if entry == "requests":
-        return requests.request(method, url, **kwargs)
-    if entry == "Client":
-        with Client() as client:
-            return client.request(method, url, **kwargs)
-    if entry == "RetryTransport":
-        with httpx.Client(transport=RetryTransport()) as plain:
-            return plain.request(method, url, **kwargs)
-
-    async def run() -> httpx.Response:
-        if entry == "aiorequests":
-            return await aiorequests.request(method, url, **kwargs)
-        async with AsyncClient() as client:
-            return await client.request(method, url, **kwargs)
-
-    return asyncio.run(run())
 
 
 def client_span(exporter: Any) -> Any:
@@ -60,12 +36,6 @@ def received(header: str) -> tuple[str, str]:
     version, trace_id, span_id, _flags = header.split("-")
     assert version == "00"
     return trace_id, span_id
-
-
-@pytest.fixture(scope="module")
-def refused_port() -> Iterator[int]:
-    with closed_port() as port:
-        yield port
 
 
 @pytest.mark.parametrize("entry", ENTRIES)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -27,7 +26,6 @@ from fastkit.httpx import (
     UrllibExceptionWarning,
     set_testing,
 )
-from redis_server import closed_port
 
 KINDS = ["sync", "async", "sync-transport", "async-transport"]
 
@@ -83,13 +81,6 @@ def call(kind: str, method: str, url: str, client_kwargs: dict[str, Any] | None 
 
 
 both = pytest.mark.parametrize("kind", KINDS)
-
-
-@pytest.fixture(scope="module")
-def refused_port() -> Iterator[int]:
-    """A port bound and held for the module, never listening: connections are refused."""
-    with closed_port() as port:
-        yield port
 
 
 @both

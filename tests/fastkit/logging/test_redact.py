@@ -34,7 +34,7 @@ def test_query_and_url():
     assert redact_query("") == ""
     assert redact_url("https://u:p@h.example/x?api_key=k&q=1") == \
         "https://u:***@h.example/x?api_key=***&q=1"
-    assert redact_url("https://u@h.example/") == "https://u@h.example/"
+    assert redact_url("https://u@h.example/") == "https://***@h.example/"  # a token as user
 
 
 @pytest.mark.parametrize(("url", "shown"), [

@@ -341,3 +341,21 @@ def test_dev_writes_rfc5424_lines_to_stderr(capfd: pytest.CaptureFixture[str]) -
     assert (pri, host, app, pid, msgid) == ("<132>1", "10.1.2.3", "devtopic",
                                             str(os.getpid()), "app")
     assert json.loads("{" + body)["message"] == "to the console"
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_a_failure_that_is_no_os_error_is_an_outage_and_the_sender_lives_on(
+        proto: str, topic: str, notes: Notes, sinking: list[int]) -> None:
+    # A label over 63 characters fails in the idna codec (UnicodeError), not in the
+    # network: once, such a failure (or a codec that could not be imported) ended the
+    # sender thread, and the process shipped nothing more, silently.
+    shipper = started(LogShipper("x" * 64, 514, proto, app_name=topic, queue_size=10),
+                      sinking)
+    for number in range(20):
+        logger.info("to a name no resolver takes {}", number)
+    wait_for(lambda: shipper.outages == 1, 10, "the failure taken as an outage")
+    assert shipper._thread is not None and shipper._thread.is_alive()
+    (warning,) = notes.of("WARNING")
+    assert "UnicodeError" in warning and "retrying with backoff" in warning
+    shipper.close(0.2)
+    assert shipper.sent == 0 and shipper.dropped == 20

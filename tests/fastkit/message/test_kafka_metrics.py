@@ -5,16 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 import uuid
 
 import pytest
-from consumer_worker import FAST_GROUP
+from kafka_clients import consumer_of, handler_of
 from prometheus_client import REGISTRY
 
-from fastkit.message import AsyncConsumer, AsyncProducer, ProduceError, Producer
+from fastkit.message import AsyncProducer, ProduceError, Producer
 from kafka_broker import create_topic
 from redis_server import closed_port
+from waiting import until
 
 
 def value(name: str, **labels: str) -> float:
@@ -45,30 +45,24 @@ class Figures:
         return {name: now[name] - before[name] for name in now if now[name] != before[name]}
 
 
-async def until(condition, timeout: float = 30, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
-        await asyncio.sleep(0.02)
-
-
-def consumer_of(broker, topic: str, **options) -> AsyncConsumer:
-    return AsyncConsumer(broker.servers, topic, group_id=f"g-{uuid.uuid4().hex[:8]}",
-                         **{**FAST_GROUP, **options})
-
-
 def poisoned(kind: str):
     """A handler (``def`` or ``async def``) that fails on ``poison``."""
     def check(message):
         if message.text() == "poison":
             raise ValueError("cannot handle poison")
 
-    if kind == "sync":
-        return check
+    return handler_of(kind, check)
 
-    async def handler(message):
-        check(message)
-    return handler
+
+async def one_partition_holding(broker, count: int) -> str:
+    """A fresh topic of one partition holding the messages "0", "1", ... (``count`` of
+    them, at offsets 0, 1, ...)."""
+    topic = await asyncio.to_thread(create_topic, broker.servers, f"t-{uuid.uuid4().hex[:10]}",
+                                    partitions=1)
+    async with AsyncProducer(broker.servers, topic=topic) as producer:
+        for number in range(count):
+            await producer.send(str(number))
+    return topic
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
@@ -82,7 +76,8 @@ async def test_sent_handled_failed_and_dead_lettered_messages_are_counted(
     consumer = consumer_of(broker, topic, retries=1, backoff=0.01)
     running = asyncio.create_task(consumer.run(poisoned(kind)))
     try:
-        await until(lambda: figures.delta(before).get("timed") == 3, what="three handled")
+        await until(lambda: figures.delta(before).get("timed") == 3, timeout=30,
+                    what="three handled")
     finally:
         await consumer.stop()
         await running
@@ -111,11 +106,7 @@ def test_the_blocking_producer_counts_its_sends(broker, topic, metrics_on):
 
 
 async def test_the_lag_is_what_is_left_after_the_last_message_handled(broker, metrics_on):
-    topic = await asyncio.to_thread(create_topic, broker.servers, f"t-{uuid.uuid4().hex[:10]}",
-                                    partitions=1)
-    async with AsyncProducer(broker.servers, topic=topic) as producer:
-        for number in range(5):
-            await producer.send(str(number))
+    topic = await one_partition_holding(broker, 5)
     reached, release = threading.Event(), threading.Event()
 
     def handler(message):  # holds the third message (offset 2) until released
@@ -131,10 +122,10 @@ async def test_the_lag_is_what_is_left_after_the_last_message_handled(broker, me
 
     running = asyncio.create_task(consumer.run(handler))
     try:
-        await until(reached.is_set, what="the third message in hand")
+        await until(reached.is_set, timeout=30, what="the third message in hand")
         assert lag() == 3  # offsets 0 and 1 handled: 2, 3 and 4 are left
         release.set()
-        await until(lambda: lag() == 0, what="every message handled")
+        await until(lambda: lag() == 0, timeout=30, what="every message handled")
     finally:
         release.set()
         await consumer.stop()
@@ -143,11 +134,7 @@ async def test_the_lag_is_what_is_left_after_the_last_message_handled(broker, me
 
 
 async def test_an_iterated_message_counts_once_the_next_is_asked_for(broker, metrics_on):
-    topic = await asyncio.to_thread(create_topic, broker.servers, f"t-{uuid.uuid4().hex[:10]}",
-                                    partitions=1)
-    async with AsyncProducer(broker.servers, topic=topic) as producer:
-        for number in range(3):
-            await producer.send(str(number))
+    topic = await one_partition_holding(broker, 3)
     consumer = consumer_of(broker, topic)
     labels = {"group": consumer.group_id, "topic": topic, "partition": "0"}
     got = []

@@ -7,35 +7,22 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-import uuid
 
 import pytest
-from consumer_worker import FAST_GROUP
+from kafka_clients import consumer_of, handler_of
 from opentelemetry.trace import SpanKind, StatusCode
 
 from fastkit import tracing
-from fastkit.message import AsyncConsumer, AsyncProducer, Producer
+from fastkit.message import AsyncProducer, Producer
 from fastkit.request_id import bind_request_id, get_request_id
-
-
-async def until(condition, timeout: float = 30, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout:g} s: {what}"
-        await asyncio.sleep(0.02)
-
-
-def consumer_of(broker, topic: str, **options) -> AsyncConsumer:
-    return AsyncConsumer(broker.servers, topic, group_id=f"g-{uuid.uuid4().hex[:8]}",
-                         **{**FAST_GROUP, **options})
+from waiting import until
 
 
 async def consume(broker, topic: str, handler, done, **options) -> None:
     consumer = consumer_of(broker, topic, **options)
     running = asyncio.create_task(consumer.run(handler))
     try:
-        await until(lambda: done() or running.done(), what="the messages handled")
+        await until(lambda: done() or running.done(), timeout=30, what="the messages handled")
     finally:
         await consumer.stop()
         await running
@@ -49,12 +36,7 @@ def recording(kind: str, seen: list, fail: bool = False):
         if fail:
             raise ValueError("cannot handle it, token=s3cret")
 
-    if kind == "sync":
-        return note
-
-    async def handler(message):
-        note(message)
-    return handler
+    return handler_of(kind, note)
 
 
 def ids(span) -> tuple[str, str]:

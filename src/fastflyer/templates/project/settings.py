@@ -46,6 +46,15 @@ class CustomConfig(BaseConfig):
 #   # key: /{namespace}/{service}/{host}:{port}, held by a lease kept alive every heartbeat
 
 
+# Log shipping (the seed's flyer_zhiyan_log_* names work too): every log and access line
+# also goes to a syslog collector (rsyslog, syslog-ng, Vector...) as RFC 5424:
+#
+#   flyer_log_ship_enabled=1
+#   flyer_log_ship_proto=udp                     # udp, tcp (octet counting) or dev (console)
+#   flyer_log_ship_host=syslog.internal  flyer_log_ship_port=514
+#   flyer_log_ship_topic={{project_name}}        # APP-NAME
+
+
 # Prometheus metrics, on by default (every worker's summed under ./start.sh):
 #
 #   flyer_metrics_enabled=1                      # 0: no /metrics, nothing recorded
