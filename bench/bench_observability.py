@@ -16,7 +16,8 @@ a file) and the console at ERROR; wrk (``-t2 -c100``) is pinned to core 0. Serve
 - ``off``: ``flyer_metrics_enabled=0``, no shipping, no tracing (the baseline);
 - ``metrics``: ``flyer_metrics_enabled=1`` (the default);
 - ``shipping``: ``flyer_log_ship_enabled=1`` over UDP to a real rsyslogd on 127.0.0.1 (the
-  collector is up; every access line is shipped), metrics off;
+  collector is up; every access line is shipped), metrics off; rsyslogd is pinned to the
+  client's core 0 (``taskset -a -p``), as a collector runs on another machine;
 - ``tracing``: ``flyer_opentelemetry_enabled=1`` with ``OTEL_TRACES_EXPORTER=none`` (spans
   are made, ids logged, ``traceparent`` read; none is exported), metrics off;
 - ``all``: the three on.
@@ -39,6 +40,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -51,6 +53,7 @@ from typing import Any
 from bench_web import (
     BENCH_DIR,
     BUSINESS_PATH,
+    CLIENT_CORE,
     HEALTH_PATH,
     ITEM_BODY,
     ITEM_PATH,
@@ -137,17 +140,67 @@ def counted_by_metrics(base: str) -> float:
     return total
 
 
+class Collector:
+    """Where shipped lines go: ``rsyslog``, a real rsyslogd (the tests' own) pinned to the
+    client's core beside wrk, as a collector runs on another machine; or ``sink``, a UDP
+    socket of this process that is never read (the kernel takes each datagram and drops it
+    once the socket's buffer is full): the server's own cost, with no collector process
+    competing for either core."""
+
+    def __init__(self, kind: str) -> None:
+        self.kind = kind
+        self.rsyslog: RsyslogServer | None = None
+        self.sink: socket.socket | None = None
+        if kind == "rsyslog":
+            self.rsyslog = RsyslogServer()
+            self.rsyslog.start()
+            assert self.rsyslog.process is not None
+            subprocess.run(["taskset", "-a", "-p", "-c", str(CLIENT_CORE),
+                            str(self.rsyslog.process.pid)], check=True, capture_output=True)
+            self.udp_port = self.rsyslog.udp_port
+        else:
+            self.sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            self.sink.bind(("127.0.0.1", 0))
+            self.udp_port = self.sink.getsockname()[1]
+
+    def received(self) -> int:
+        """Lines the collector received so far (the sink: 1 once its buffer holds any,
+        after :meth:`clear`)."""
+        if self.rsyslog is not None:
+            return len(self.rsyslog.messages())
+        return int(self._pending())
+
+    def _pending(self) -> bool:
+        import select
+
+        assert self.sink is not None
+        return bool(select.select([self.sink], [], [], 0)[0])
+
+    def clear(self) -> None:
+        """Empty the sink's buffer (the rsyslog collector keeps its file)."""
+        if self.sink is not None:
+            while self._pending():
+                self.sink.recv(65536)
+
+    def close(self) -> None:
+        if self.rsyslog is not None:
+            self.rsyslog.close()
+        if self.sink is not None:
+            self.sink.close()
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
     lua_path = Path(tempfile.mkdtemp(prefix="flyer-obs-lua-")) / "post.lua"
     lua_path.write_text(LUA_POST)
-    collector = RsyslogServer()
-    collector.start()
+    collector = Collector(args.collector)
     runs: list[WrkRun] = []
     try:
         for r in range(args.rounds):
-            order = SERVERS if r % 2 == 0 else SERVERS[::-1]
+            chosen = tuple(args.servers)
+            order = chosen if r % 2 == 0 else chosen[::-1]
             for name in order:
-                shipped_before = len(collector.messages())
+                collector.clear()
+                shipped_before = collector.received()
                 with serve(name, collector.udp_port) as (base, _proc):
                     done = []
                     for endpoint, path in ENDPOINTS.items():
@@ -159,12 +212,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             item.valid = False
                             item.problems.append("/metrics does not count the business route")
                 if name in ("shipping", "all"):
-                    shipped = len(collector.messages()) - shipped_before
+                    shipped = collector.received() - shipped_before
                     if shipped <= 0:
                         for item in done:
                             item.valid = False
                             item.problems.append("the collector received no line")
-                    print(f"  round {r + 1} {name:<9} collector received {shipped} lines",
+                    print(f"  round {r + 1} {name:<9} collector received "
+                          f"{shipped if args.collector == 'rsyslog' else 'some'} lines",
                           flush=True)
                 for item in done:
                     note = "" if item.valid else "  INVALID: " + "; ".join(item.problems)
@@ -199,6 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="wrk -t")
     parser.add_argument("--connections", type=int, default=100, help="wrk -c")
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--collector", choices=("sink", "rsyslog"), default="sink",
+                        help="where shipped lines go (see Collector)")
+    parser.add_argument("--servers", nargs="+", choices=SERVERS, default=list(SERVERS),
+                        help="which servers (off is the baseline of every ratio)")
     args = parser.parse_args(argv)
     preset = QUICK if args.quick else FULL
     args.rounds = args.rounds or preset["rounds"]

@@ -200,8 +200,8 @@ def check() -> None:
     ``OTEL_SDK_DISABLED=true``, the exporters ``OTEL_TRACES_EXPORTER`` names and the
     packages they need, the sampler (``OTEL_TRACES_SAMPLER``: one of the SDK's, and for a
     ratio sampler an ``OTEL_TRACES_SAMPLER_ARG`` between 0 and 1), the batching
-    (``OTEL_BSP_*``: whole numbers above 0, the batch no larger than the queue) and the
-    OTLP endpoint (an ``http://`` or ``https://`` URL).
+    (``OTEL_BSP_*``: whole numbers above 0, the batch no larger than the queue), the
+    OTLP endpoint (an ``http://`` or ``https://`` URL) and protocol (``http/protobuf``).
 
     Raises :class:`TracingConfigError`, one line naming the variable and its value
     (passwords in a URL masked), for what :func:`configure` would refuse, or the SDK would
@@ -216,6 +216,7 @@ def check() -> None:
         if not _importable("opentelemetry.exporter.otlp.proto.http.trace_exporter"):
             raise TracingConfigError(_NO_OTLP)
         _check_endpoint()
+        _check_protocol()
     _check_sampler()
     if any(name != "none" for name in names):
         _check_batching()
@@ -293,6 +294,20 @@ def _check_endpoint() -> None:
                                      "collector's http:// or https:// URL, such as "
                                      "http://collector:4318")
         return  # the traces' own endpoint wins over the general one
+
+
+def _check_protocol() -> None:
+    # The exporter here is OTLP over HTTP/protobuf; it would ignore another protocol and
+    # send to a gRPC collector's port (4317) what it cannot read, with nothing said.
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        raw = _set(name)
+        if raw is None:
+            continue
+        if raw.strip().lower() != "http/protobuf":
+            raise TracingConfigError(
+                f"{name}={raw!r} is not allowed: the OTLP exporter sends http/protobuf "
+                "(a collector's port 4318); grpc and http/json are not supported")
+        return  # the traces' own protocol wins over the general one
 
 
 def check_propagators() -> None:

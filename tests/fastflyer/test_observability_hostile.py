@@ -342,6 +342,12 @@ BAD_OTEL = [
     ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://ann:SECRET@[zz",
       "OTEL_TRACES_EXPORTER": "otlp"},
      "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT='https://ann:***@[zz'"),
+    # The exporter sends http/protobuf: grpc would be ignored, to a port that cannot read it.
+    ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc", "OTEL_TRACES_EXPORTER": "otlp"},
+     "OTEL_EXPORTER_OTLP_PROTOCOL='grpc'"),
+    ({"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json", "OTEL_EXPORTER_OTLP_PROTOCOL":
+      "http/protobuf", "OTEL_TRACES_EXPORTER": "otlp"},
+     "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL='http/json'"),
 ]
 
 
@@ -363,7 +369,8 @@ def test_good_otel_variables_pass(monkeypatch: pytest.MonkeyPatch) -> None:
                         "console , none", "OTEL_TRACES_SAMPLER": "ParentBased_TraceIdRatio",
                         "OTEL_TRACES_SAMPLER_ARG": "0.25", "OTEL_BSP_SCHEDULE_DELAY": "200",
                         "OTEL_BSP_MAX_QUEUE_SIZE": "100", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE":
-                        "100", "OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4318"}.items():
+                        "100", "OTEL_EXPORTER_OTLP_ENDPOINT": "https://collector:4318",
+                        "OTEL_EXPORTER_OTLP_PROTOCOL": "HTTP/protobuf"}.items():
         monkeypatch.setenv(name, value)
     assert load_settings(opentelemetry_enabled=True).opentelemetry_enabled
 

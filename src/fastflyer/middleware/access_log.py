@@ -95,7 +95,7 @@ class AccessLog:
         line = to_json(fields) + b"\n"
         shipper = active_shipper()
         if shipper is not None:  # log shipping is on: queued, never waited for
-            shipper.ship_line(fields)
+            shipper.ship_line(fields, encoded=line[:-1])
         with self._lock:
             try:
                 if self._stream is None:

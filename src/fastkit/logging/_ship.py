@@ -18,9 +18,11 @@ message holding a line feed arrives whole; over UDP each is one datagram.
 ``proto="dev"`` writes the messages to standard error only.
 
 Nothing the application does waits for the collector: :meth:`LogShipper.sink` and
-:meth:`LogShipper.ship_line` format the message and put it in a bounded queue
+:meth:`LogShipper.ship_line` format the message and, over UDP while nothing is queued and
+the collector is up, send it at once from the caller's thread (one non-blocking
+``send``: no thread switch per line); otherwise they put it in a bounded queue
 (``queue_size``), dropping it, counted in :attr:`LogShipper.dropped`, when the queue is
-full. One daemon thread sends; on a failure (collector down, refused, closed the
+full. One daemon thread sends what is queued; on a failure (collector down, refused, closed the
 connection, or slower than ``send_timeout``) it reconnects with exponential backoff (0.1 s
 doubling to 5 s, kept when an outage follows the last within a second), holding the one
 message it was sending, and logs one WARNING per outage, which is never shipped itself
@@ -33,12 +35,13 @@ never retried.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import encodings.idna  # noqa: F401  (getaddrinfo's codec: see _connect)
 import errno
+import functools
 import json
 import os
-import queue
 import socket
 import sys
 import threading
@@ -66,7 +69,6 @@ _BACKOFF_FIRST, _BACKOFF_MAX = 0.1, 5.0
 # An outage starting within this many seconds of the last one's end keeps its backoff
 # (a collector that accepts and closes every connection is not retried every 0.1 s).
 _SETTLED = 1.0
-_STOP = object()
 
 
 def severity(level: str, number: int = 20) -> int:
@@ -86,6 +88,15 @@ def _header_field(value: str, limit: int) -> str:
     most ``limit`` characters, ``-`` (the nil value) when nothing is left."""
     kept = "".join(ch for ch in value if 33 <= ord(ch) <= 126)[:limit]
     return kept or "-"
+
+
+@functools.cache
+def _access_tail(level: str, traced: bool) -> bytes:
+    """What an access line's JSON gains before its closing brace (then the brace)."""
+    extra: dict[str, str | None] = {"kind": "access", "level": level}
+    if not traced:
+        extra.update(trace_id=None, span_id=None)
+    return b"," + _json(extra)[1:]
 
 
 def _json(fields: dict[str, Any]) -> bytes:
@@ -168,7 +179,12 @@ class LogShipper:
         self.hostname = _header_field(hostname, 255)
         self.queue_size, self.facility, self.max_bytes = queue_size, facility, max_bytes
         self.connect_timeout, self.send_timeout = connect_timeout, send_timeout
-        self._queue: queue.Queue[Any] = queue.Queue(queue_size)
+        # Lines waiting (deque appends and pops are atomic); the sender sleeps on _wake
+        # while _idle, and a producer that finds it so wakes it.
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._wake = threading.Event()
+        self._idle = False
+        self._pid = os.getpid()  # PROCID (this process's: reset after fork)
         self._count_lock = threading.Lock()
         self._sent = self._dropped = 0
         self._closing = threading.Event()
@@ -196,7 +212,7 @@ class LogShipper:
 
     def queued(self) -> int:
         """Messages waiting in the queue (at most ``queue_size``)."""
-        return self._queue.qsize()
+        return len(self._queue)
 
     # -- producers -------------------------------------------------------------------
     def sink(self, message: Message) -> None:
@@ -223,32 +239,75 @@ class LogShipper:
         level = record["level"]
         self._put(severity(level.name, level.no), "app", record["time"], fields)
 
-    def ship_line(self, fields: dict[str, Any], level: str = "INFO") -> None:
+    def ship_line(self, fields: dict[str, Any], level: str = "INFO",
+                  encoded: bytes | None = None) -> None:
         """Queue one access line, ``fields`` being the access log's JSON object (already
         redacted); shipped with ``kind``, ``level``, ``trace_id`` and ``span_id`` added
-        (``None`` unless the line has them). Never blocks."""
-        fields = {**fields, "kind": "access", "level": level,
-                  "trace_id": fields.get("trace_id"), "span_id": fields.get("span_id")}
-        self._put(severity(level), "access", None, fields)
+        (``None`` unless the line has them). ``encoded``: ``fields`` as the access log
+        wrote them, compact JSON (an object, no line feed), reused rather than encoded
+        again. Never blocks."""
+        traced = "trace_id" in fields
+        if self._closing.is_set() or len(self._queue) >= self.queue_size:
+            self._drop(1)
+            return
+        if encoded is not None and encoded.endswith(b"}") and \
+                len(encoded) + 80 <= self.max_bytes:
+            # The access log's JSON, with the fields added before its closing brace.
+            self._append(self._header(severity(level), "access", None) + encoded[:-1]
+                         + _access_tail(level, traced))
+            return
+        extra: dict[str, str | None] = {"kind": "access", "level": level}
+        if not traced:
+            extra.update(trace_id=None, span_id=None)
+        self._put(severity(level), "access", None, {**fields, **extra})
 
     def _put(self, sev: int, msgid: str, when: datetime | None, fields: dict[str, Any]) -> None:
         if self._closing.is_set():
             self._drop(1)
             return
-        try:
-            self._queue.put_nowait(self._format(sev, msgid, when, fields))
-        except queue.Full:
+        if len(self._queue) >= self.queue_size:
             self._drop(1)
+            return
+        self._append(self._format(sev, msgid, when, fields))
+
+    def _append(self, data: bytes) -> None:
+        if self._idle and not self._queue and self._send_now(data):
+            return
+        self._queue.append(data)
+        if self._idle:
+            self._wake.set()
+
+    def _send_now(self, data: bytes) -> bool:
+        """Send one datagram from the caller's thread, without waiting: over UDP, while
+        the sender is idle with nothing queued (no line waits before this one) and the
+        collector is not in an outage. False when it was not sent: it is queued then, and
+        the sender retries it with backoff. A thread that sends a line at a time would
+        cost the server a switch of the interpreter's lock for each request."""
+        sock = self._socket
+        if sock is None or self._outage or self.proto != "udp":
+            return False
+        try:
+            sock.send(data, socket.MSG_DONTWAIT)
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):  # refused: retried
+                return False
+        except (OSError, ValueError):  # a full buffer, a refusal, a socket just closed
+            return False
+        with self._count_lock:
+            self._sent += 1
+        return True
 
     def _drop(self, count: int) -> None:
         with self._count_lock:
             self._dropped += count
 
+    def _header(self, sev: int, msgid: str, when: datetime | None) -> bytes:
+        stamp = (when or datetime.now(UTC)).isoformat(timespec="microseconds")
+        return (f"<{self.facility * 8 + sev}>1 {stamp} {self.hostname} {self.app_name} "
+                f"{self._pid} {msgid} - ").encode("ascii")
+
     def _format(self, sev: int, msgid: str, when: datetime | None,
                 fields: dict[str, Any]) -> bytes:
-        stamp = (when or datetime.now(UTC)).isoformat(timespec="microseconds")
-        header = (f"<{self.facility * 8 + sev}>1 {stamp} {self.hostname} {self.app_name} "
-                  f"{os.getpid()} {msgid} - ").encode("ascii")
+        header = self._header(sev, msgid, when)
         body = _json(fields)
         if len(body) > self.max_bytes:  # shorten the longest strings, keep the JSON whole
             body = _json(_shortened(fields, self.max_bytes))
@@ -275,7 +334,10 @@ class LogShipper:
         os.register_at_fork(after_in_child=after_fork)
 
     def _reset_after_fork(self) -> None:
-        self._queue = queue.Queue(self.queue_size)
+        self._queue = collections.deque()
+        self._wake = threading.Event()
+        self._idle = False
+        self._pid = os.getpid()
         self._count_lock = threading.Lock()
         self._socket = None
         self._thread = None
@@ -289,8 +351,7 @@ class LogShipper:
         the collector accepts and never reads. Safe to call twice."""
         self._deadline = time.monotonic() + max(0.0, timeout)
         self._closing.set()
-        with contextlib.suppress(queue.Full):
-            self._queue.put_nowait(_STOP)  # wakes an idle sender; a busy one sees _closing
+        self._wake.set()  # wakes an idle sender; a busy one sees _closing
         thread = self._thread
         if thread is not None:
             thread.join(max(0.0, timeout))
@@ -304,26 +365,25 @@ class LogShipper:
         left = 0
         while True:
             try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
+                self._queue.popleft()
+            except IndexError:
                 break
-            if item is not _STOP:
-                left += 1
+            left += 1
         self._drop(left)
 
     def _run(self) -> None:
+        pending = self._queue
         while True:
-            if self._closing.is_set() and time.monotonic() >= self._deadline:
+            if self._closing.is_set() and (not pending or time.monotonic() >= self._deadline):
                 break
-            try:
-                item = self._queue.get(timeout=0.5 if self._closing.is_set() else None)
-            except queue.Empty:
-                break
-            if item is _STOP:
-                if self._queue.empty():
-                    break
+            if not pending:
+                self._idle = True
+                if not pending:  # a line appended before _idle was seen rings _wake
+                    self._wake.wait()
+                self._wake.clear()
+                self._idle = False
                 continue
-            if not self._deliver(item):
+            if not self._deliver(pending.popleft()):
                 self._drop(1)
                 break
         self._disconnect()

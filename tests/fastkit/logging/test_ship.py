@@ -248,3 +248,23 @@ def test_header_fields_are_limited_and_printable() -> None:
         LogShipper(None, proto="tcp")
     with pytest.raises(ValueError, match="port"):
         LogShipper("h", 0)
+
+
+@pytest.mark.parametrize("proto", ["udp", "tcp"])
+def test_udp_lines_go_from_the_callers_thread_while_nothing_waits(
+        collector: RsyslogServer, topic: str, proto: str) -> None:
+    # The server's cost: a sender thread woken for each line costs a switch of the
+    # interpreter's lock per request; over UDP an idle shipper sends at once instead.
+    ship = shipping(collector, proto, topic)
+    try:
+        logger.info("first")  # connects the sender
+        wait_for(lambda: ship.shipper.sent == 1 and ship.shipper._idle, 10,
+                 "the first line sent and the sender idle")
+        logger.info("second")
+        if proto == "udp":  # sent before the call returned (TCP: queued for the sender, a
+            assert ship.shipper.sent == 2  # stream can block and writes could interleave)
+        assert [line["message"] for line in shipped(collector, topic, 2)] == \
+            ["first", "second"]
+        assert ship.shipper.sent == 2 and ship.shipper.dropped == 0
+    finally:
+        ship.close()
