@@ -40,6 +40,7 @@ from test_launch import FASTFLYER, env_for, generate_project, healthy_address, s
 from fastflyer import APIRouter, FlyerAPI
 from fastflyer.launch import listen
 from fastflyer.settings import SettingsError, load_settings
+from tracing_helpers import span_text
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 VALID = f"00-{TRACE_ID}-00f067aa0ba902b7-01".encode()
@@ -89,15 +90,6 @@ def shop(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[..., Flyer
 
 def server_spans(exporter: Any) -> list[Any]:
     return [span for span in exporter.get_finished_spans() if span.kind is SpanKind.SERVER]
-
-
-def span_text(span: Any) -> str:
-    """Everything of ``span`` an exporter sends: name, attributes, events, status."""
-    parts = [span.name, json.dumps(dict(span.attributes), default=str),
-             span.status.description or ""]
-    parts += [f"{event.name} {json.dumps(dict(event.attributes), default=str)}"
-              for event in span.events]
-    return " ".join(parts)
 
 
 @contextlib.contextmanager

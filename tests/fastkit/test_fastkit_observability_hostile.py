@@ -47,6 +47,7 @@ from fastkit.httpx import _telemetry as client_telemetry
 from fastkit.logging import logger
 from fastkit.message import AsyncConsumer, AsyncProducer
 from fastkit.message import _instrument as kafka_instrument
+from tracing_helpers import span_text
 from waiting import until
 
 SECRETS = ("SECRETPW", "SECRETUSERTOKEN", "SECRETQUERY", "SECRETACCESS", "SECRETREFUSED")
@@ -82,15 +83,6 @@ def call(entry: str, url: str, **kwargs: Any) -> httpx.Response:
 
 
 ENTRIES = ["requests", "aiorequests", "Client", "AsyncClient", "httpx+RetryTransport"]
-
-
-def span_text(span: Any) -> str:
-    """Everything of ``span`` an exporter sends: name, attributes, events, status."""
-    parts = [span.name, json.dumps(dict(span.attributes), default=str),
-             span.status.description or ""]
-    parts += [f"{event.name} {json.dumps(dict(event.attributes), default=str)}"
-              for event in span.events]
-    return " ".join(parts)
 
 
 # --- credentials in a client URL -------------------------------------------------------------
