@@ -728,15 +728,22 @@ def limited_server(settings: FlyerSettings) -> Iterator[tuple[str, int]]:
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
-    config = uvicorn.Config(app, http=http_protocol(settings), lifespan="off",
-                            log_config=None, log_level="critical")
+    with served(app, http=http_protocol(settings), lifespan="off") as address:
+        yield address
+
+
+@contextlib.contextmanager
+def served(app: Any, **options: Any) -> Iterator[tuple[str, int]]:
+    """``app`` served by a real uvicorn server (``uvicorn.Config`` ``options``) on
+    127.0.0.1 port 0, in a thread; its address."""
+    config = uvicorn.Config(app, log_config=None, log_level="critical", **options)
     server = uvicorn.Server(config)
     sock = listen("127.0.0.1", 0)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:
         deadline = time.monotonic() + SUBPROCESS_TIMEOUT
-        while not server.started:
+        while not server.started:  # polled, to the deadline
             assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
             time.sleep(0.01)
         yield sock.getsockname()[:2]

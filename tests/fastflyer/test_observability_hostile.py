@@ -17,13 +17,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 import signal
 import socket
 import subprocess
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -31,14 +29,13 @@ from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from opentelemetry.trace import SpanKind
 from prometheus_client.parser import text_string_to_metric_families
 from starlette.testclient import TestClient
+from test_every_setting import served
 from test_launch import FASTFLYER, env_for, generate_project, healthy_address, started
 
 from fastflyer import APIRouter, FlyerAPI
-from fastflyer.launch import listen
 from fastflyer.settings import SettingsError, load_settings
 from tracing_helpers import span_text
 
@@ -92,27 +89,6 @@ def server_spans(exporter: Any) -> list[Any]:
     return [span for span in exporter.get_finished_spans() if span.kind is SpanKind.SERVER]
 
 
-@contextlib.contextmanager
-def served(app: Any) -> Iterator[tuple[str, int]]:
-    """``app`` served by a real uvicorn server (lifespan on) on 127.0.0.1 port 0 in a
-    thread; its address."""
-    config = uvicorn.Config(app, lifespan="on", log_config=None, log_level="critical")
-    server = uvicorn.Server(config)
-    sock = listen("127.0.0.1", 0)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    try:
-        deadline = time.monotonic() + 30
-        while not server.started:
-            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
-            time.sleep(0.01)
-        yield sock.getsockname()[:2]
-    finally:
-        server.should_exit = True
-        thread.join(30)
-        sock.close()
-
-
 def raw_request(address: tuple[str, int], method: bytes, target: bytes,
                 headers: list[tuple[bytes, bytes]]) -> tuple[int, bytes]:
     """Send one request with ``headers`` exactly as given (any bytes); its status and the
@@ -148,7 +124,7 @@ MALFORMED = {
 def test_malformed_trace_context_is_served_and_starts_a_trace(
         headers: list[tuple[bytes, bytes]], path: str, shop: Callable[..., FlyerAPI],
         spans: Any, tmp_path: Path) -> None:
-    with served(shop()) as address:
+    with served(shop(), lifespan="on") as address:
         status, answer = raw_request(address, b"GET", path.encode(), headers)
     assert status == 200, answer
     (span,) = server_spans(spans)
@@ -224,7 +200,7 @@ def test_an_endpoints_exception_reaches_no_otel_log_and_no_span_unmasked(
 ], ids=["version-abc", "text-version-x", "list", "not-utf-8"])
 def test_a_scrape_whose_accept_cannot_be_read_gets_the_text_format(
         accept: bytes, shop: Callable[..., FlyerAPI]) -> None:
-    with served(shop(opentelemetry_enabled=0)) as address:
+    with served(shop(opentelemetry_enabled=0), lifespan="on") as address:
         status, answer = raw_request(address, b"GET", b"/metrics", [(b"Accept", accept)])
     assert status == 200, answer
     head, _, body = answer.partition(b"\r\n\r\n")

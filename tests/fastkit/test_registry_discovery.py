@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -18,25 +16,14 @@ from fastkit.registry import Instance, ServiceDirectory
 from redis_server import closed_port
 from waiting import wait_for
 
-REFRESH = 0.3
+REFRESH = 0.3  # the shared directory fixture's
 
 
 @pytest.fixture
-def namespace() -> str:
-    """A namespace of the test's own in the shared etcd."""
-    return f"t{uuid.uuid4().hex[:12]}"
-
-
-@pytest.fixture
-def client(etcd: Any) -> Iterator[EtcdClient]:
-    with EtcdClient(etcd.url, timeout=3) as made:
-        yield made
-
-
-@pytest.fixture
-def directory(client: EtcdClient, namespace: str) -> Iterator[ServiceDirectory]:
-    with ServiceDirectory(client, namespace, refresh=REFRESH) as made:
-        yield made
+def client(etcd_client: EtcdClient) -> EtcdClient:
+    """The client the shared ``directory`` fixture (tests/conftest.py: ``namespace``,
+    refresh ``REFRESH``) reads through."""
+    return etcd_client
 
 
 def register(client: EtcdClient, namespace: str, service: str, port: int,
